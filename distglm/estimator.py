@@ -1,0 +1,772 @@
+"""The estimators: ``ClassifierGLM`` and ``ClassifierPopulationGLM``, nemos-compatible.
+
+This module checks arguments and wires the pieces together: labels go through the shared
+:class:`~distglm.encoding.LabelEncoder`, designs through :class:`~distglm.inputs.DesignLayout`,
+the data term is a :class:`~distglm.solve.InMemoryData` built on the JAX kernels, the penalty is
+applied once by :class:`~distglm.solve.PenalizedObjective`, and a solver from
+:mod:`distglm.solve` minimises it. No maths lives here.
+
+Internally both estimators are population models: a single-output ``ClassifierGLM`` is the
+population model with one output, and its ``coef_`` is shown without that axis.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from numbers import Number
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .encoding import LabelEncoder
+from .exceptions import NotFittedError
+from .inputs import DesignLayout, as_label_array, finite_rows
+from .kernels.linear import linear_predictor
+from .regularizer import ElasticNet, GroupLasso, Lasso, Regularizer, Ridge, resolve_regularizer
+from .solve import (
+    InMemoryData,
+    PenalizedObjective,
+    Penalty,
+    make_solver,
+    minimize,
+    warn_not_converged,
+)
+
+__all__ = ["ClassifierGLM", "ClassifierPopulationGLM"]
+
+_SCORE_TYPES = ("log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen")
+
+
+def _kernel_dtype():
+    return np.float64 if jax.config.jax_enable_x64 else np.float32
+
+
+class _Classifier:
+    """Shared implementation; use :class:`ClassifierGLM` or :class:`ClassifierPopulationGLM`."""
+
+    _population = False
+
+    def __init__(
+        self,
+        n_classes=2,
+        inverse_link_function=None,
+        regularizer=None,
+        regularizer_strength=None,
+        solver_name=None,
+        solver_kwargs=None,
+    ):
+        self.n_classes = n_classes
+        self.inverse_link_function = inverse_link_function
+        self._regularizer = resolve_regularizer("Ridge" if regularizer is None else regularizer)
+        self._solver_name = None
+        self.regularizer_strength = regularizer_strength
+        self.solver_name = solver_name
+        self.solver_kwargs = solver_kwargs
+        self.coef_ = None
+        self.intercept_ = None
+        self.scale_ = None
+        self.dof_resid_ = None
+        self.solver_state_ = None
+        self.fit_history_ = None
+        self.n_passes_ = None
+        self._layout = None
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (an integer >= 2); setting it forgets the classes."""
+        return self._encoder.n_classes
+
+    @n_classes.setter
+    def n_classes(self, value):
+        if isinstance(value, (np.ndarray, jax.Array)) and value.size == 1:
+            value = value.item()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, Number)
+            or value < 2
+            or int(value) != value
+        ):
+            raise ValueError(f"n_classes must be an integer greater than or equal to 2; got {value!r}.")
+        self._encoder = LabelEncoder(int(value))
+
+    @property
+    def classes_(self):
+        """Class labels, sorted, or None before :meth:`set_classes` / :meth:`fit`."""
+        return self._encoder.classes_
+
+    @classes_.setter
+    def classes_(self, value):
+        if value is None:
+            self._encoder.reset()
+        else:
+            self._encoder.set_classes(value)
+
+    @property
+    def inverse_link_function(self):
+        """The inverse link: log-softmax (the only one a categorical GLM takes here)."""
+        return self._inverse_link_function
+
+    @inverse_link_function.setter
+    def inverse_link_function(self, fn):
+        if fn is not None and fn is not jax.nn.log_softmax:
+            raise ValueError(
+                "The categorical GLM's inverse link must be jax.nn.log_softmax (or None for it); "
+                f"got {fn!r}."
+            )
+        self._inverse_link_function = jax.nn.log_softmax
+
+    @property
+    def regularizer(self) -> Regularizer:
+        """The penalty: an instance of one of :mod:`distglm.regularizer`'s classes."""
+        return self._regularizer
+
+    @regularizer.setter
+    def regularizer(self, value):
+        reg = resolve_regularizer(value)
+        if self._solver_name is not None:
+            reg.check_solver(self._solver_name)
+        self._regularizer = reg
+        self._regularizer_strength = reg.validate_strength(None)
+
+    @property
+    def regularizer_strength(self):
+        """Strength of the penalty (validated by the regularizer)."""
+        return self._regularizer_strength
+
+    @regularizer_strength.setter
+    def regularizer_strength(self, value):
+        if value is not None and isinstance(self._regularizer, type(resolve_regularizer(None))):
+            warnings.warn(
+                f"UnRegularized ignores regularizer_strength={value!r}.", UserWarning, stacklevel=2
+            )
+        self._regularizer_strength = self._regularizer.validate_strength(value)
+
+    @property
+    def solver_name(self) -> str:
+        """Solver used by :meth:`fit`; defaults to the regularizer's default solver."""
+        return self._solver_name or self._regularizer.default_solver
+
+    @solver_name.setter
+    def solver_name(self, name):
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"solver_name must be a string or None; got {name!r}.")
+            make_solver(name)
+            self._regularizer.check_solver(name)
+        self._solver_name = name
+
+    @property
+    def solver_kwargs(self) -> dict:
+        """Keyword arguments of the solver (``tol``, ``maxiter``, ...)."""
+        return self._solver_kwargs
+
+    @solver_kwargs.setter
+    def solver_kwargs(self, kwargs):
+        kwargs = {} if kwargs is None else dict(kwargs)
+        make_solver(self.solver_name, kwargs)
+        self._solver_kwargs = kwargs
+
+    def _param_names(self):
+        names = [
+            "n_classes",
+            "inverse_link_function",
+            "regularizer",
+            "regularizer_strength",
+            "solver_name",
+            "solver_kwargs",
+        ]
+        return [*names, "feature_mask"] if self._population else names
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters by name (scikit-learn's protocol)."""
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, "_solver_name" if name == "solver_name" else name)
+            out[name] = value
+            if deep and name == "regularizer":
+                out.update({f"regularizer__{k}": v for k, v in value.get_params().items()})
+        return out
+
+    def set_params(self, **params):
+        """Set constructor parameters by name; returns ``self``."""
+        valid = set(self._param_names())
+        if "regularizer" in params:
+            self.regularizer = params.pop("regularizer")
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters "
+                    f"are {sorted(valid)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __sklearn_clone__(self):
+        return type(self)(**copy.deepcopy(self.get_params(deep=False)))
+
+    def __repr__(self):
+        parts = [f"n_classes={self.n_classes}", f"regularizer={self.regularizer!r}"]
+        if self._regularizer_strength is not None:
+            parts.append(f"regularizer_strength={self._regularizer_strength!r}")
+        parts.append(f"solver_name={self.solver_name!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # ------------------------------------------------------------------ shapes
+    def _to_block(self, coef):
+        """User coefficient structure -> (n_features, n_outputs, n_classes) block."""
+        block = jnp.asarray(self._layout.join(coef))
+        return block if self._population else block[:, None, :]
+
+    def _from_block(self, block):
+        if not self._population:
+            block = block[:, 0, :]
+        return self._layout.split(block)
+
+    def _check_params(self, params, layout, n_outputs=None):
+        """Validate a user ``(coef, intercept)`` and return the (block, intercept) pair."""
+        if not isinstance(params, (tuple, list)) or len(params) != 2:
+            raise ValueError(
+                f"params must be a (coef, intercept) pair; got {type(params).__name__}."
+            )
+        coef, intercept = params
+        c = self.n_classes
+        if layout.keys is None and isinstance(coef, dict):
+            raise ValueError("coef is a dict but X is an array; give coef as an array.")
+        block = jnp.asarray(layout.join(coef))
+        intercept = jnp.asarray(intercept)
+        want_ndim = 3 if self._population else 2
+        shape_txt = "(n_features, n_outputs, n_classes)" if self._population else "(n_features, n_classes)"
+        icpt_txt = "(n_outputs, n_classes)" if self._population else "(n_classes,)"
+        if block.ndim != want_ndim or intercept.ndim != want_ndim - 1:
+            raise ValueError(
+                f"coef must have shape {shape_txt} and intercept {icpt_txt}; got "
+                f"{tuple(block.shape)} and {tuple(intercept.shape)}."
+            )
+        if block.shape[-1] != c or intercept.shape[-1] != c:
+            raise ValueError(
+                f"The last axis of coef and intercept must be n_classes={c}; got coef "
+                f"{tuple(block.shape)} and intercept {tuple(intercept.shape)}."
+            )
+        if block.shape[0] != layout.n_features:
+            raise ValueError(
+                f"Inconsistent number of features: coef has {block.shape[0]}, X has "
+                f"{layout.n_features}."
+            )
+        if self._population:
+            if block.shape[1] != intercept.shape[0]:
+                raise ValueError(
+                    f"coef has {block.shape[1]} outputs but intercept has {intercept.shape[0]}."
+                )
+            if n_outputs is not None and block.shape[1] != n_outputs:
+                raise ValueError(
+                    f"Inconsistent number of outputs: coef has {block.shape[1]}, y has {n_outputs}."
+                )
+        else:
+            block, intercept = block[:, None, :], intercept[None, :]
+        return block, intercept
+
+    def _prepare(self, X, y, method, drop=True, safe=True):
+        """Layout, stacked finite rows of X, and label codes of shape (n, n_outputs)."""
+        layout = DesignLayout.from_design(X)
+        Xs = layout.stack(X, _kernel_dtype())
+        y = as_label_array(y, Xs.shape[0], self._population)
+        if drop:
+            ok = finite_rows(Xs, y)
+            if not ok.any():
+                raise ValueError(
+                    f"{method}: every sample has a NaN or Inf in X or y; nothing is left to use."
+                )
+            if not ok.all():
+                Xs, y = Xs[ok], y[ok]
+        codes = np.asarray(self._encoder.encode(y, safe=safe), dtype=np.int32)
+        if not self._population:
+            codes = codes[:, None]
+        return layout, Xs, codes
+
+    # ------------------------------------------------------------------ mask & penalty
+    def _mask_block(self, layout, n_outputs):
+        return None
+
+    def _penalty(self, layout, n_outputs):
+        self._layout = layout
+        reg = self._regularizer
+        mask_block = self._mask_block(layout, n_outputs)
+        if isinstance(reg, GroupLasso):
+            if reg.mask is None and layout.keys is None:
+                warnings.warn(
+                    "GroupLasso has no mask: each (output, class) column of coef is one group "
+                    "of all features. Pass GroupLasso(mask=...) to group features.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            shape = (layout.n_features, n_outputs, self.n_classes)
+            reg.group_mask(self._from_block(jnp.zeros(shape)))  # checks the mask fits now
+        return Penalty(reg, self._regularizer_strength, self._from_block, self._to_block, mask_block)
+
+    def _ridge_for_precond(self):
+        if isinstance(self._regularizer, Ridge):
+            s = self._regularizer_strength
+            return s if np.ndim(s) == 0 and not isinstance(s, dict) else 0.0
+        return 0.0
+
+    # ------------------------------------------------------------------ fitting
+    def set_classes(self, y):
+        """Set ``classes_`` from ``y``, which must hold every one of the ``n_classes`` labels.
+
+        Parameters
+        ----------
+        y : array-like
+            Labels of any hashable type; NaN entries (float labels) are ignored.
+
+        Returns
+        -------
+        self
+        """
+        self._encoder.set_classes(y)
+        return self
+
+    def initialize_params(self, X, y):
+        """Zero coefficients and intercepts matching the class frequencies of ``y``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+            Labels among ``classes_``.
+
+        Returns
+        -------
+        (coef, intercept)
+            ``coef`` like X's structure with leaves (n_features, [n_outputs,] n_classes);
+            intercept (n_classes,) or (n_outputs, n_classes): centred log class frequencies.
+        """
+        self._encoder.check_is_set("initialize_params")
+        layout, Xs, codes = self._prepare(X, y, "initialize_params")
+        self._layout = layout
+        block, intercept = self._initial_block(layout, codes)
+        return self._user_params(block, intercept)
+
+    def _initial_block(self, layout, codes):
+        c = self.n_classes
+        n_outputs = codes.shape[1]
+        counts = np.stack([np.bincount(codes[:, j], minlength=c) for j in range(n_outputs)])
+        freq = counts / codes.shape[0]
+        logf = np.log(np.clip(freq, np.finfo(float).eps, None))
+        intercept = logf - logf.mean(axis=1, keepdims=True)
+        return np.zeros((layout.n_features, n_outputs, c)), intercept
+
+    def _user_params(self, block, intercept):
+        dtype = _kernel_dtype()
+        block = jnp.asarray(block, dtype)
+        intercept = jnp.asarray(intercept, dtype)
+        if not self._population:
+            intercept = intercept[0]
+        return self._from_block(block), intercept
+
+    def _objective(self, Xs, codes, layout):
+        data = InMemoryData(Xs, codes, self.n_classes, dtype=_kernel_dtype())
+        return PenalizedObjective(data, self._penalty(layout, codes.shape[1]))
+
+    def _theta(self, block, intercept):
+        return np.concatenate(
+            [np.asarray(block, np.float64), np.asarray(intercept, np.float64)[None]], axis=0
+        )
+
+    def fit(self, X, y, init_params=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features), or a dict of 2-D arrays
+            Rows with NaN or Inf (in X or y) are dropped.
+        y : array of shape (n_samples,) (ClassifierGLM) or (n_samples, n_outputs)
+            Labels of any hashable type; every one of ``n_classes`` labels must occur.
+        init_params : (coef, intercept), optional
+            Starting point; defaults to :meth:`initialize_params`.
+
+        Returns
+        -------
+        self
+        """
+        start = time.perf_counter()
+        y_arr = as_label_array(y, DesignLayout.from_design(X).n_samples(X), self._population)
+        y_clean = y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr
+        self._encoder.set_classes(y_clean)
+        layout, Xs, codes = self._prepare(X, y_arr, "fit")
+        self._layout = layout
+        n_outputs = codes.shape[1]
+        if init_params is None:
+            block, intercept = self._initial_block(layout, codes)
+        else:
+            block, intercept = self._check_params(init_params, layout, n_outputs)
+        objective = self._objective(Xs, codes, layout)
+        solver = make_solver(self.solver_name, self._solver_kwargs)
+        result = minimize(
+            solver,
+            objective,
+            self._theta(block, intercept),
+            ridge=self._ridge_for_precond(),
+            mask=objective.penalty.mask,
+        )
+        theta = objective.prox(result.theta, 0.0)
+        if not np.all(np.isfinite(theta)):
+            raise ValueError(
+                "The solver returned NaN or Inf parameters, so the solution is invalid. Try "
+                "rescaling the features or a larger regularizer_strength."
+            )
+        warn_not_converged(result, solver)
+        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1])
+        self.solver_state_ = result.state
+        self.fit_history_ = result.history
+        self.n_passes_ = objective.n_passes + objective.data.stat_passes
+        self.fit_time_ = time.perf_counter() - start
+        self._set_dof_and_scale(Xs, n_outputs)
+        return self
+
+    def _set_dof_and_scale(self, Xs, n_outputs, n_samples=None):
+        n = Xs.shape[0] if n_samples is None else n_samples
+        if n_samples is not None and not isinstance(n_samples, int):
+            raise TypeError(f"n_samples must be None or an int; got {type(n_samples).__name__}.")
+        cm1 = self.n_classes - 1
+        block = np.asarray(self._to_block(self.coef_))
+        if isinstance(self._regularizer, (Lasso, ElasticNet, GroupLasso)):
+            nonzero = np.sum(~np.isclose(block, 0.0), axis=(0, 2))
+            dof = n - nonzero - cm1
+        elif isinstance(self._regularizer, Ridge):
+            dof = (n - cm1 * block.shape[0] - cm1) * np.ones(n_outputs)
+        else:
+            rank = np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0
+            dof = (n - rank * cm1 - cm1) * np.ones(n_outputs)
+        self.dof_resid_ = jnp.asarray(np.atleast_1d(dof))
+        self.scale_ = jnp.ones(n_outputs)
+
+    def initialize_optimizer_and_state(self, init_params, X, y):
+        """Set up the solver for :meth:`update` loops and return its initial state.
+
+        Parameters
+        ----------
+        init_params : (coef, intercept)
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : array of shape (n_samples,) or (n_samples, n_outputs), labels among ``classes_``
+
+        Returns
+        -------
+        distglm.solve.SolverState
+        """
+        self._encoder.check_is_set("initialize_optimizer_and_state")
+        layout, Xs, codes = self._prepare(X, y, "initialize_optimizer_and_state")
+        block, intercept = self._check_params(init_params, layout, codes.shape[1])
+        objective = self._objective(Xs, codes, layout)
+        solver = make_solver(self.solver_name, self._solver_kwargs)
+        theta = objective.prox(self._theta(block, intercept), 0.0)
+        self._update_ctx = (solver, objective.penalty, layout)
+        return solver.init(
+            objective, theta, ridge=self._ridge_for_precond(), mask=objective.penalty.mask
+        )
+
+    def update(self, params, opt_state, X, y, *args, n_samples=None, **kwargs):
+        """One solver step on the batch ``(X, y)``.
+
+        Parameters
+        ----------
+        params : (coef, intercept)
+        opt_state : SolverState
+            From :meth:`initialize_optimizer_and_state` or a previous :meth:`update`.
+        X, y : the batch (labels among ``classes_``; not re-checked, for speed).
+        n_samples : int, optional
+            Total number of samples, used for ``dof_resid_``.
+
+        Returns
+        -------
+        params, state
+        """
+        if args or kwargs:
+            raise TypeError(f"update takes no extra arguments; got {args!r} {kwargs!r}.")
+        self._encoder.check_is_set("update")
+        if getattr(self, "_update_ctx", None) is None:
+            raise RuntimeError(
+                "update needs a solver state: call initialize_optimizer_and_state first."
+            )
+        solver, penalty, layout = self._update_ctx
+        layout_b, Xs, codes = self._prepare(X, y, "update", safe=False)
+        layout_b.check_same(X, layout)
+        block, intercept = self._check_params(params, layout, codes.shape[1])
+        data = InMemoryData(Xs, codes, self.n_classes, dtype=_kernel_dtype())
+        objective = PenalizedObjective(data, penalty)
+        state = opt_state
+        if state.value is not None:  # values cached for another batch are not valid here
+            state = type(state)(**{**vars(state), "value": None, "grad": None})
+        theta, state = solver.step(objective, self._theta(block, intercept), state)
+        self._layout = layout
+        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1])
+        self.solver_state_ = state
+        self._set_dof_and_scale(Xs, codes.shape[1], n_samples)
+        return (self.coef_, self.intercept_), state
+
+    # ------------------------------------------------------------------ prediction
+    def _check_is_fit(self):
+        if self.coef_ is None or self.intercept_ is None:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call 'fit' with appropriate "
+                "arguments first."
+            )
+
+    def _params_block(self):
+        return self._to_block(self.coef_), jnp.asarray(
+            self.intercept_ if self._population else self.intercept_[None]
+        )
+
+    def _log_proba(self, X, layout_check=True):
+        self._check_is_fit()
+        layout = DesignLayout.from_design(X)
+        if layout_check and self._layout is not None:
+            layout.check_same(X, self._layout)
+        block, intercept = self._params_block()
+        Xs = jnp.asarray(layout.stack(X, _kernel_dtype()))
+        lp = jax.nn.log_softmax(linear_predictor(block.astype(Xs.dtype), intercept, Xs), -1)
+        return lp if self._population else lp[:, 0, :]
+
+    def predict(self, X):
+        """Most probable class of each sample (and output).
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+
+        Returns
+        -------
+        labels : array of shape (n_samples,) or (n_samples, n_outputs), in ``classes_``' type
+        """
+        self._encoder.check_is_set("predict")
+        return self._encoder.decode(jnp.argmax(self._log_proba(X), axis=-1))
+
+    def predict_proba(self, X, return_type="log-proba"):
+        """Class probabilities (or their logarithms).
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        return_type : {"log-proba", "proba"}
+
+        Returns
+        -------
+        array of shape (n_samples, [n_outputs,] n_classes); column ``i`` is ``classes_[i]``.
+        """
+        self._encoder.check_is_set("predict_proba")
+        if return_type not in ("log-proba", "proba"):
+            raise ValueError(
+                f"return_type must be 'log-proba' or 'proba'; got {return_type!r}."
+            )
+        lp = self._log_proba(X)
+        if return_type == "log-proba":
+            return lp
+        p = jnp.exp(lp)
+        return p / p.sum(axis=-1, keepdims=True)
+
+    def simulate(self, random_key, feedforward_input):
+        """Draw one label per sample (and output) from the fitted model.
+
+        Parameters
+        ----------
+        random_key : jax.Array
+        feedforward_input : array of shape (n_samples, n_features) or dict of 2-D arrays
+
+        Returns
+        -------
+        y : array of shape (n_samples,) or (n_samples, n_outputs), labels in ``classes_``
+        log_proba : array of shape (n_samples, [n_outputs,] n_classes)
+            The model's log-probabilities the labels were drawn from.
+        """
+        self._encoder.check_is_set("simulate")
+        lp = self._log_proba(feedforward_input)
+        draws = jax.random.categorical(random_key, lp)
+        return self._encoder.decode(draws), lp
+
+    def compute_loss(self, params, X, y):
+        """Mean negative log-likelihood over samples, summed over outputs (no penalty).
+
+        Parameters
+        ----------
+        params : (coef, intercept)
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : labels among ``classes_``; rows with NaN/Inf are dropped.
+
+        Returns
+        -------
+        scalar jax array
+        """
+        self._encoder.check_is_set("compute_loss")
+        layout, Xs, codes = self._prepare(X, y, "compute_loss")
+        block, intercept = self._check_params(params, layout, codes.shape[1])
+        ll = self._sample_ll(block, intercept, Xs, codes)
+        return -jnp.sum(jnp.mean(ll, axis=0))
+
+    def _sample_ll(self, block, intercept, Xs, codes):
+        from .kernels.softmax import per_sample_log_likelihood
+
+        Xj = jnp.asarray(Xs)
+        return per_sample_log_likelihood(
+            jnp.asarray(block, Xj.dtype), jnp.asarray(intercept, Xj.dtype), Xj, jnp.asarray(codes)
+        )
+
+    def score(self, X, y, score_type="log-likelihood", aggregate_sample_scores=jnp.mean):
+        """Score the model on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : labels among ``classes_``; rows with NaN/Inf are dropped.
+        score_type : {"log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen"}
+        aggregate_sample_scores : callable
+            Reduces the per-sample scores, of shape (n_samples,) or (n_samples, n_outputs).
+
+        Returns
+        -------
+        scalar jax array
+        """
+        self._encoder.check_is_set("score")
+        self._check_is_fit()
+        if score_type not in _SCORE_TYPES:
+            raise NotImplementedError(
+                f"score_type {score_type!r} is not implemented; use one of {list(_SCORE_TYPES)}."
+            )
+        layout, Xs, codes = self._prepare(X, y, "score")
+        layout.check_same(X, self._layout)
+        block, intercept = self._params_block()
+        ll = self._sample_ll(block, intercept, Xs, codes)
+        if not self._population:
+            ll = ll[:, 0]
+        if score_type == "log-likelihood":
+            return aggregate_sample_scores(ll)
+        c = self.n_classes
+        freq = np.stack([np.bincount(codes[:, j], minlength=c) for j in range(codes.shape[1])])
+        freq = np.clip(freq / codes.shape[0], np.finfo(np.float32).eps, 1.0)
+        ll_null = jnp.asarray(np.log(freq)[np.arange(codes.shape[1])[None, :], codes], ll.dtype)
+        if not self._population:
+            ll_null = ll_null[:, 0]
+        if score_type == "pseudo-r2-McFadden":
+            return 1 - aggregate_sample_scores(ll) / aggregate_sample_scores(ll_null)
+        dev_model = aggregate_sample_scores(-2 * ll)
+        dev_null = aggregate_sample_scores(-2 * ll_null)
+        return (dev_null - dev_model) / dev_null
+
+
+class ClassifierGLM(_Classifier):
+    """Multinomial (softmax) GLM for one categorical output, nemos-compatible.
+
+    Parameters
+    ----------
+    n_classes : int, default 2
+        Number of classes (>= 2).
+    inverse_link_function : callable, optional
+        Must be ``jax.nn.log_softmax`` (the default).
+    regularizer : str or Regularizer, default "Ridge"
+        One of "UnRegularized", "Ridge", "Lasso", "ElasticNet", "GroupLasso", or an instance.
+    regularizer_strength : float, array, or (strength, ratio) for ElasticNet; default 1.0
+    solver_name : {"LBFGS", "GradientDescent", "ProximalGradient"}, optional
+        Defaults to LBFGS for smooth penalties and ProximalGradient otherwise.
+    solver_kwargs : dict, optional
+        ``tol``, ``maxiter`` and the solver's other options.
+
+    Attributes
+    ----------
+    coef_ : array of shape (n_features, n_classes), or a dict like X's
+    intercept_ : array of shape (n_classes,)
+    classes_ : array of shape (n_classes,)
+    fit_history_ : list of dict
+        Per iteration: objective, grad_norm, gap, seconds, passes.
+    n_passes_ : int
+        Passes over the data the last fit made.
+    """
+
+    _population = False
+
+
+class ClassifierPopulationGLM(_Classifier):
+    """Multinomial (softmax) GLM for many categorical outputs sharing one design, nemos-compatible.
+
+    Parameters
+    ----------
+    n_classes, inverse_link_function, regularizer, regularizer_strength, solver_name,
+    solver_kwargs : see :class:`ClassifierGLM`.
+    feature_mask : array of shape (n_features, n_outputs, n_classes), or a dict like X's
+        1 where a coefficient is used, 0 where it is held at exactly 0.
+
+    Attributes
+    ----------
+    coef_ : array of shape (n_features, n_outputs, n_classes), or a dict like X's
+    intercept_ : array of shape (n_outputs, n_classes)
+    classes_, fit_history_, n_passes_ : see :class:`ClassifierGLM`.
+    """
+
+    _population = True
+
+    def __init__(
+        self,
+        n_classes=2,
+        inverse_link_function=None,
+        regularizer=None,
+        regularizer_strength=None,
+        solver_name=None,
+        solver_kwargs=None,
+        feature_mask=None,
+    ):
+        super().__init__(
+            n_classes,
+            inverse_link_function,
+            regularizer,
+            regularizer_strength,
+            solver_name,
+            solver_kwargs,
+        )
+        self.feature_mask = feature_mask
+
+    @property
+    def feature_mask(self):
+        """0/1 mask of coef_'s shape (or a dict like X's); None uses every coefficient."""
+        return self._feature_mask
+
+    @feature_mask.setter
+    def feature_mask(self, mask):
+        if self.coef_ is not None and self.intercept_ is not None:
+            raise AttributeError("feature_mask cannot be set after the model is fitted.")
+        if mask is not None:
+            leaves = jax.tree_util.tree_leaves(mask)
+            arrays = [np.asarray(m, dtype=float) for m in leaves]
+            for m in arrays:
+                if np.any((m != 0) & (m != 1)):
+                    bad = np.unique(m[(m != 0) & (m != 1)])[:5].tolist()
+                    raise ValueError(f"feature_mask must contain only 0s and 1s; found {bad}.")
+                if m.ndim != 3:
+                    raise ValueError(
+                        "feature_mask arrays must have shape (n_features, n_outputs, n_classes); "
+                        f"got shape {m.shape}."
+                    )
+            mask = (
+                {k: jnp.asarray(v, float) for k, v in mask.items()}
+                if isinstance(mask, dict)
+                else jnp.asarray(mask, float)
+            )
+        self._feature_mask = mask
+
+    def _mask_block(self, layout, n_outputs):
+        if self._feature_mask is None:
+            return None
+        mask = self._feature_mask
+        if (layout.keys is None) != (not isinstance(mask, dict)):
+            raise ValueError(
+                "feature_mask and X must have the same structure: "
+                f"feature_mask is {'a dict' if isinstance(mask, dict) else 'an array'}, "
+                f"X is {'a dict' if layout.keys is not None else 'an array'}."
+            )
+        block = np.asarray(layout.join(mask, "feature_mask"))
+        want = (layout.n_features, n_outputs, self.n_classes)
+        if block.shape != want:
+            raise ValueError(
+                f"feature_mask must match coef's shape {want}; got {block.shape}."
+            )
+        return block

@@ -1,0 +1,144 @@
+"""Validation and shaping of in-memory inputs: design layout, labels, NaN rows, parameters.
+
+Nothing here does maths on the model; it turns what a user passes (arrays, dicts of arrays,
+``(coef, intercept)`` tuples) into the canonical block layout the solvers use, and back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["DesignLayout", "as_label_array", "finite_rows"]
+
+
+def _to_numpy(x, what):
+    try:
+        return np.asarray(x)
+    except Exception as e:  # pragma: no cover - numpy raises many types here
+        raise TypeError(f"{what} could not be converted to an array; got {type(x).__name__}.") from e
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignLayout:
+    """How a design (an array or a dict of 2-D arrays) maps onto one feature axis.
+
+    Attributes
+    ----------
+    keys : tuple of str, or None
+        Dict keys in the order their columns are stacked (sorted, as JAX orders dict leaves);
+        None for a plain array.
+    widths : tuple of int
+        Number of features of each part.
+    """
+
+    keys: tuple | None
+    widths: tuple
+
+    @property
+    def n_features(self) -> int:
+        return int(sum(self.widths))
+
+    @classmethod
+    def from_design(cls, X) -> DesignLayout:
+        """Infer the layout of ``X`` and check that it is 2-D with one sample axis."""
+        if isinstance(X, dict):
+            if not X:
+                raise ValueError("X is an empty dict; it needs at least one 2-D array.")
+            keys = tuple(sorted(X))
+            arrays = [X[k] for k in keys]
+            names = [f"X[{k!r}]" for k in keys]
+        else:
+            keys, arrays, names = None, [X], ["X"]
+        widths, n = [], None
+        for name, a in zip(names, arrays, strict=True):
+            shape = np.shape(a)
+            if len(shape) != 2:
+                raise ValueError(
+                    f"{name} must be 2-dimensional (n_samples, n_features); got shape {shape}."
+                )
+            if n is not None and shape[0] != n:
+                raise ValueError(
+                    f"All arrays of X must have the same number of samples; {name} has "
+                    f"{shape[0]}, the first has {n}."
+                )
+            n = shape[0]
+            widths.append(int(shape[1]))
+        return cls(keys, tuple(widths))
+
+    def n_samples(self, X) -> int:
+        leaf = X[self.keys[0]] if self.keys is not None else X
+        return int(np.shape(leaf)[0])
+
+    def check_same(self, X, fitted: DesignLayout, what="X") -> None:
+        """Raise if ``X``'s structure or widths differ from the fitted layout."""
+        other = DesignLayout.from_design(X)
+        if other.keys != fitted.keys:
+            raise ValueError(
+                f"{what} must have the same structure as the data the model was fitted on: "
+                f"expected {'an array' if fitted.keys is None else f'a dict with keys {list(fitted.keys)}'}"
+                f", got {'an array' if other.keys is None else f'a dict with keys {list(other.keys)}'}."
+            )
+        if other.widths != fitted.widths:
+            raise ValueError(
+                f"Inconsistent number of features: the model has {fitted.n_features} "
+                f"({list(fitted.widths)}), {what} has {other.n_features} ({list(other.widths)})."
+            )
+
+    def stack(self, X, dtype) -> np.ndarray:
+        """The design as one ``(n_samples, n_features)`` array."""
+        if self.keys is None:
+            return _to_numpy(X, "X").astype(dtype, copy=False)
+        return np.concatenate([_to_numpy(X[k], f"X[{k!r}]").astype(dtype) for k in self.keys], 1)
+
+    def split(self, block):
+        """Split a ``(n_features, ...)`` array into this layout's structure (array or dict)."""
+        if self.keys is None:
+            return block
+        out, start = {}, 0
+        for k, w in zip(self.keys, self.widths, strict=True):
+            out[k] = block[start : start + w]
+            start += w
+        return out
+
+    def join(self, tree, what="coef"):
+        """Inverse of :meth:`split`: stack a structured coefficient into one block."""
+        if self.keys is None:
+            if isinstance(tree, dict):
+                raise ValueError(
+                    f"{what} is a dict but X is an array; give {what} as an array."
+                )
+            return tree
+        if not isinstance(tree, dict) or tuple(sorted(tree)) != self.keys:
+            got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
+            raise ValueError(
+                f"{what} must be a dict with the keys of X {list(self.keys)}; got {got}."
+            )
+        return jnp.concatenate([jnp.asarray(tree[k]) for k in self.keys], axis=0)
+
+
+def finite_rows(X_stacked: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    """Boolean mask of the rows with finite features and (when numeric) finite labels."""
+    ok = np.all(np.isfinite(X_stacked), axis=1)
+    if y is not None and y.dtype.kind == "f":
+        ok &= np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+    return ok
+
+
+def as_label_array(y, n_samples: int | None, population: bool) -> np.ndarray:
+    """Labels as a numpy array of shape (n_samples,) or (n_samples, n_outputs), checked."""
+    if isinstance(y, jax.Array):
+        y = np.asarray(y)
+    y = _to_numpy(y, "y")
+    want = 2 if population else 1
+    if y.ndim != want:
+        shape = "(n_samples, n_outputs)" if population else "(n_samples,)"
+        raise ValueError(f"y must be {want}-dimensional {shape}; got shape {y.shape}.")
+    if n_samples is not None and y.shape[0] != n_samples:
+        raise ValueError(
+            f"X and y must have the same number of samples; X has {n_samples}, y has {y.shape[0]}."
+        )
+    return y

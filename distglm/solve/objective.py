@@ -1,0 +1,245 @@
+"""The seam between solvers and data: an ``Objective`` and the in-memory implementation.
+
+Solvers only see an :class:`Objective`: the smooth part ``f`` (mean negative log-likelihood per
+output, summed over outputs, plus any smooth penalty) with its gradient, the non-smooth part
+``g`` with its proximal operator, and optionally the weighted second-moment matrix of the
+design (used to precondition and to bound the curvature). Parameters are one float64 array
+``theta`` of shape ``(n_features + 1, n_outputs, n_classes)``: coefficient rows, then the
+intercept as the last row. Every call to :meth:`Objective.value_and_grad` is one pass over the
+data, and is counted.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..kernels.softmax import DEFAULT_BLOCK_ROWS, nll_sums, nll_value_and_grad_sums
+
+__all__ = ["InMemoryData", "Objective", "PenalizedObjective", "Penalty"]
+
+# jitted once per process; jax caches one executable per input shape
+_VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
+_VALUE = jax.jit(nll_sums, static_argnames="block_rows")
+
+
+@jax.jit
+def _GRAM(X, weights):
+    """Weighted second moment of ``[X, 1]``, normalised by the total weight."""
+    w = weights if weights.ndim == 1 else jnp.mean(weights, axis=1)
+    xw = X * w[:, None]
+    s_xx = jnp.dot(xw.T, X)
+    s_x = jnp.sum(xw, axis=0)
+    total = jnp.sum(w)
+    top = jnp.concatenate([s_xx, s_x[:, None]], axis=1)
+    bottom = jnp.concatenate([s_x, total[None]])[None]
+    return jnp.concatenate([top, bottom], axis=0) / total
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What a solver needs: value/gradient of the smooth part, value/prox of the rest."""
+
+    n_passes: int
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Smooth part and its gradient at ``theta`` (n_features + 1, n_outputs, n_classes)."""
+
+    def value(self, theta: np.ndarray) -> float:
+        """Smooth part only (one pass, no gradient)."""
+
+    def nonsmooth(self, theta: np.ndarray) -> float:
+        """Non-smooth penalty at ``theta`` (0 for smooth problems)."""
+
+    def prox(self, theta: np.ndarray, step: float) -> np.ndarray:
+        """Proximal operator of ``step * nonsmooth`` (identity for smooth problems)."""
+
+
+def _split(theta):
+    return theta[:-1], theta[-1]
+
+
+class InMemoryData:
+    """Data term over arrays held in this process: per-output means of the negative log-likelihood.
+
+    Rows are padded once to a multiple of the kernel's block size (padding has weight 0), so the
+    jitted kernel sees one shape and compiles once per problem shape.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Finite values; rows with NaN/Inf must already be dropped or given weight 0.
+    y_codes : int array of shape (n_samples, n_outputs)
+    n_classes : int
+    weights : array of shape (n_samples,) or (n_samples, n_outputs), optional
+        Defaults to ones.
+    dtype : numpy dtype
+        Kernel dtype (float32 by default; float64 needs ``jax_enable_x64``).
+    block_rows : int
+        Kernel block size.
+    """
+
+    def __init__(
+        self, X, y_codes, n_classes, weights=None, dtype=np.float32, block_rows=DEFAULT_BLOCK_ROWS
+    ):
+        X = np.asarray(X, dtype=dtype)
+        y_codes = np.asarray(y_codes, dtype=np.int32)
+        n = X.shape[0]
+        if weights is None:
+            weights = np.ones(n, dtype=dtype)
+        weights = np.asarray(weights, dtype=dtype)
+        self.n_classes = int(n_classes)
+        self.n_features = X.shape[1]
+        self.n_outputs = y_codes.shape[1]
+        w_out = weights if weights.ndim == 2 else weights[:, None]
+        #: per-output sum of weights: the normaliser of each output's mean
+        self.weight_sums = np.broadcast_to(
+            w_out.astype(np.float64).sum(axis=0), (self.n_outputs,)
+        ).copy()
+        if np.any(self.weight_sums <= 0):
+            bad = np.flatnonzero(self.weight_sums <= 0).tolist()
+            raise ValueError(f"Output(s) {bad} have no samples with positive weight.")
+        block = block_rows if n > block_rows else None
+        pad = 0 if block is None else (-n) % block
+        if pad:
+            X = np.concatenate([X, np.zeros((pad, X.shape[1]), X.dtype)])
+            y_codes = np.concatenate([y_codes, np.zeros((pad, y_codes.shape[1]), np.int32)])
+            weights = np.concatenate([weights, np.zeros((pad, *weights.shape[1:]), weights.dtype)])
+        self._X = jnp.asarray(X)
+        self._y = jnp.asarray(y_codes)
+        self._w = jnp.asarray(weights)
+        self._dtype = dtype
+        self._block = block
+        self._gram = None
+        #: passes over the data made outside value/gradient evaluations (the second moment)
+        self.stat_passes = 0
+
+    def _params(self, theta):
+        coef, intercept = _split(theta)
+        return jnp.asarray(coef, self._dtype), jnp.asarray(intercept, self._dtype)
+
+    def value_and_grad(self, theta):
+        """Sum over outputs of each output's mean NLL, and its gradient (float64)."""
+        loss, (gc, gb) = _VALUE_AND_GRAD(
+            self._params(theta), self._X, self._y, self._w, block_rows=self._block
+        )
+        inv = 1.0 / self.weight_sums
+        value = float(np.sum(np.asarray(loss, np.float64) * inv))
+        grad = np.concatenate(
+            [np.asarray(gc, np.float64), np.asarray(gb, np.float64)[None]], axis=0
+        ) * inv[None, :, None]
+        return value, grad
+
+    def value(self, theta):
+        """Sum over outputs of each output's mean NLL (float64)."""
+        loss = _VALUE(self._params(theta), self._X, self._y, self._w, block_rows=self._block)
+        return float(np.sum(np.asarray(loss, np.float64) / self.weight_sums))
+
+    def gram(self):
+        """Weighted second moment of ``[X, 1]``, shape (n_features + 1, n_features + 1).
+
+        Normalised by the total weight (outputs here share their rows' weights up to their
+        per-output masks; the mean over outputs is used).
+        """
+        if self._gram is None:
+            self.stat_passes += 1
+            self._gram = np.asarray(_GRAM(self._X, self._w), np.float64)
+        return self._gram
+
+
+class Penalty:
+    """Penalty on the coefficient rows of ``theta``, built from a regularizer.
+
+    Parameters
+    ----------
+    regularizer : distglm.regularizer.Regularizer
+    strength : validated strength of that regularizer
+    to_user : callable
+        Maps the coefficient block (n_features, n_outputs, n_classes) to the user's coefficient
+        structure (what the regularizer's penalty and prox expect), ``from_user`` maps it back.
+    from_user : callable
+    mask : array of shape (n_features, n_outputs, n_classes) or None
+        Feature mask; masked coefficients are held at exactly 0.
+    """
+
+    def __init__(self, regularizer, strength, to_user, from_user, mask=None):
+        self.regularizer = regularizer
+        self.smooth = bool(regularizer.smooth)
+        self.mask = None if mask is None else np.asarray(mask, np.float64)
+
+        def pen(coef):
+            return regularizer.penalty(to_user(coef), strength)
+
+        def prox(coef, step):
+            return from_user(regularizer.prox(to_user(coef), strength, step))
+
+        self._pen_vg = jax.jit(jax.value_and_grad(pen))
+        self._pen = jax.jit(pen)
+        self._prox = jax.jit(prox)
+
+    def project(self, theta):
+        """Zero the masked coefficients (the intercept row is never masked)."""
+        if self.mask is None:
+            return theta
+        out = theta.copy()
+        out[:-1] *= self.mask
+        return out
+
+    def value_and_grad(self, theta):
+        coef = jnp.asarray(theta[:-1], jnp.float32)
+        v, g = self._pen_vg(coef)
+        grad = np.zeros_like(theta)
+        grad[:-1] = np.asarray(g, np.float64)
+        return float(v), grad
+
+    def value(self, theta):
+        return float(self._pen(jnp.asarray(theta[:-1], jnp.float32)))
+
+    def prox(self, theta, step):
+        out = theta.copy()
+        out[:-1] = np.asarray(self._prox(jnp.asarray(theta[:-1], jnp.float32), step), np.float64)
+        return self.project(out)
+
+
+class PenalizedObjective:
+    """A data term (in memory or distributed) plus a penalty, applied once, here.
+
+    Smooth penalties (Ridge) join the smooth part; the others are left to ``prox``. Gradients
+    are projected onto the feature mask. Implements :class:`Objective`.
+    """
+
+    def __init__(self, data, penalty: Penalty):
+        self.data = data
+        self.penalty = penalty
+        self.n_passes = 0
+
+    @property
+    def smooth(self):
+        return self.penalty.smooth
+
+    def value_and_grad(self, theta):
+        self.n_passes += 1
+        v, g = self.data.value_and_grad(theta)
+        if self.penalty.smooth:
+            pv, pg = self.penalty.value_and_grad(theta)
+            v, g = v + pv, g + pg
+        return v, self.penalty.project(g)
+
+    def value(self, theta):
+        self.n_passes += 1
+        v = self.data.value(theta)
+        if self.penalty.smooth:
+            v += self.penalty.value(theta)
+        return v
+
+    def nonsmooth(self, theta):
+        return 0.0 if self.penalty.smooth else self.penalty.value(theta)
+
+    def prox(self, theta, step):
+        return self.penalty.project(theta) if self.penalty.smooth else self.penalty.prox(theta, step)
+
+    def gram(self):
+        return self.data.gram()

@@ -1,0 +1,195 @@
+"""Tests for distglm.encoding.LabelEncoder."""
+
+from __future__ import annotations
+
+import time
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from distglm.encoding import LabelEncoder
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def _roundtrip(labels: list, as_object: bool = False) -> tuple[LabelEncoder, np.ndarray]:
+    y = np.empty(len(labels), dtype=object) if as_object else np.asarray(labels)
+    if as_object:
+        y[:] = labels
+    n = len(set(labels))
+    enc = LabelEncoder(n).set_classes(y)
+    codes = enc.encode(y)
+    assert codes.dtype == np.int32
+    assert codes.shape == y.shape
+    assert np.all((codes >= 0) & (codes < n))
+    back = enc.decode(codes)
+    assert np.all(np.asarray(back) == y)
+    assert np.all(enc.classes_[:-1] < enc.classes_[1:]) if n > 1 else True
+    return enc, codes
+
+
+def _at_least_two(elements: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(elements, min_size=2, max_size=30).filter(lambda v: len(set(v)) >= 2)
+
+
+@SETTINGS
+@given(_at_least_two(st.integers(-1000, 1000)))
+def test_roundtrip_ints(labels):
+    _roundtrip(labels)
+
+
+@SETTINGS
+@given(_at_least_two(st.text(max_size=5)))
+def test_roundtrip_strings(labels):
+    _roundtrip(labels)
+
+
+@SETTINGS
+@given(_at_least_two(st.integers(-50, 50).map(float)))
+def test_roundtrip_integer_valued_floats(labels):
+    _roundtrip(labels)
+
+
+@SETTINGS
+@given(_at_least_two(st.tuples(st.integers(0, 3), st.text(max_size=2))))
+def test_roundtrip_tuples_in_object_array(labels):
+    _roundtrip(labels, as_object=True)
+
+
+@SETTINGS
+@given(st.integers(2, 8), st.data())
+def test_default_classes_cast_only(n, data):
+    y = np.arange(n)
+    enc = LabelEncoder(n).set_classes(y)
+    assert enc.is_default
+    sample = np.asarray(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=20)))
+    np.testing.assert_array_equal(enc.encode(sample), sample)
+    codes = enc.encode(sample)
+    assert enc.decode(codes) is codes
+
+
+def test_classes_sorted_and_is_default():
+    enc = LabelEncoder(3).set_classes(["c", "a", "b", "a"])
+    np.testing.assert_array_equal(enc.classes_, ["a", "b", "c"])
+    assert not enc.is_default
+    assert LabelEncoder(3).set_classes([2.0, 0.0, 1.0]).is_default
+    assert (
+        LabelEncoder(3).set_classes(np.array([[2.0, 0.0], [1.0, 1.0]])).classes_.dtype.kind == "f"
+    )
+    assert not LabelEncoder(3).set_classes([1, 2, 3]).is_default
+    assert not LabelEncoder(2).set_classes([True, False]).is_default
+
+
+def test_float_default_encodes_and_rejects_non_integers():
+    enc = LabelEncoder(3).set_classes(np.array([0.0, 1.0, 2.0]))
+    np.testing.assert_array_equal(enc.encode(np.array([2.0, 0.0])), [2, 0])
+    with pytest.raises(ValueError, match=r"0\.5"):
+        enc.encode(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="7"):
+        enc.encode(np.array([7, 1]))
+    with pytest.raises(ValueError, match="-1"):
+        enc.encode(jnp.array([-1, 1]))
+
+
+def test_too_many_classes_message():
+    with pytest.raises(ValueError, match=r"Found 12 .*n_classes is 3") as info:
+        LabelEncoder(3).set_classes(np.arange(12))
+    assert "more" in str(info.value)  # the listing is truncated
+
+
+def test_too_few_classes_message():
+    with pytest.raises(ValueError, match=r"Found 2 .*n_classes is 3.*every class"):
+        LabelEncoder(3).set_classes(["a", "b", "a"])
+
+
+def test_unknown_labels_named():
+    enc = LabelEncoder(2).set_classes(["cat", "dog"])
+    with pytest.raises(ValueError, match=r"'emu'.*'cat'"):
+        enc.encode(["cat", "emu"])
+    with pytest.raises(ValueError, match="5"):
+        enc.encode([5])
+    enc = LabelEncoder(2).set_classes([10, 20])
+    with pytest.raises(ValueError, match="15"):
+        enc.encode(np.array([10, 15]))
+    with pytest.raises(ValueError, match="15"):
+        enc.encode(jnp.array([10, 15]))
+
+
+def test_nan_excluded_from_set_classes():
+    enc = LabelEncoder(2).set_classes(np.array([1.0, np.nan, 3.0, np.nan]))
+    np.testing.assert_array_equal(enc.classes_, [1.0, 3.0])
+    enc = LabelEncoder(2).set_classes(np.array([0.0, np.nan, 1.0]))
+    assert enc.is_default
+
+
+@pytest.mark.parametrize("method", ["encode", "decode"])
+def test_runtime_error_before_set_classes(method):
+    enc = LabelEncoder(2)
+    assert not enc.is_set
+    with pytest.raises(RuntimeError, match=rf"set_classes.*{method}"):
+        getattr(enc, method)([0, 1])
+
+
+def test_reset():
+    enc = LabelEncoder(2).set_classes([0, 1])
+    enc.reset()
+    assert not enc.is_set and enc.classes_ is None and not enc.is_default
+
+
+@pytest.mark.parametrize("bad", [1, 0, 2.5, True, "3", None, np.array([2, 3]), -3])
+def test_n_classes_validation(bad):
+    with pytest.raises(ValueError, match="integer >= 2"):
+        LabelEncoder(bad)
+
+
+@pytest.mark.parametrize("good", [2, 3.0, np.int64(4), np.array(5), np.array([6])])
+def test_n_classes_accepted(good):
+    enc = LabelEncoder(good)
+    assert isinstance(enc.n_classes, int)
+    assert enc.n_classes == int(np.asarray(good).item())
+
+
+def test_jax_in_jax_out():
+    enc = LabelEncoder(3).set_classes(jnp.array([10, 30, 20]))
+    y = jnp.array([[30, 10], [20, 20]])
+    codes = enc.encode(y)
+    assert isinstance(codes, jax.Array) and codes.dtype == jnp.int32
+    np.testing.assert_array_equal(codes, [[2, 0], [1, 1]])
+    np.testing.assert_array_equal(enc.decode(codes), np.asarray(y))
+    default = LabelEncoder(3).set_classes(np.arange(3))
+    out = default.encode(jnp.array([2, 1]))
+    assert isinstance(out, jax.Array) and out.dtype == jnp.int32
+    assert isinstance(default.decode(out), jax.Array)
+
+
+def test_safe_false_path():
+    enc = LabelEncoder(3).set_classes([10, 20, 30])
+    np.testing.assert_array_equal(enc.encode([30, 10], safe=False), [2, 0])
+    codes = enc.encode(np.array([5, 99]), safe=False)  # no error, codes stay in range
+    assert np.all((codes >= 0) & (codes < 3))
+    jitted = jax.jit(lambda v: enc.encode(v, safe=False))
+    np.testing.assert_array_equal(jitted(jnp.array([20, 30])), [1, 2])
+    with pytest.raises(ValueError, match="safe=False"):
+        jax.jit(lambda v: enc.encode(v))(jnp.array([20, 30]))
+
+
+def test_decode_keeps_dtype_and_checks_range():
+    enc = LabelEncoder(2).set_classes(np.array(["alpha", "beta"]))
+    out = enc.decode(np.array([1, 0]))
+    assert out.dtype == np.dtype("<U5")
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        enc.decode([0, 2])
+
+
+def test_encode_strings_is_vectorised():
+    labels = np.array(["w", "x", "y", "z"])
+    y = labels[np.random.default_rng(0).integers(0, 4, size=4_000_000)]
+    enc = LabelEncoder(4).set_classes(labels)
+    start = time.perf_counter()
+    codes = enc.encode(y)
+    assert time.perf_counter() - start < 5.0
+    np.testing.assert_array_equal(labels[codes[:100]], y[:100])
