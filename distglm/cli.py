@@ -44,8 +44,11 @@ def make_population(n_samples, n_features, n_outputs, n_classes, seed=0, scale=0
 def _demo(args):
     import distglm
 
-    labels = np.array(["left", "nogo", "right"][: args.classes] if args.classes <= 3 else
-                      [f"class{i}" for i in range(args.classes)])
+    labels = np.array(
+        ["left", "nogo", "right"][: args.classes]
+        if args.classes <= 3
+        else [f"class{i}" for i in range(args.classes)]
+    )
     X, y, coef, _ = make_population(args.samples, args.features, args.outputs, args.classes)
     y_str = labels[y]
     model = distglm.ClassifierPopulationGLM(

@@ -128,9 +128,10 @@ class InMemoryData:
         )
         inv = 1.0 / self.weight_sums
         value = float(np.sum(np.asarray(loss, np.float64) * inv))
-        grad = np.concatenate(
-            [np.asarray(gc, np.float64), np.asarray(gb, np.float64)[None]], axis=0
-        ) * inv[None, :, None]
+        grad = (
+            np.concatenate([np.asarray(gc, np.float64), np.asarray(gb, np.float64)[None]], axis=0)
+            * inv[None, :, None]
+        )
         return value, grad
 
     def value(self, theta):
@@ -239,7 +240,9 @@ class PenalizedObjective:
         return 0.0 if self.penalty.smooth else self.penalty.value(theta)
 
     def prox(self, theta, step):
-        return self.penalty.project(theta) if self.penalty.smooth else self.penalty.prox(theta, step)
+        return (
+            self.penalty.project(theta) if self.penalty.smooth else self.penalty.prox(theta, step)
+        )
 
     def gram(self):
         return self.data.gram()

@@ -2,10 +2,11 @@
 
 The loss is a sum over outputs of per-output means, so its Hessian is block-diagonal per output.
 Within one output, the Hessian of the mean NLL is ``E[(diag(p) - p p') kron x x']``, which we
-model as ``a * S kron I_classes`` with ``S`` the second moment of ``[X, 1]`` and ``a = 1 / n_classes``
-(the curvature along class contrasts when the classes are equally likely), plus the Ridge
-strength on the coefficient rows. Preconditioning L-BFGS with this model is the same as running
-it on whitened features; it turns ~50 passes into ~10 on the benchmark problem.
+model as ``a * S kron I_classes`` with ``S`` the second moment of ``[X, 1]`` and
+``a = 1 / n_classes`` (the curvature along class contrasts when the classes are equally
+likely), plus the Ridge strength on the coefficient rows. Preconditioning L-BFGS with this
+model is the same as running it on whitened features; it turns ~50 passes into ~10 on the
+benchmark problem.
 """
 
 from __future__ import annotations

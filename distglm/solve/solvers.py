@@ -25,10 +25,10 @@ import numpy as np
 from .precondition import BlockPreconditioner, lipschitz_bound
 
 __all__ = [
+    "LBFGS",
     "SOLVERS",
     "AcceleratedGradient",
     "FitResult",
-    "LBFGS",
     "ProximalGradient",
     "SolverState",
     "make_solver",
@@ -231,7 +231,11 @@ class AcceleratedGradient(ProximalGradient):
     name = "GradientDescent"
 
 
-SOLVERS = {"LBFGS": LBFGS, "GradientDescent": AcceleratedGradient, "ProximalGradient": ProximalGradient}
+SOLVERS = {
+    "LBFGS": LBFGS,
+    "GradientDescent": AcceleratedGradient,
+    "ProximalGradient": ProximalGradient,
+}
 
 
 def make_solver(name: str, solver_kwargs: dict | None = None):
