@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from numbers import Number
+from numbers import Real
 
 import jax
 import jax.numpy as jnp
@@ -86,11 +86,14 @@ class _Classifier:
             value = value.item()
         if (
             isinstance(value, bool)
-            or not isinstance(value, Number)
+            or not isinstance(value, Real)
+            or not np.isfinite(value)
             or value < 2
             or int(value) != value
         ):
-            raise ValueError(f"n_classes must be an integer greater than or equal to 2; got {value!r}.")
+            raise ValueError(
+                f"n_classes must be an integer greater than or equal to 2; got {value!r}."
+            )
         self._encoder = LabelEncoder(int(value))
 
     @property
@@ -206,7 +209,9 @@ class _Classifier:
         return self
 
     def __sklearn_clone__(self):
-        return type(self)(**copy.deepcopy(self.get_params(deep=False)))
+        params = self.get_params(deep=False)
+        link = params.pop("inverse_link_function")  # a jitted function: deepcopy breaks `is`
+        return type(self)(inverse_link_function=link, **copy.deepcopy(params))
 
     def __repr__(self):
         parts = [f"n_classes={self.n_classes}", f"regularizer={self.regularizer!r}"]
@@ -239,7 +244,9 @@ class _Classifier:
         block = jnp.asarray(layout.join(coef))
         intercept = jnp.asarray(intercept)
         want_ndim = 3 if self._population else 2
-        shape_txt = "(n_features, n_outputs, n_classes)" if self._population else "(n_features, n_classes)"
+        shape_txt = (
+            "(n_features, n_outputs, n_classes)" if self._population else "(n_features, n_classes)"
+        )
         icpt_txt = "(n_outputs, n_classes)" if self._population else "(n_classes,)"
         if block.ndim != want_ndim or intercept.ndim != want_ndim - 1:
             raise ValueError(
@@ -305,7 +312,9 @@ class _Classifier:
                 )
             shape = (layout.n_features, n_outputs, self.n_classes)
             reg.group_mask(self._from_block(jnp.zeros(shape)))  # checks the mask fits now
-        return Penalty(reg, self._regularizer_strength, self._from_block, self._to_block, mask_block)
+        return Penalty(
+            reg, self._regularizer_strength, self._from_block, self._to_block, mask_block
+        )
 
     def _ridge_for_precond(self):
         if isinstance(self._regularizer, Ridge):
@@ -345,7 +354,7 @@ class _Classifier:
             intercept (n_classes,) or (n_outputs, n_classes): centred log class frequencies.
         """
         self._encoder.check_is_set("initialize_params")
-        layout, Xs, codes = self._prepare(X, y, "initialize_params")
+        layout, _, codes = self._prepare(X, y, "initialize_params")
         self._layout = layout
         block, intercept = self._initial_block(layout, codes)
         return self._user_params(block, intercept)
@@ -516,6 +525,8 @@ class _Classifier:
             )
 
     def _params_block(self):
+        if self._layout is None:  # coef_ and intercept_ were set by hand
+            self._layout = DesignLayout.from_coef(self.coef_)
         return self._to_block(self.coef_), jnp.asarray(
             self.intercept_ if self._population else self.intercept_[None]
         )
@@ -523,9 +534,9 @@ class _Classifier:
     def _log_proba(self, X, layout_check=True):
         self._check_is_fit()
         layout = DesignLayout.from_design(X)
-        if layout_check and self._layout is not None:
-            layout.check_same(X, self._layout)
         block, intercept = self._params_block()
+        if layout_check:
+            layout.check_same(X, self._layout)
         Xs = jnp.asarray(layout.stack(X, _kernel_dtype()))
         lp = jax.nn.log_softmax(linear_predictor(block.astype(Xs.dtype), intercept, Xs), -1)
         return lp if self._population else lp[:, 0, :]
@@ -558,9 +569,7 @@ class _Classifier:
         """
         self._encoder.check_is_set("predict_proba")
         if return_type not in ("log-proba", "proba"):
-            raise ValueError(
-                f"return_type must be 'log-proba' or 'proba'; got {return_type!r}."
-            )
+            raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
         lp = self._log_proba(X)
         if return_type == "log-proba":
             return lp
@@ -635,8 +644,8 @@ class _Classifier:
                 f"score_type {score_type!r} is not implemented; use one of {list(_SCORE_TYPES)}."
             )
         layout, Xs, codes = self._prepare(X, y, "score")
-        layout.check_same(X, self._layout)
         block, intercept = self._params_block()
+        layout.check_same(X, self._layout)
         ll = self._sample_ll(block, intercept, Xs, codes)
         if not self._population:
             ll = ll[:, 0]
@@ -766,7 +775,5 @@ class ClassifierPopulationGLM(_Classifier):
         block = np.asarray(layout.join(mask, "feature_mask"))
         want = (layout.n_features, n_outputs, self.n_classes)
         if block.shape != want:
-            raise ValueError(
-                f"feature_mask must match coef's shape {want}; got {block.shape}."
-            )
+            raise ValueError(f"feature_mask must match coef's shape {want}; got {block.shape}.")
         return block

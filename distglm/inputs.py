@@ -19,7 +19,9 @@ def _to_numpy(x, what):
     try:
         return np.asarray(x)
     except Exception as e:  # pragma: no cover - numpy raises many types here
-        raise TypeError(f"{what} could not be converted to an array; got {type(x).__name__}.") from e
+        raise TypeError(
+            f"{what} could not be converted to an array; got {type(x).__name__}."
+        ) from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +71,14 @@ class DesignLayout:
             widths.append(int(shape[1]))
         return cls(keys, tuple(widths))
 
+    @classmethod
+    def from_coef(cls, coef) -> DesignLayout:
+        """The layout a coefficient (an array or a dict of arrays, feature axis first) implies."""
+        if isinstance(coef, dict):
+            keys = tuple(sorted(coef))
+            return cls(keys, tuple(int(np.shape(coef[k])[0]) for k in keys))
+        return cls(None, (int(np.shape(coef)[0]),))
+
     def n_samples(self, X) -> int:
         leaf = X[self.keys[0]] if self.keys is not None else X
         return int(np.shape(leaf)[0])
@@ -77,10 +87,13 @@ class DesignLayout:
         """Raise if ``X``'s structure or widths differ from the fitted layout."""
         other = DesignLayout.from_design(X)
         if other.keys != fitted.keys:
+
+            def describe(keys):
+                return "an array" if keys is None else f"a dict with keys {list(keys)}"
+
             raise ValueError(
                 f"{what} must have the same structure as the data the model was fitted on: "
-                f"expected {'an array' if fitted.keys is None else f'a dict with keys {list(fitted.keys)}'}"
-                f", got {'an array' if other.keys is None else f'a dict with keys {list(other.keys)}'}."
+                f"expected {describe(fitted.keys)}, got {describe(other.keys)}."
             )
         if other.widths != fitted.widths:
             raise ValueError(
@@ -108,9 +121,7 @@ class DesignLayout:
         """Inverse of :meth:`split`: stack a structured coefficient into one block."""
         if self.keys is None:
             if isinstance(tree, dict):
-                raise ValueError(
-                    f"{what} is a dict but X is an array; give {what} as an array."
-                )
+                raise ValueError(f"{what} is a dict but X is an array; give {what} as an array.")
             return tree
         if not isinstance(tree, dict) or tuple(sorted(tree)) != self.keys:
             got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__

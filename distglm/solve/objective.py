@@ -113,6 +113,7 @@ class InMemoryData:
         self._w = jnp.asarray(weights)
         self._dtype = dtype
         self._block = block
+        self.dtype = np.dtype(dtype)
         self._gram = None
         #: passes over the data made outside value/gradient evaluations (the second moment)
         self.stat_passes = 0
@@ -164,10 +165,15 @@ class Penalty:
     from_user : callable
     mask : array of shape (n_features, n_outputs, n_classes) or None
         Feature mask; masked coefficients are held at exactly 0.
+    dtype : numpy dtype, optional
+        Precision of the penalty evaluation; float64 when ``jax_enable_x64`` is on, else float32.
     """
 
-    def __init__(self, regularizer, strength, to_user, from_user, mask=None):
+    def __init__(self, regularizer, strength, to_user, from_user, mask=None, dtype=None):
         self.regularizer = regularizer
+        self.dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+        if dtype is not None:
+            self.dtype = dtype
         self.smooth = bool(regularizer.smooth)
         self.mask = None if mask is None else np.asarray(mask, np.float64)
 
@@ -190,18 +196,18 @@ class Penalty:
         return out
 
     def value_and_grad(self, theta):
-        coef = jnp.asarray(theta[:-1], jnp.float32)
+        coef = jnp.asarray(theta[:-1], self.dtype)
         v, g = self._pen_vg(coef)
         grad = np.zeros_like(theta)
         grad[:-1] = np.asarray(g, np.float64)
         return float(v), grad
 
     def value(self, theta):
-        return float(self._pen(jnp.asarray(theta[:-1], jnp.float32)))
+        return float(self._pen(jnp.asarray(theta[:-1], self.dtype)))
 
     def prox(self, theta, step):
         out = theta.copy()
-        out[:-1] = np.asarray(self._prox(jnp.asarray(theta[:-1], jnp.float32), step), np.float64)
+        out[:-1] = np.asarray(self._prox(jnp.asarray(theta[:-1], self.dtype), step), np.float64)
         return self.project(out)
 
 
@@ -216,6 +222,8 @@ class PenalizedObjective:
         self.data = data
         self.penalty = penalty
         self.n_passes = 0
+        #: relative gap the objective's arithmetic can resolve (about 8 ulps of its dtype)
+        self.precision = 8 * float(np.finfo(getattr(data, "dtype", np.float32)).eps)
 
     @property
     def smooth(self):

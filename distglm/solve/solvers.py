@@ -64,8 +64,18 @@ class SolverState:
     extra: dict = dataclasses.field(default_factory=dict)
 
 
-#: Relative objective gap below which float32 sums cannot resolve further progress.
+#: Relative objective gap below which float32 sums cannot resolve further progress (objectives
+#: may say otherwise through a ``precision`` attribute, e.g. with float64 kernels).
 _PRECISION_FLOOR = 1e-6
+
+
+def _check_finite_objective(value, grad):
+    if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+        raise ValueError(
+            f"The objective became non-finite ({value}) during the fit, so the solution is "
+            "invalid: the data or the parameters contain NaN or Inf. Check the inputs, or try "
+            "rescaling the features or a larger regularizer_strength."
+        )
 
 
 def _check_finite(theta, what):
@@ -117,6 +127,7 @@ class LBFGS:
         precond = extra["precond"]
         if state.value is None or state.grad is None:
             f, g = objective.value_and_grad(theta)
+            _check_finite_objective(f, g)
         else:
             f, g = state.value, state.grad
         pairs = list(extra["pairs"])
@@ -148,14 +159,14 @@ class LBFGS:
         for _ in range(self.max_linesearch):
             new = objective.prox(theta + t * d, t)
             f_new, g_new = objective.value_and_grad(new)
-            if np.isfinite(f_new) and f_new <= f + 1e-4 * t * slope:
+            # the kernels are overflow-safe, so a non-finite value means NaN data or parameters
+            _check_finite_objective(f_new, g_new)
+            if f_new <= f + 1e-4 * t * slope:
                 accepted = True
                 break
-            if not np.isfinite(f_new):
-                t *= 0.1
-            else:  # minimiser of the quadratic through f, slope and f_new, kept in [0.1, 0.5] t
-                t *= max(0.1, min(0.5, -slope * t / (2 * (f_new - f - slope * t))))
-        floor = _PRECISION_FLOOR * max(1.0, abs(f))
+            # minimiser of the quadratic through f, slope and f_new, kept in [0.1, 0.5] t
+            t *= max(0.1, min(0.5, -slope * t / (2 * (f_new - f - slope * t))))
+        floor = getattr(objective, "precision", _PRECISION_FLOOR) * max(1.0, abs(f))
         if not accepted or (f - f_new <= 1e-7 * max(1.0, abs(f)) and state.gap <= floor):
             # The decrease left is below the precision of the objective (float32 sums): stop,
             # converged if the gap is at that precision floor, otherwise not.
