@@ -72,7 +72,7 @@ class _Classifier:
         self.solver_state_ = None
         self.fit_history_ = None
         self.n_passes_ = None
-        self._layout = None
+        self._update_ctx = None  # (solver, compiled penalty, layout) for update() loops
 
     # ------------------------------------------------------------------ parameters
     @property
@@ -221,15 +221,16 @@ class _Classifier:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     # ------------------------------------------------------------------ shapes
-    def _to_block(self, coef):
+    def _to_block(self, coef, layout):
         """User coefficient structure -> (n_features, n_outputs, n_classes) block."""
-        block = jnp.asarray(self._layout.join(coef))
+        block = jnp.asarray(layout.join(coef))
         return block if self._population else block[:, None, :]
 
-    def _from_block(self, block):
+    def _from_block(self, block, layout):
+        """(n_features, n_outputs, n_classes) block -> the user's coefficient structure."""
         if not self._population:
             block = block[:, 0, :]
-        return self._layout.split(block)
+        return layout.split(block)
 
     def _check_params(self, params, layout, n_outputs=None):
         """Validate a user ``(coef, intercept)`` and return the (block, intercept) pair."""
@@ -299,7 +300,6 @@ class _Classifier:
         return None
 
     def _penalty(self, layout, n_outputs):
-        self._layout = layout
         reg = self._regularizer
         mask_block = self._mask_block(layout, n_outputs)
         if isinstance(reg, GroupLasso):
@@ -311,9 +311,13 @@ class _Classifier:
                     stacklevel=3,
                 )
             shape = (layout.n_features, n_outputs, self.n_classes)
-            reg.group_mask(self._from_block(jnp.zeros(shape)))  # checks the mask fits now
+            reg.group_mask(self._from_block(jnp.zeros(shape), layout))  # checks the mask fits
         return Penalty(
-            reg, self._regularizer_strength, self._from_block, self._to_block, mask_block
+            reg,
+            self._regularizer_strength,
+            lambda block: self._from_block(block, layout),
+            lambda coef: self._to_block(coef, layout),
+            mask_block,
         )
 
     def _ridge_for_precond(self):
@@ -355,9 +359,8 @@ class _Classifier:
         """
         self._encoder.check_is_set("initialize_params")
         layout, _, codes = self._prepare(X, y, "initialize_params")
-        self._layout = layout
         block, intercept = self._initial_block(layout, codes)
-        return self._user_params(block, intercept)
+        return self._user_params(block, intercept, layout)
 
     def _initial_block(self, layout, codes):
         c = self.n_classes
@@ -368,13 +371,13 @@ class _Classifier:
         intercept = logf - logf.mean(axis=1, keepdims=True)
         return np.zeros((layout.n_features, n_outputs, c)), intercept
 
-    def _user_params(self, block, intercept):
+    def _user_params(self, block, intercept, layout):
         dtype = _kernel_dtype()
         block = jnp.asarray(block, dtype)
         intercept = jnp.asarray(intercept, dtype)
         if not self._population:
             intercept = intercept[0]
-        return self._from_block(block), intercept
+        return self._from_block(block, layout), intercept
 
     def _objective(self, Xs, codes, layout):
         data = InMemoryData(Xs, codes, self.n_classes, dtype=_kernel_dtype())
@@ -406,7 +409,6 @@ class _Classifier:
         y_clean = y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr
         self._encoder.set_classes(y_clean)
         layout, Xs, codes = self._prepare(X, y_arr, "fit")
-        self._layout = layout
         n_outputs = codes.shape[1]
         if init_params is None:
             block, intercept = self._initial_block(layout, codes)
@@ -428,7 +430,7 @@ class _Classifier:
                 "rescaling the features or a larger regularizer_strength."
             )
         warn_not_converged(result, solver)
-        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1])
+        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1], layout)
         self.solver_state_ = result.state
         self.fit_history_ = result.history
         self.n_passes_ = objective.n_passes + objective.data.stat_passes
@@ -441,7 +443,7 @@ class _Classifier:
         if n_samples is not None and not isinstance(n_samples, int):
             raise TypeError(f"n_samples must be None or an int; got {type(n_samples).__name__}.")
         cm1 = self.n_classes - 1
-        block = np.asarray(self._to_block(self.coef_))
+        block = np.asarray(self._params_block()[0])
         if isinstance(self._regularizer, (Lasso, ElasticNet, GroupLasso)):
             nonzero = np.sum(~np.isclose(block, 0.0), axis=(0, 2))
             dof = n - nonzero - cm1
@@ -496,7 +498,7 @@ class _Classifier:
         if args or kwargs:
             raise TypeError(f"update takes no extra arguments; got {args!r} {kwargs!r}.")
         self._encoder.check_is_set("update")
-        if getattr(self, "_update_ctx", None) is None:
+        if self._update_ctx is None:
             raise RuntimeError(
                 "update needs a solver state: call initialize_optimizer_and_state first."
             )
@@ -510,8 +512,7 @@ class _Classifier:
         if state.value is not None:  # values cached for another batch are not valid here
             state = type(state)(**{**vars(state), "value": None, "grad": None})
         theta, state = solver.step(objective, self._theta(block, intercept), state)
-        self._layout = layout
-        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1])
+        self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1], layout)
         self.solver_state_ = state
         self._set_dof_and_scale(Xs, codes.shape[1], n_samples)
         return (self.coef_, self.intercept_), state
@@ -524,10 +525,12 @@ class _Classifier:
                 "arguments first."
             )
 
+    def _fitted_layout(self):
+        """The design layout ``coef_`` implies (it may have been set by hand)."""
+        return DesignLayout.from_coef(self.coef_)
+
     def _params_block(self):
-        if self._layout is None:  # coef_ and intercept_ were set by hand
-            self._layout = DesignLayout.from_coef(self.coef_)
-        return self._to_block(self.coef_), jnp.asarray(
+        return self._to_block(self.coef_, self._fitted_layout()), jnp.asarray(
             self.intercept_ if self._population else self.intercept_[None]
         )
 
@@ -536,7 +539,7 @@ class _Classifier:
         layout = DesignLayout.from_design(X)
         block, intercept = self._params_block()
         if layout_check:
-            layout.check_same(X, self._layout)
+            layout.check_same(X, self._fitted_layout())
         Xs = jnp.asarray(layout.stack(X, _kernel_dtype()))
         lp = jax.nn.log_softmax(linear_predictor(block.astype(Xs.dtype), intercept, Xs), -1)
         return lp if self._population else lp[:, 0, :]
@@ -645,7 +648,7 @@ class _Classifier:
             )
         layout, Xs, codes = self._prepare(X, y, "score")
         block, intercept = self._params_block()
-        layout.check_same(X, self._layout)
+        layout.check_same(X, self._fitted_layout())
         ll = self._sample_ll(block, intercept, Xs, codes)
         if not self._population:
             ll = ll[:, 0]

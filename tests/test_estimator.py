@@ -160,6 +160,20 @@ def test_manual_params_after_set_classes(data, fitted):
         m.predict(X[:, :2])
 
 
+def test_layout_follows_coef_set_by_hand(data, fitted):
+    """The design layout is read off coef_, so replacing it with a dict re-shapes predict."""
+    X, y, _ = data
+    split = {"a": fitted.coef_[:2], "b": fitted.coef_[2:]}
+    fitted_copy = ClassifierGLM(C).set_classes(y)
+    fitted_copy.coef_, fitted_copy.intercept_ = split, fitted.intercept_
+    X_dict = {"a": X[:, :2], "b": X[:, 2:]}
+    np.testing.assert_allclose(
+        fitted_copy.predict_proba(X_dict), fitted.predict_proba(X), rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="same structure"):
+        fitted_copy.predict(X)
+
+
 # ---------------------------------------------------------------------------- fit & shapes
 def test_shapes(data, fitted, fitted_pop):
     X, _y, _Y = data
