@@ -66,7 +66,7 @@ def _demo(args):
     est = np.asarray(model.coef_)
     centred_true = coef - coef.mean(axis=2, keepdims=True)
     corr = np.corrcoef(est.ravel(), centred_true.ravel())[0, 1]
-    print(f"classes_: {list(model.classes_)}")
+    print(f"classes_: {[str(c) for c in model.classes_]}")
     print(f"fit: {elapsed:.2f} s, {len(model.fit_history_)} iterations, {model.n_passes_} passes")
     print(f"objective at the optimum: {model.fit_history_[-1]['objective']:.6f}")
     print(f"accuracy per output: mean {acc.mean():.3f} (min {acc.min():.3f}, max {acc.max():.3f})")

@@ -15,25 +15,19 @@ from distglm import ClassifierGLM, ClassifierPopulationGLM
 from distglm.exceptions import NotFittedError
 from distglm.regularizer import ElasticNet, GroupLasso, Lasso, Ridge, UnRegularized
 
+from helpers import softmax_labels
+
 N, P, C, K = 400, 3, 3, 2
 TIGHT = {"tol": 1e-9, "maxiter": 2000}
 SCORE_TYPES = ["log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen"]
-
-
-def _softmax_labels(rng, X, W, b):
-    eta = np.einsum("np,p...c->n...c", X, W) + b
-    p = np.exp(eta - eta.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    u = rng.random((*p.shape[:-1], 1))
-    return (np.cumsum(p, -1) < u).sum(-1).clip(0, p.shape[-1] - 1)
 
 
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((N, P))
-    y = _softmax_labels(rng, X, rng.standard_normal((P, C)), np.zeros(C))
-    Y = _softmax_labels(rng, X, rng.standard_normal((P, K, C)), np.zeros((K, C)))
+    y = softmax_labels(rng, X, rng.standard_normal((P, C)), np.zeros(C))
+    Y = softmax_labels(rng, X, rng.standard_normal((P, K, C)), np.zeros((K, C)))
     return X, y, Y
 
 

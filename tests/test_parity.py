@@ -19,6 +19,8 @@ from sklearn.linear_model import LogisticRegression
 import distglm
 from distglm import regularizer as dreg
 
+from helpers import softmax_labels
+
 pytestmark = pytest.mark.parity
 
 N, P, C, K = 500, 3, 3, 2
@@ -28,18 +30,10 @@ OURS_TIGHT = {"tol": 1e-10, "maxiter": 3000}
 SCORE_TYPES = ["log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen"]
 
 
-def _labels(rng, X, W, b):
-    eta = np.einsum("np,p...c->n...c", X, W) + b
-    p = np.exp(eta - eta.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    u = rng.random((*p.shape[:-1], 1))
-    return (np.cumsum(p, -1) < u).sum(-1).clip(0, p.shape[-1] - 1)
-
-
 RNG = np.random.default_rng(42)
 X = RNG.standard_normal((N, P)).astype(np.float32)
-Y1 = _labels(RNG, X, RNG.standard_normal((P, C)), np.array([0.3, 0.0, -0.3]))
-YK = _labels(RNG, X, RNG.standard_normal((P, K, C)), np.zeros((K, C)))
+Y1 = softmax_labels(RNG, X, RNG.standard_normal((P, C)), np.array([0.3, 0.0, -0.3]))
+YK = softmax_labels(RNG, X, RNG.standard_normal((P, K, C)), np.zeros((K, C)))
 
 
 def _group_mask(population):
@@ -305,7 +299,7 @@ def test_sklearn_ridge(n_classes):
     """
     rng = np.random.default_rng(n_classes)
     Xs = rng.standard_normal((800, 4))
-    Y = _labels(rng, Xs, rng.standard_normal((4, 2, n_classes)), np.zeros((2, n_classes)))
+    Y = softmax_labels(rng, Xs, rng.standard_normal((4, 2, n_classes)), np.zeros((2, n_classes)))
     s = 5e-3
     ours = distglm.ClassifierPopulationGLM(
         n_classes, regularizer="Ridge", regularizer_strength=s, solver_kwargs=OURS_TIGHT
