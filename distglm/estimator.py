@@ -25,6 +25,7 @@ from .encoding import LabelEncoder
 from .exceptions import NotFittedError
 from .inputs import DesignLayout, as_label_array, finite_rows
 from .kernels.linear import linear_predictor
+from .kernels.softmax import per_sample_log_likelihood
 from .regularizer import ElasticNet, GroupLasso, Lasso, Regularizer, Ridge, resolve_regularizer
 from .solve import (
     InMemoryData,
@@ -534,12 +535,11 @@ class _Classifier:
             self.intercept_ if self._population else self.intercept_[None]
         )
 
-    def _log_proba(self, X, layout_check=True):
+    def _log_proba(self, X):
         self._check_is_fit()
         layout = DesignLayout.from_design(X)
         block, intercept = self._params_block()
-        if layout_check:
-            layout.check_same(X, self._fitted_layout())
+        layout.check_same(X, self._fitted_layout())
         Xs = jnp.asarray(layout.stack(X, _kernel_dtype()))
         lp = jax.nn.log_softmax(linear_predictor(block.astype(Xs.dtype), intercept, Xs), -1)
         return lp if self._population else lp[:, 0, :]
@@ -618,8 +618,6 @@ class _Classifier:
         return -jnp.sum(jnp.mean(ll, axis=0))
 
     def _sample_ll(self, block, intercept, Xs, codes):
-        from .kernels.softmax import per_sample_log_likelihood
-
         Xj = jnp.asarray(Xs)
         return per_sample_log_likelihood(
             jnp.asarray(block, Xj.dtype), jnp.asarray(intercept, Xj.dtype), Xj, jnp.asarray(codes)
