@@ -23,7 +23,7 @@ import numpy as np
 
 from .encoding import LabelEncoder
 from .exceptions import NotFittedError
-from .inputs import DesignLayout, as_label_array, finite_rows
+from .inputs import CoefView, DesignLayout, as_label_array, finite_rows
 from .kernels.linear import linear_predictor
 from .kernels.softmax import per_sample_log_likelihood
 from .regularizer import ElasticNet, GroupLasso, Lasso, Regularizer, Ridge, resolve_regularizer
@@ -224,14 +224,11 @@ class _Classifier:
     # ------------------------------------------------------------------ shapes
     def _to_block(self, coef, layout):
         """User coefficient structure -> (n_features, n_outputs, n_classes) block."""
-        block = jnp.asarray(layout.join(coef))
-        return block if self._population else block[:, None, :]
+        return CoefView(layout, self._population).inverse(coef)
 
     def _from_block(self, block, layout):
         """(n_features, n_outputs, n_classes) block -> the user's coefficient structure."""
-        if not self._population:
-            block = block[:, 0, :]
-        return layout.split(block)
+        return CoefView(layout, self._population)(block)
 
     def _check_params(self, params, layout, n_outputs=None):
         """Validate a user ``(coef, intercept)`` and return the (block, intercept) pair."""
@@ -313,13 +310,8 @@ class _Classifier:
                 )
             shape = (layout.n_features, n_outputs, self.n_classes)
             reg.group_mask(self._from_block(jnp.zeros(shape), layout))  # checks the mask fits
-        return Penalty(
-            reg,
-            self._regularizer_strength,
-            lambda block: self._from_block(block, layout),
-            lambda coef: self._to_block(coef, layout),
-            mask_block,
-        )
+        view = CoefView(layout, self._population)
+        return Penalty(reg, self._regularizer_strength, view, view.inverse, mask_block)
 
     def _ridge_for_precond(self):
         if isinstance(self._regularizer, Ridge):

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DesignLayout", "as_label_array", "finite_rows"]
+__all__ = ["CoefView", "DesignLayout", "as_label_array", "finite_rows"]
 
 
 def _to_numpy(x, what):
@@ -129,6 +129,41 @@ class DesignLayout:
                 f"{what} must be a dict with the keys of X {list(self.keys)}; got {got}."
             )
         return jnp.concatenate([jnp.asarray(tree[k]) for k in self.keys], axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CoefView:
+    """Callable converting the solver's coefficient block to the user's structure (or back).
+
+    ``view(block)`` maps a (n_features, n_outputs, n_classes) block to an array or dict like
+    X's, without the output axis for a single-output model; ``view.inverse`` maps back. Views
+    are hashable and compared by value (bound methods are compared by identity), so they can
+    be static arguments of jitted functions and equal views share one compilation.
+
+    Attributes
+    ----------
+    layout : DesignLayout
+    population : bool
+        False for a single-output model, whose coefficients have no output axis.
+    to_block : bool
+        True for the inverse direction (user structure -> block).
+    """
+
+    layout: DesignLayout
+    population: bool
+    to_block: bool = False
+
+    @property
+    def inverse(self) -> CoefView:
+        return dataclasses.replace(self, to_block=not self.to_block)
+
+    def __call__(self, x):
+        if self.to_block:
+            block = jnp.asarray(self.layout.join(x))
+            return block if self.population else block[:, None, :]
+        if not self.population:
+            x = x[:, 0, :]
+        return self.layout.split(x)
 
 
 def finite_rows(X_stacked: np.ndarray, y: np.ndarray | None) -> np.ndarray:

@@ -640,3 +640,14 @@ def test_public_names():
     assert distglm.ClassifierGLM is ClassifierGLM
     assert isinstance(ClassifierGLM(regularizer="UnRegularized").regularizer, UnRegularized)
     assert "ClassifierGLM" in repr(ClassifierGLM(C))
+
+
+def test_penalty_compiles_once_across_fits(data):
+    """Equal models reuse the compiled penalty and prox (no recompilation per fit)."""
+    from distglm.solve import objective
+
+    X, _, Y = data
+    ClassifierPopulationGLM(C, regularizer="Lasso", regularizer_strength=1e-3).fit(X, Y)
+    sizes = (objective._PENALTY_VALUE._cache_size(), objective._PENALTY_PROX._cache_size())
+    ClassifierPopulationGLM(C, regularizer="Lasso", regularizer_strength=1e-3).fit(X, Y)
+    assert (objective._PENALTY_VALUE._cache_size(), objective._PENALTY_PROX._cache_size()) == sizes

@@ -26,6 +26,22 @@ _VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
 _VALUE = jax.jit(nll_sums, static_argnames="block_rows")
 
 
+def _penalty_value(coef, strength, regularizer, to_user):
+    return regularizer.penalty(to_user(coef), strength)
+
+
+def _penalty_prox(coef, strength, step, regularizer, to_user, from_user):
+    return from_user(regularizer.prox(to_user(coef), strength, step))
+
+
+_PENALTY_STATIC = ("regularizer", "to_user")
+_PENALTY_VALUE = jax.jit(_penalty_value, static_argnames=_PENALTY_STATIC)
+_PENALTY_VALUE_AND_GRAD = jax.jit(
+    jax.value_and_grad(_penalty_value), static_argnames=_PENALTY_STATIC
+)
+_PENALTY_PROX = jax.jit(_penalty_prox, static_argnames=(*_PENALTY_STATIC, "from_user"))
+
+
 @jax.jit
 def _GRAM(X, weights):
     """Weighted second moment of ``[X, 1]``, normalised by the total weight."""
@@ -162,6 +178,9 @@ class Penalty:
     to_user : callable
         Maps the coefficient block (n_features, n_outputs, n_classes) to the user's coefficient
         structure (what the regularizer's penalty and prox expect), ``from_user`` maps it back.
+        Both are static arguments of the compiled penalty: pass hashable callables that compare
+        by value (e.g. a :class:`~distglm.inputs.CoefView` and its ``inverse``) so that
+        repeated fits reuse one compilation.
     from_user : callable
     mask : array of shape (n_features, n_outputs, n_classes) or None
         Feature mask; masked coefficients are held at exactly 0.
@@ -177,15 +196,11 @@ class Penalty:
         self.smooth = bool(regularizer.smooth)
         self.mask = None if mask is None else np.asarray(mask, np.float64)
 
-        def pen(coef):
-            return regularizer.penalty(to_user(coef), strength)
-
-        def prox(coef, step):
-            return from_user(regularizer.prox(to_user(coef), strength, step))
-
-        self._pen_vg = jax.jit(jax.value_and_grad(pen))
-        self._pen = jax.jit(pen)
-        self._prox = jax.jit(prox)
+        self._strength = strength
+        # static arguments of the module-level jits: equal views and regularizers reuse the
+        # compiled penalty across fits (they must be hashable and compare by value)
+        self._static = {"regularizer": regularizer, "to_user": to_user}
+        self._from_user = from_user
 
     def project(self, theta):
         """Zero the masked coefficients (the intercept row is never masked)."""
@@ -197,17 +212,20 @@ class Penalty:
 
     def value_and_grad(self, theta):
         coef = jnp.asarray(theta[:-1], self.dtype)
-        v, g = self._pen_vg(coef)
+        v, g = _PENALTY_VALUE_AND_GRAD(coef, self._strength, **self._static)
         grad = np.zeros_like(theta)
         grad[:-1] = np.asarray(g, np.float64)
         return float(v), grad
 
     def value(self, theta):
-        return float(self._pen(jnp.asarray(theta[:-1], self.dtype)))
+        coef = jnp.asarray(theta[:-1], self.dtype)
+        return float(_PENALTY_VALUE(coef, self._strength, **self._static))
 
     def prox(self, theta, step):
         out = theta.copy()
-        out[:-1] = np.asarray(self._prox(jnp.asarray(theta[:-1], self.dtype), step), np.float64)
+        coef = jnp.asarray(theta[:-1], self.dtype)
+        new = _PENALTY_PROX(coef, self._strength, step, from_user=self._from_user, **self._static)
+        out[:-1] = np.asarray(new, np.float64)
         return self.project(out)
 
 
