@@ -1,9 +1,12 @@
 """distglm: population classifier GLMs (softmax, many outputs, one design matrix).
 
-The public surface is this module: the estimators, the regularizers and the exceptions.
+The public surface is this module: the estimators, :func:`open_sessions` for multi-session
+Zarr/xarray data, the regularizers and the exceptions.
 """
 
 from . import exceptions, regularizer
+from .data import Sessions, open_sessions
+from .distribute import pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
 
@@ -13,7 +16,10 @@ __all__ = [
     "ClassifierGLM",
     "ClassifierPopulationGLM",
     "LabelEncoder",
+    "Sessions",
     "__version__",
     "exceptions",
+    "open_sessions",
+    "pin_workers_to_cores",
     "regularizer",
 ]

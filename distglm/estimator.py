@@ -13,6 +13,7 @@ population model with one output, and its ``coef_`` is shown without that axis.
 from __future__ import annotations
 
 import copy
+import sys
 import time
 import warnings
 from numbers import Real
@@ -20,7 +21,11 @@ from numbers import Real
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
+from .data import is_distributed_input, merge_stats, plan_data
+from .data.lazy import LazyModel
+from .distribute import DistributedData, WorkerPool, connect
 from .encoding import LabelEncoder
 from .exceptions import NotFittedError
 from .inputs import CoefView, DesignLayout, as_label_array, finite_rows
@@ -73,6 +78,8 @@ class _Classifier:
         self.solver_state_ = None
         self.fit_history_ = None
         self.n_passes_ = None
+        self.outputs_ = None
+        self.fit_profile_ = None
         self._update_ctx = None  # (solver, compiled penalty, layout) for update() loops
 
     # ------------------------------------------------------------------ parameters
@@ -294,12 +301,12 @@ class _Classifier:
         return layout, Xs, codes
 
     # ------------------------------------------------------------------ mask & penalty
-    def _mask_block(self, layout, n_outputs):
+    def _mask_block(self, layout, n_outputs, labels=None):
         return None
 
-    def _penalty(self, layout, n_outputs):
+    def _penalty(self, layout, n_outputs, labels=None):
         reg = self._regularizer
-        mask_block = self._mask_block(layout, n_outputs)
+        mask_block = self._mask_block(layout, n_outputs, labels)
         if isinstance(reg, GroupLasso):
             if reg.mask is None and layout.keys is None:
                 warnings.warn(
@@ -357,12 +364,15 @@ class _Classifier:
 
     def _initial_block(self, layout, codes):
         c = self.n_classes
-        n_outputs = codes.shape[1]
-        counts = np.stack([np.bincount(codes[:, j], minlength=c) for j in range(n_outputs)])
-        freq = counts / codes.shape[0]
+        counts = np.stack([np.bincount(codes[:, j], minlength=c) for j in range(codes.shape[1])])
+        return self._block_from_counts(layout, counts, np.full(codes.shape[1], codes.shape[0]))
+
+    def _block_from_counts(self, layout, counts, n_samples):
+        """Zero coefficients and centred log class frequencies (counts (k, c), n (k,))."""
+        freq = np.asarray(counts, np.float64) / np.asarray(n_samples, np.float64)[:, None]
         logf = np.log(np.clip(freq, np.finfo(float).eps, None))
         intercept = logf - logf.mean(axis=1, keepdims=True)
-        return np.zeros((layout.n_features, n_outputs, c)), intercept
+        return np.zeros((layout.n_features, counts.shape[0], self.n_classes)), intercept
 
     def _user_params(self, block, intercept, layout):
         dtype = _kernel_dtype()
@@ -381,23 +391,38 @@ class _Classifier:
             [np.asarray(block, np.float64), np.asarray(intercept, np.float64)[None]], axis=0
         )
 
-    def fit(self, X, y, init_params=None):
-        """Fit the model.
+    def fit(self, X, y=None, init_params=None, *, client=None, progress=False):
+        """Fit the model, in memory or over a Dask cluster.
 
         Parameters
         ----------
         X : array of shape (n_samples, n_features), or a dict of 2-D arrays
-            Rows with NaN or Inf (in X or y) are dropped.
+            In memory. Rows with NaN or Inf (in X or y) are dropped. Distributed inputs are
+            fitted on Dask workers: a dask array (or dict of them) chunked along samples, a
+            dask-backed ``xarray.DataArray`` (sample, feature), or sessions (the result of
+            :func:`distglm.open_sessions`, a store path, or a list/dict of xarray Datasets),
+            which carry their own labels.
         y : array of shape (n_samples,) (ClassifierGLM) or (n_samples, n_outputs)
-            Labels of any hashable type; every one of ``n_classes`` labels must occur.
+            Labels of any hashable type; every one of ``n_classes`` labels must occur. A dask
+            array or DataArray with distributed X; None for sessions.
         init_params : (coef, intercept), optional
-            Starting point; defaults to :meth:`initialize_params`.
+            Starting point; defaults to zero coefficients and intercepts matching the class
+            frequencies.
+        client : distributed.Client, optional
+            Distributed inputs only: the cluster to use. Defaults to the current Dask client;
+            without one, a LocalCluster is started for the call and closed after it.
+        progress : bool
+            Print a progress line per iteration to stderr.
 
         Returns
         -------
         self
         """
         start = time.perf_counter()
+        if is_distributed_input(X):
+            return self._fit_distributed(X, y, init_params, client, progress, start)
+        if y is None:
+            raise ValueError("fit needs y for in-memory X (only sessions carry their labels).")
         y_arr = as_label_array(y, DesignLayout.from_design(X).n_samples(X), self._population)
         y_clean = y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr
         self._encoder.set_classes(y_clean)
@@ -408,6 +433,25 @@ class _Classifier:
         else:
             block, intercept = self._check_params(init_params, layout, n_outputs)
         objective = self._objective(Xs, codes, layout)
+        self._solve(objective, block, intercept, layout, progress)
+        self.outputs_ = self._output_ids(y, n_outputs)
+        self.fit_profile_ = None
+        self.fit_time_ = time.perf_counter() - start
+        self._set_dof_and_scale(
+            np.full(n_outputs, Xs.shape[0]),
+            n_outputs,
+            lambda: np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0,
+        )
+        return self
+
+    @staticmethod
+    def _output_ids(y, n_outputs):
+        if isinstance(y, xr.DataArray) and y.ndim == 2 and y.dims[1] in y.coords:
+            return np.asarray(y.coords[y.dims[1]].values)
+        return np.arange(n_outputs)
+
+    def _solve(self, objective, block, intercept, layout, progress):
+        """Minimise ``objective`` from (block, intercept); set the fitted attributes."""
         solver = make_solver(self.solver_name, self._solver_kwargs)
         result = minimize(
             solver,
@@ -415,7 +459,10 @@ class _Classifier:
             self._theta(block, intercept),
             ridge=self._ridge_for_precond(),
             mask=objective.penalty.mask,
+            callback=_ProgressLine(solver) if progress else None,
         )
+        if progress:
+            print(file=sys.stderr)
         theta = objective.prox(result.theta, 0.0)
         if not np.all(np.isfinite(theta)):
             raise ValueError(
@@ -423,18 +470,53 @@ class _Classifier:
                 "rescaling the features or a larger regularizer_strength."
             )
         warn_not_converged(result, solver)
+        stat_passes = objective.data.stat_passes
+        for entry in result.history:
+            entry["passes"] += stat_passes
         self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1], layout)
         self.solver_state_ = result.state
         self.fit_history_ = result.history
-        self.n_passes_ = objective.n_passes + objective.data.stat_passes
+        self.n_passes_ = objective.n_passes + stat_passes
+
+    def _fit_distributed(self, X, y, init_params, client, progress, start):
+        plan = plan_data(X, y, self._population)
+        layout, K = plan.layout, plan.n_outputs
+        with connect(client) as c, WorkerPool(c, plan, dtype=_kernel_dtype()) as pool:
+            stats_start = time.perf_counter()
+            stats = merge_stats(plan, pool.statistics(), self.n_classes)
+            self._encoder.set_classes(stats.classes)
+            pool.encode(stats.classes)
+            stats_seconds = time.perf_counter() - stats_start
+            if init_params is None:
+                block, intercept = self._block_from_counts(
+                    layout, stats.class_counts, stats.n_samples
+                )
+            else:
+                block, intercept = self._check_params(init_params, layout, K)
+            data = DistributedData(pool, stats, self.n_classes)
+            penalty = self._penalty(layout, K, labels=(plan.features, plan.outputs))
+            self._solve(PenalizedObjective(data, penalty), block, intercept, layout, progress)
+            self.fit_profile_ = {
+                "workers": pool.workers,
+                "n_chunks": len(plan.chunks),
+                "chunk_rows": plan.chunk_rows,
+                "statistics_seconds": stats_seconds,
+                "passes": data.pass_log,
+                "recoveries": pool.recoveries,
+                "n_dropped": stats.n_dropped,
+            }
+        self.outputs_ = plan.outputs
+        self.features_ = plan.features
         self.fit_time_ = time.perf_counter() - start
-        self._set_dof_and_scale(Xs, n_outputs)
+        gram = stats.gram[:-1, :-1] * stats.n_rows
+        self._set_dof_and_scale(
+            stats.n_samples, K, lambda: np.linalg.matrix_rank(gram, hermitian=True)
+        )
         return self
 
-    def _set_dof_and_scale(self, Xs, n_outputs, n_samples=None):
-        n = Xs.shape[0] if n_samples is None else n_samples
-        if n_samples is not None and not isinstance(n_samples, int):
-            raise TypeError(f"n_samples must be None or an int; got {type(n_samples).__name__}.")
+    def _set_dof_and_scale(self, n, n_outputs, rank):
+        """Residual degrees of freedom per output (n: samples per output; rank: callable)."""
+        n = np.asarray(n)
         cm1 = self.n_classes - 1
         block = np.asarray(self._params_block()[0])
         if isinstance(self._regularizer, (Lasso, ElasticNet, GroupLasso)):
@@ -443,8 +525,7 @@ class _Classifier:
         elif isinstance(self._regularizer, Ridge):
             dof = (n - cm1 * block.shape[0] - cm1) * np.ones(n_outputs)
         else:
-            rank = np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0
-            dof = (n - rank * cm1 - cm1) * np.ones(n_outputs)
+            dof = (n - rank() * cm1 - cm1) * np.ones(n_outputs)
         self.dof_resid_ = jnp.asarray(np.atleast_1d(dof))
         self.scale_ = jnp.ones(n_outputs)
 
@@ -507,7 +588,14 @@ class _Classifier:
         theta, state = solver.step(objective, self._theta(block, intercept), state)
         self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1], layout)
         self.solver_state_ = state
-        self._set_dof_and_scale(Xs, codes.shape[1], n_samples)
+        if n_samples is not None and not isinstance(n_samples, int):
+            raise TypeError(f"n_samples must be None or an int; got {type(n_samples).__name__}.")
+        n = Xs.shape[0] if n_samples is None else n_samples
+        self._set_dof_and_scale(
+            np.full(codes.shape[1], n),
+            codes.shape[1],
+            lambda: np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0,
+        )
         return (self.coef_, self.intercept_), state
 
     # ------------------------------------------------------------------ prediction
@@ -526,6 +614,13 @@ class _Classifier:
         return self._to_block(self.coef_, self._fitted_layout()), jnp.asarray(
             self.intercept_ if self._population else self.intercept_[None]
         )
+
+    def _lazy(self):
+        """The fitted parameters, applied lazily to dask / xarray / session inputs."""
+        self._check_is_fit()
+        block, intercept = self._params_block()
+        outputs = self.outputs_ if self.outputs_ is not None else np.arange(block.shape[1])
+        return LazyModel(block, intercept, self.classes_, outputs, self._population)
 
     def _log_proba(self, X):
         self._check_is_fit()
@@ -548,6 +643,8 @@ class _Classifier:
         labels : array of shape (n_samples,) or (n_samples, n_outputs), in ``classes_``' type
         """
         self._encoder.check_is_set("predict")
+        if is_distributed_input(X):
+            return self._lazy().predict(X)
         return self._encoder.decode(jnp.argmax(self._log_proba(X), axis=-1))
 
     def predict_proba(self, X, return_type="log-proba"):
@@ -565,6 +662,8 @@ class _Classifier:
         self._encoder.check_is_set("predict_proba")
         if return_type not in ("log-proba", "proba"):
             raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
+        if is_distributed_input(X):
+            return self._lazy().log_proba(X, proba=return_type == "proba")
         lp = self._log_proba(X)
         if return_type == "log-proba":
             return lp
@@ -586,6 +685,8 @@ class _Classifier:
             The model's log-probabilities the labels were drawn from.
         """
         self._encoder.check_is_set("simulate")
+        if is_distributed_input(feedforward_input):
+            return self._lazy().simulate(random_key, feedforward_input)
         lp = self._log_proba(feedforward_input)
         draws = jax.random.categorical(random_key, lp)
         return self._encoder.decode(draws), lp
@@ -636,6 +737,8 @@ class _Classifier:
             raise NotImplementedError(
                 f"score_type {score_type!r} is not implemented; use one of {list(_SCORE_TYPES)}."
             )
+        if is_distributed_input(X):
+            return self._score_distributed(X, y, score_type, aggregate_sample_scores)
         layout, Xs, codes = self._prepare(X, y, "score")
         block, intercept = self._params_block()
         layout.check_same(X, self._fitted_layout())
@@ -655,6 +758,46 @@ class _Classifier:
         dev_model = aggregate_sample_scores(-2 * ll)
         dev_null = aggregate_sample_scores(-2 * ll_null)
         return (dev_null - dev_model) / dev_null
+
+    def _score_distributed(self, X, y, score_type, aggregate):
+        """Whole-dataset score from per-output sums gathered in one pass (mean or sum only)."""
+        if aggregate not in (jnp.mean, np.mean, jnp.sum, np.sum):
+            raise ValueError(
+                "Over distributed data, score aggregates with a mean or a sum over all "
+                f"(sample, output) entries (jnp.mean, np.mean, jnp.sum, np.sum); got "
+                f"{aggregate!r}. Compute per-sample scores from predict_proba instead."
+            )
+        ll, counts = self._lazy().score_sums(X, y)
+        n = counts.sum(axis=1)
+        freq = np.clip(counts / np.maximum(n, 1)[:, None], np.finfo(np.float32).eps, 1.0)
+        ll_null = np.sum(counts * np.log(freq), axis=1)
+        total = n.sum()
+        if score_type == "log-likelihood":
+            value = ll.sum() / total if aggregate in (jnp.mean, np.mean) else ll.sum()
+            return jnp.asarray(value, _kernel_dtype())
+        # McFadden and Cohen coincide for a mean or a sum: 1 - L / L_null
+        return jnp.asarray(1.0 - ll.sum() / ll_null.sum(), _kernel_dtype())
+
+
+class _ProgressLine:
+    """Prints one updating line per iteration: objective, estimated gap and passes."""
+
+    def __init__(self, solver):
+        self.tol = solver.tol
+        self.first_gap = None
+
+    def __call__(self, entry):
+        gap = max(entry["gap"], 1e-300)
+        if self.first_gap is None:
+            self.first_gap = max(gap, self.tol * 10)
+        span = np.log10(self.first_gap) - np.log10(self.tol)
+        done = np.clip((np.log10(self.first_gap) - np.log10(gap)) / max(span, 1e-12), 0, 1)
+        bar = "#" * int(np.round(30 * done))
+        sys.stderr.write(
+            f"\r[{bar:<30}] iter {entry['iteration']:>3}  objective {entry['objective']:.6f}  "
+            f"gap {entry['gap']:.1e}  passes {entry['passes']}  {entry['seconds']:.1f} s"
+        )
+        sys.stderr.flush()
 
 
 class ClassifierGLM(_Classifier):
@@ -736,6 +879,20 @@ class ClassifierPopulationGLM(_Classifier):
     def feature_mask(self, mask):
         if self.coef_ is not None and self.intercept_ is not None:
             raise AttributeError("feature_mask cannot be set after the model is fitted.")
+        if isinstance(mask, xr.DataArray):
+            missing = {"feature", "output"} - set(mask.dims)
+            extra = set(mask.dims) - {"feature", "output", "class"}
+            if missing or extra:
+                raise ValueError(
+                    "A DataArray feature_mask needs dims 'feature' and 'output' (and optionally "
+                    f"'class'); got dims {mask.dims}."
+                )
+            values = np.asarray(mask.values, dtype=float)
+            if np.any((values != 0) & (values != 1)):
+                bad = np.unique(values[(values != 0) & (values != 1)])[:5].tolist()
+                raise ValueError(f"feature_mask must contain only 0s and 1s; found {bad}.")
+            self._feature_mask = mask
+            return
         if mask is not None:
             leaves = jax.tree_util.tree_leaves(mask)
             arrays = [np.asarray(m, dtype=float) for m in leaves]
@@ -755,10 +912,12 @@ class ClassifierPopulationGLM(_Classifier):
             )
         self._feature_mask = mask
 
-    def _mask_block(self, layout, n_outputs):
+    def _mask_block(self, layout, n_outputs, labels=None):
         if self._feature_mask is None:
             return None
         mask = self._feature_mask
+        if isinstance(mask, xr.DataArray):
+            return self._aligned_mask(mask, layout, n_outputs, labels)
         if (layout.keys is None) != (not isinstance(mask, dict)):
             raise ValueError(
                 "feature_mask and X must have the same structure: "
@@ -770,3 +929,35 @@ class ClassifierPopulationGLM(_Classifier):
         if block.shape != want:
             raise ValueError(f"feature_mask must match coef's shape {want}; got {block.shape}.")
         return block
+
+    def _aligned_mask(self, mask, layout, n_outputs, labels):
+        """A DataArray mask selected by the data's feature and output labels."""
+        features, outputs = labels if labels is not None else (None, None)
+        for dim, want, size in (
+            ("feature", features, layout.n_features),
+            ("output", outputs, n_outputs),
+        ):
+            if want is None or dim not in mask.coords:
+                if mask.sizes[dim] != size:
+                    raise ValueError(
+                        f"feature_mask has {mask.sizes[dim]} entries along {dim!r} but the data "
+                        f"has {size} (and no {dim} labels to align them by)."
+                    )
+                continue
+            have = set(np.asarray(mask.coords[dim].values).tolist())
+            absent = [v for v in np.asarray(want).tolist() if v not in have]
+            if absent:
+                raise ValueError(
+                    f"feature_mask has no {dim} {absent[:8]} (the data's {dim} labels)."
+                )
+            mask = mask.sel({dim: np.asarray(want)})
+        order = ["feature", "output"] + (["class"] if "class" in mask.dims else [])
+        values = np.asarray(mask.transpose(*order).values, dtype=float)
+        if values.ndim == 2:
+            values = np.repeat(values[:, :, None], self.n_classes, axis=2)
+        want_shape = (layout.n_features, n_outputs, self.n_classes)
+        if values.shape != want_shape:
+            raise ValueError(
+                f"feature_mask must match coef's shape {want_shape}; got {values.shape}."
+            )
+        return values

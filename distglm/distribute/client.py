@@ -1,0 +1,99 @@
+"""Which Dask client a fit uses: the one given, else the default one, else an embedded cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+__all__ = ["connect", "pin_workers_to_cores"]
+
+logger = logging.getLogger("distglm")
+
+
+def _default_client():
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:  # no client has been created in this process
+        return None
+
+
+def pin_workers_to_cores(client) -> dict:
+    """Pin each worker process of a single-machine cluster to its own CPU core (Linux).
+
+    XLA:CPU sizes its thread pool from the cores a process may use, so without this every
+    JAX worker on a small machine spreads over all cores and they slow each other down. Call it
+    before the first fit (before JAX is imported on the workers). Workers beyond the number of
+    cores are left alone.
+
+    Returns
+    -------
+    dict
+        worker address -> the cores it is pinned to.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return {}
+    cores = sorted(os.sched_getaffinity(0))
+    workers = sorted(client.scheduler_info()["workers"])
+    if len(workers) > len(cores):
+        return {}
+    out = {}
+    for addr, core in zip(workers, cores, strict=False):
+
+        def pin(core=core):
+            os.sched_setaffinity(0, {core})
+            return sorted(os.sched_getaffinity(0))
+
+        out[addr] = client.run(pin, workers=[addr])[addr]
+    return out
+
+
+@contextlib.contextmanager
+def connect(client=None, n_workers=None):
+    """Yield the Dask client to fit with.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Used as is. Without one, the current default client (the last one created in this
+        process) is used; with none at all, a ``LocalCluster`` of worker processes (one thread
+        each, one per core up to 4, pinned to their cores) is started for the call, logged on
+        the ``distglm`` logger, and closed when the call ends.
+    n_workers : int, optional
+        Workers of the embedded cluster.
+
+    Yields
+    ------
+    distributed.Client
+    """
+    if client is not None:
+        yield client
+        return
+    found = _default_client()
+    if found is not None:
+        yield found
+        return
+    from distributed import Client, LocalCluster
+
+    n = n_workers or max(
+        1,
+        min(
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1),
+            4,
+        ),
+    )
+    logger.info("No Dask client found: starting a LocalCluster with %d worker processes", n)
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        with Client(cluster, set_as_default=False) as c:
+            pin_workers_to_cores(c)
+            yield c
+    finally:
+        cluster.close()
+        logger.info("Closed the LocalCluster started for this fit")

@@ -1,0 +1,239 @@
+"""The coordinator's side of the workers: one actor per worker, chunk assignment, lost workers.
+
+A :class:`WorkerPool` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per Dask
+worker, assigns the plan's chunks to them (balanced by rows, in chunk-id order), and runs
+passes: each pass is one direct actor call per worker carrying the parameters (scattered once
+and fetched by key when large), and returns the per-chunk partial sums keyed by chunk id.
+
+Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
+remaining (or restarted) workers, re-read from their source, and the pass is run again. Because
+each chunk's sums are a pure function of (chunk, parameters) and the reduction is in chunk-id
+order, the result is the same as without the failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import numpy as np
+
+from .worker import ChunkWorker
+
+__all__ = ["WorkerLost", "WorkerPool"]
+
+logger = logging.getLogger("distglm")
+
+#: parameters larger than this are scattered to the workers once per pass, not sent per call
+SCATTER_BYTES = 1 << 20
+
+
+class WorkerLost(RuntimeError):
+    """Raised when the pool cannot recover from lost workers."""
+
+
+class WorkerPool:
+    """Actors on a Dask cluster holding the chunks of one :class:`~distglm.data.DataPlan`.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    plan : DataPlan
+    dtype : str
+        Kernel dtype on the workers.
+    max_recoveries : int
+        Lost-worker recoveries allowed per call before giving up.
+    scatter_bytes : int
+        Parameters of more bytes than this are scattered (broadcast) once per pass.
+    """
+
+    def __init__(
+        self, client, plan, dtype="float32", max_recoveries=5, scatter_bytes=SCATTER_BYTES
+    ):
+        self.client = client
+        self.plan = plan
+        self.dtype = np.dtype(dtype)
+        self.max_recoveries = int(max_recoveries)
+        self.scatter_bytes = int(scatter_bytes)
+        self._actors = {}  # worker address -> (future, actor)
+        self._assign = {}  # chunk id -> worker address
+        self._specs = {c.chunk_id: c for c in plan.chunks}
+        self._classes = None
+        self._tag = uuid.uuid4().hex[:8]
+        #: lost-worker recoveries so far
+        self.recoveries = 0
+        workers = self._live_workers()
+        if not workers:
+            raise RuntimeError("The Dask cluster has no workers.")
+        for addr in workers:
+            self._start(addr)
+        self._assign_chunks(list(self._specs), workers)
+
+    # ------------------------------------------------------------------ actors
+    def _live_workers(self):
+        return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def _start(self, addr):
+        p = self.plan
+        fut = self.client.submit(
+            ChunkWorker,
+            [np.asarray(o) for o in p.session_outputs],
+            p.chunk_rows,
+            p.block_rows,
+            str(self.dtype),
+            actor=True,
+            workers=[addr],
+            allow_other_workers=False,
+            pure=False,
+            key=f"distglm-chunkworker-{self._tag}-{addr}",
+        )
+        self._actors[addr] = (fut, fut.result())
+
+    def _assign_chunks(self, chunk_ids, workers):
+        """Give each chunk (in id order) to the worker with the fewest rows so far."""
+        load = {a: 0 for a in workers}
+        for cid, a in self._assign.items():
+            if a in load:
+                load[a] += self._specs[cid].rows
+        for cid in sorted(chunk_ids):
+            a = min(workers, key=lambda w: (load[w], w))
+            self._assign[cid] = a
+            load[a] += self._specs[cid].rows
+
+    @property
+    def workers(self) -> list:
+        """Addresses of the workers holding actors."""
+        return sorted(self._actors)
+
+    def assignment(self) -> dict:
+        """chunk id -> worker address."""
+        return dict(self._assign)
+
+    def close(self):
+        """Release the actors (their cached chunks are freed with them)."""
+        for fut, _ in self._actors.values():
+            fut.release()
+        self._actors.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ calls
+    def _call(self, calls):
+        """Run ``{addr: (method, args)}`` concurrently; return results and lost workers."""
+        futures = {}
+        lost = []
+        for addr, (method, args) in calls.items():
+            try:
+                futures[addr] = getattr(self._actors[addr][1], method)(*args)
+            except Exception:  # the actor's worker is already gone
+                lost.append(addr)
+        results = {}
+        for addr, fut in futures.items():
+            try:
+                status, value = fut.result()
+            except Exception as e:  # transport failure: the worker is lost
+                logger.warning("Lost worker %s during a pass (%s); recovering", addr, e)
+                lost.append(addr)
+                continue
+            if status == "error":
+                raise value
+            results[addr] = value
+        return results, lost
+
+    def _recover(self, lost):
+        """Drop lost workers' actors, start actors on new workers, re-load orphaned chunks."""
+        self.recoveries += 1
+        for addr in lost:
+            fut, _ = self._actors.pop(addr, (None, None))
+            if fut is not None:
+                fut.release()
+        deadline = time.monotonic() + 60
+        workers = [w for w in self._live_workers() if w not in lost]
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = [w for w in self._live_workers() if w not in lost]
+        if not workers:
+            raise WorkerLost("Every worker of the Dask cluster was lost and none came back.")
+        for addr in workers:
+            if addr not in self._actors:
+                self._start(addr)
+        orphans = [cid for cid, a in self._assign.items() if a not in self._actors]
+        for cid in orphans:
+            del self._assign[cid]
+        self._assign_chunks(orphans, self.workers)
+        by_worker = {}
+        for cid in orphans:
+            by_worker.setdefault(self._assign[cid], []).append(self._specs[cid])
+        calls = {a: ("load", (specs,)) for a, specs in by_worker.items()}
+        _, more = self._call(calls)
+        if self._classes is not None and not more:
+            _, more = self._call({a: ("encode", (self._classes,)) for a in by_worker})
+        logger.warning("Re-read %d chunks of lost workers on %s", len(orphans), sorted(by_worker))
+        return more
+
+    def _run(self, method, args_for):
+        """Call ``method`` on every actor; after a lost worker, recover and run it again."""
+        while True:
+            calls = {a: (method, args_for(a)) for a in self.workers}
+            results, lost = self._call(calls)
+            if not lost:
+                return results
+            while lost:
+                if self.recoveries >= self.max_recoveries:
+                    raise WorkerLost(
+                        f"Workers kept being lost ({self.recoveries} recoveries); giving up."
+                    )
+                lost = self._recover(lost)
+
+    # ------------------------------------------------------------------ the passes
+    def statistics(self):
+        """The statistics pass: every worker reads its chunks; list of ChunkStats."""
+
+        def args_for(addr):
+            specs = [self._specs[c] for c, a in sorted(self._assign.items()) if a == addr]
+            return (specs,)
+
+        results = self._run("load", args_for)
+        return [st for stats in results.values() for st in stats]
+
+    def encode(self, classes):
+        """Send the shared classes; workers encode their cached labels (no re-read)."""
+        self._classes = np.asarray(classes)
+        self._run("encode", lambda a: (self._classes,))
+
+    def evaluate(self, theta, with_grad=True):
+        """One pass at ``theta``: per-chunk sums and per-worker compute seconds.
+
+        Parameters
+        ----------
+        theta : float array of shape (n_features + 1, n_outputs, n_classes)
+
+        Returns
+        -------
+        per_chunk : dict chunk id -> tuple of arrays
+        compute : dict worker address -> seconds
+        """
+        payload = np.asarray(theta, self.dtype)
+        future = None
+        if payload.nbytes > self.scatter_bytes:
+            future = self.client.scatter(payload, broadcast=True, hash=False)
+            payload = ("scattered", future.key)
+        try:
+            results = self._run("value_and_grad" if with_grad else "value", lambda a: (payload,))
+        finally:
+            if future is not None:
+                future.release()
+        per_chunk, compute = {}, {}
+        for addr, (chunk_results, seconds) in results.items():
+            compute[addr] = seconds
+            for r in chunk_results:
+                per_chunk[r[0]] = r[1:]
+        missing = sorted(set(self._specs) - set(per_chunk))
+        if missing:
+            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
+        return per_chunk, compute

@@ -1,0 +1,228 @@
+"""What runs on a Dask worker: a :class:`ChunkWorker` holding decoded chunks and running kernels.
+
+One ``ChunkWorker`` lives on each worker (as a Dask Actor, so a pass costs one direct call, not a
+scheduled task). It is plain Python with no network code, so tests drive it directly.
+
+- :meth:`ChunkWorker.load` reads chunks from their source (the culled dask graph of each block,
+  computed here with the synchronous scheduler: the worker reads Zarr itself) and returns their
+  statistics. Rows with NaN/Inf are dropped.
+- :meth:`ChunkWorker.encode` turns the cached labels into small integer codes once the shared
+  classes are known, pads every chunk to the plan's fixed row count (weight 0) and places the
+  arrays on the worker's default JAX device. No re-read.
+- :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
+  cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
+  reduce them in chunk-id order whatever the assignment of chunks to workers.
+
+Every public method returns ``("ok", result)`` or ``("error", exception)``: an exception raised
+by a method is then told apart from a lost worker.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from ..data.stats import chunk_stats
+
+__all__ = ["ChunkWorker"]
+
+
+def _reported(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return ("ok", method(self, *args, **kwargs))
+        except Exception as e:  # returned, re-raised at the coordinator
+            return ("error", e)
+
+    return wrapper
+
+
+def _code_dtype(n_classes):
+    return np.int8 if n_classes <= 127 else np.int16
+
+
+class ChunkWorker:
+    """Per-worker cache of decoded chunks and the kernels over them.
+
+    Parameters
+    ----------
+    session_outputs : list of int arrays
+        For each session, the global output index of each of its label columns.
+    chunk_rows : int
+        Rows every chunk is padded to (one compile per session output count).
+    block_rows : int or None
+        Kernel block size.
+    dtype : str
+        Kernel dtype, "float32" (default) or "float64" (turns on ``jax_enable_x64`` here).
+    """
+
+    def __init__(self, session_outputs, chunk_rows, block_rows, dtype="float32"):
+        import jax
+
+        if np.dtype(dtype) == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        self._session_outputs = [np.asarray(o) for o in session_outputs]
+        self._rows = int(chunk_rows)
+        self._block = block_rows
+        self._dtype = np.dtype(dtype)
+        self._raw = {}  # chunk_id -> (session_index, X kept rows, raw labels)
+        self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
+        self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
+        self.read_seconds = 0.0
+
+    # ------------------------------------------------------------------ loading
+    @_reported
+    def load(self, specs):
+        """Read chunks from their source; return their statistics.
+
+        Parameters
+        ----------
+        specs : list of ChunkSpec
+
+        Returns
+        -------
+        list of ChunkStats
+        """
+        out = []
+        for spec in specs:
+            if spec.chunk_id in self._stats:
+                out.append(self._stats[spec.chunk_id])
+                continue
+            t = time.perf_counter()
+            X = np.asarray(spec.X.compute(scheduler="sync"))
+            y = np.asarray(spec.y.compute(scheduler="sync"))
+            self.read_seconds += time.perf_counter() - t
+            want = len(self._session_outputs[spec.session_index])
+            if X.shape[0] != spec.rows or y.shape != (spec.rows, want):
+                raise ValueError(
+                    f"{spec.describe()}: expected X with {spec.rows} rows and y of shape "
+                    f"{(spec.rows, want)}; read X {X.shape} and y {y.shape}."
+                )
+            if X.dtype.kind not in "biuf":
+                raise TypeError(f"{spec.describe()}: X must be numeric; got dtype {X.dtype}.")
+            stats, keep = chunk_stats(spec.chunk_id, X, y)
+            self._raw[spec.chunk_id] = (spec.session_index, X[keep].astype(self._dtype), y[keep])
+            self._stats[spec.chunk_id] = stats
+            out.append(stats)
+        return out
+
+    @_reported
+    def encode(self, classes):
+        """Encode cached labels as codes among ``classes``, pad, and move to the device.
+
+        Parameters
+        ----------
+        classes : array of shape (n_classes,), sorted
+
+        Returns
+        -------
+        list of int
+            The chunk ids now ready for passes.
+        """
+        import jax.numpy as jnp
+
+        classes = np.asarray(classes)
+        code_dtype = _code_dtype(classes.size)
+        for cid, (s, X, y) in list(self._raw.items()):
+            codes = np.searchsorted(classes, y)
+            bad = (codes >= classes.size) | (classes[np.minimum(codes, classes.size - 1)] != y)
+            if np.any(bad):
+                raise ValueError(
+                    f"Chunk {cid} holds labels {np.unique(y[bad])[:5].tolist()} outside the "
+                    f"classes {classes.tolist()}."
+                )
+            n = X.shape[0]
+            pad = self._rows - n
+            Xp = np.zeros((self._rows, X.shape[1]), self._dtype)
+            Xp[:n] = X
+            cp = np.zeros((self._rows, y.shape[1]), code_dtype)
+            cp[:n] = codes
+            w = np.zeros(self._rows, self._dtype)
+            w[:n] = 1.0
+            assert pad >= 0, (cid, n, self._rows)
+            self._cache[cid] = (s, jnp.asarray(Xp), jnp.asarray(cp), jnp.asarray(w))
+            del self._raw[cid]
+        return sorted(self._cache)
+
+    # ------------------------------------------------------------------ passes
+    def _session_params(self, theta):
+        import jax.numpy as jnp
+
+        theta = self._resolve(theta)
+        out = {}
+        for s in {entry[0] for entry in self._cache.values()}:
+            th = np.asarray(theta[:, self._session_outputs[s], :], self._dtype)
+            out[s] = (jnp.asarray(th[:-1]), jnp.asarray(th[-1]))
+        return out
+
+    @staticmethod
+    def _resolve(theta):
+        if isinstance(theta, tuple) and len(theta) == 2 and theta[0] == "scattered":
+            from distributed import get_client, get_worker
+
+            key = theta[1]
+            data = get_worker().data
+            if key in data:
+                return data[key]
+            from distributed import Future
+
+            return get_client().gather(Future(key))
+        return theta
+
+    def _run(self, theta, with_grad):
+        from ..solve.objective import _VALUE, _VALUE_AND_GRAD
+
+        start = time.perf_counter()
+        params = self._session_params(theta)
+        fn = _VALUE_AND_GRAD if with_grad else _VALUE
+        pending = [
+            (cid, fn(params[s], X, y, w, block_rows=self._block))
+            for cid, (s, X, y, w) in sorted(self._cache.items())
+        ]
+        results = []
+        for cid, r in pending:
+            if with_grad:
+                loss, (gc, gb) = r
+                results.append((cid, np.asarray(loss), np.asarray(gc), np.asarray(gb)))
+            else:
+                results.append((cid, np.asarray(r)))
+        return results, time.perf_counter() - start
+
+    @_reported
+    def value_and_grad(self, theta):
+        """Per-chunk loss and gradient sums at ``theta``.
+
+        Parameters
+        ----------
+        theta : array of shape (n_features + 1, n_outputs, n_classes)
+            All outputs' parameters (intercept last); each chunk uses its session's outputs.
+
+        Returns
+        -------
+        results : list of (chunk_id, loss, grad_coef, grad_intercept)
+            Shapes (k_s,), (n_features, k_s, c) and (k_s, c) for a session of k_s outputs.
+        seconds : float
+            Compute time on this worker.
+        """
+        return self._run(theta, True)
+
+    @_reported
+    def value(self, theta):
+        """Per-chunk loss sums at ``theta``: list of (chunk_id, loss (k_s,)), and seconds."""
+        return self._run(theta, False)
+
+    @_reported
+    def info(self):
+        """Cached chunk ids, their bytes, and the JAX device they live on."""
+        import jax
+
+        nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
+        return {
+            "chunks": sorted(self._cache),
+            "nbytes": nbytes,
+            "device": str(jax.devices()[0]),
+            "read_seconds": self.read_seconds,
+        }
