@@ -641,6 +641,10 @@ class _Classifier:
         Returns
         -------
         labels : array of shape (n_samples,) or (n_samples, n_outputs), in ``classes_``' type
+
+        Distributed inputs (a dask array, a dask-backed DataArray, or sessions) give lazy results:
+        a dask array, an xarray DataArray with coordinates for xarray input, or a dict
+        ``session id -> DataArray`` (that session's outputs) for sessions.
         """
         self._encoder.check_is_set("predict")
         if is_distributed_input(X):
@@ -658,6 +662,10 @@ class _Classifier:
         Returns
         -------
         array of shape (n_samples, [n_outputs,] n_classes); column ``i`` is ``classes_[i]``.
+
+        Distributed inputs (a dask array, a dask-backed DataArray, or sessions) give lazy results:
+        a dask array, an xarray DataArray with coordinates for xarray input, or a dict
+        ``session id -> DataArray`` (that session's outputs) for sessions.
         """
         self._encoder.check_is_set("predict_proba")
         if return_type not in ("log-proba", "proba"):
@@ -683,6 +691,12 @@ class _Classifier:
         y : array of shape (n_samples,) or (n_samples, n_outputs), labels in ``classes_``
         log_proba : array of shape (n_samples, [n_outputs,] n_classes)
             The model's log-probabilities the labels were drawn from.
+
+        Distributed inputs (a dask array, a dask-backed DataArray, or sessions) give lazy results:
+        a dask array, an xarray DataArray with coordinates for xarray input, or a dict
+        ``session id -> DataArray`` (that session's outputs) for sessions.
+        Lazy draws use ``fold_in(random_key, chunk index)`` per row chunk: reproducible for a
+        key and a chunking, but not the same draws as in memory.
         """
         self._encoder.check_is_set("simulate")
         if is_distributed_input(feedforward_input):
@@ -716,13 +730,17 @@ class _Classifier:
             jnp.asarray(block, Xj.dtype), jnp.asarray(intercept, Xj.dtype), Xj, jnp.asarray(codes)
         )
 
-    def score(self, X, y, score_type="log-likelihood", aggregate_sample_scores=jnp.mean):
+    def score(self, X, y=None, score_type="log-likelihood", aggregate_sample_scores=jnp.mean):
         """Score the model on ``(X, y)``.
 
         Parameters
         ----------
         X : array of shape (n_samples, n_features) or dict of 2-D arrays
-        y : labels among ``classes_``; rows with NaN/Inf are dropped.
+            Or distributed data (a dask array / DataArray, or sessions, which carry their y):
+            then the score is aggregated over the whole dataset in one pass, over every
+            recorded (sample, output) entry, and ``aggregate_sample_scores`` must be a mean or
+            a sum (the null model of the pseudo-R2 uses each output's class frequencies).
+        y : labels among ``classes_``; rows with NaN/Inf are dropped. None for sessions.
         score_type : {"log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen"}
         aggregate_sample_scores : callable
             Reduces the per-sample scores, of shape (n_samples,) or (n_samples, n_outputs).
@@ -739,6 +757,8 @@ class _Classifier:
             )
         if is_distributed_input(X):
             return self._score_distributed(X, y, score_type, aggregate_sample_scores)
+        if y is None:
+            raise ValueError("score needs y for in-memory X (only sessions carry their labels).")
         layout, Xs, codes = self._prepare(X, y, "score")
         block, intercept = self._params_block()
         layout.check_same(X, self._fitted_layout())
@@ -823,9 +843,17 @@ class ClassifierGLM(_Classifier):
     intercept_ : array of shape (n_classes,)
     classes_ : array of shape (n_classes,)
     fit_history_ : list of dict
-        Per iteration: objective, grad_norm, gap, seconds, passes.
+        Per iteration: objective, grad_norm, gap, seconds, passes (cumulative, the statistics
+        pass included).
     n_passes_ : int
-        Passes over the data the last fit made.
+        Passes over the data the last fit made (the statistics pass included).
+    outputs_ : array of shape (n_outputs,)
+        Ids of coef_'s output axis: the union of the sessions' output ids, y's ``output``
+        coordinate, or ``0..n_outputs-1``.
+    fit_profile_ : dict or None
+        Distributed fits only: workers, n_chunks, chunk_rows, statistics_seconds, recoveries
+        (lost workers recovered from), n_dropped (rows with NaN/Inf, per session) and passes
+        (per pass: seconds at the coordinator, compute of the slowest worker, overhead).
     """
 
     _population = False
@@ -838,14 +866,16 @@ class ClassifierPopulationGLM(_Classifier):
     ----------
     n_classes, inverse_link_function, regularizer, regularizer_strength, solver_name,
     solver_kwargs : see :class:`ClassifierGLM`.
-    feature_mask : array of shape (n_features, n_outputs, n_classes), or a dict like X's
-        1 where a coefficient is used, 0 where it is held at exactly 0.
+    feature_mask : array of shape (n_features, n_outputs, n_classes), a dict like X's, or DataArray
+        1 where a coefficient is used, 0 where it is held at exactly 0. An ``xarray.DataArray``
+        with dims ``feature`` and ``output`` (and optionally ``class``) is aligned to the data
+        by its coordinate labels.
 
     Attributes
     ----------
     coef_ : array of shape (n_features, n_outputs, n_classes), or a dict like X's
     intercept_ : array of shape (n_outputs, n_classes)
-    classes_, fit_history_, n_passes_ : see :class:`ClassifierGLM`.
+    classes_, fit_history_, n_passes_, outputs_, fit_profile_ : see :class:`ClassifierGLM`.
     """
 
     _population = True
