@@ -358,6 +358,7 @@ class _Classifier:
             intercept (n_classes,) or (n_outputs, n_classes): centred log class frequencies.
         """
         self._encoder.check_is_set("initialize_params")
+        self._check_in_memory(X, "initialize_params")
         layout, _, codes = self._prepare(X, y, "initialize_params")
         block, intercept = self._initial_block(layout, codes)
         return self._user_params(block, intercept, layout)
@@ -543,6 +544,7 @@ class _Classifier:
         distglm.solve.SolverState
         """
         self._encoder.check_is_set("initialize_optimizer_and_state")
+        self._check_in_memory(X, "initialize_optimizer_and_state")
         layout, Xs, codes = self._prepare(X, y, "initialize_optimizer_and_state")
         block, intercept = self._check_params(init_params, layout, codes.shape[1])
         objective = self._objective(Xs, codes, layout)
@@ -572,6 +574,7 @@ class _Classifier:
         if args or kwargs:
             raise TypeError(f"update takes no extra arguments; got {args!r} {kwargs!r}.")
         self._encoder.check_is_set("update")
+        self._check_in_memory(X, "update")
         if self._update_ctx is None:
             raise RuntimeError(
                 "update needs a solver state: call initialize_optimizer_and_state first."
@@ -705,13 +708,23 @@ class _Classifier:
         draws = jax.random.categorical(random_key, lp)
         return self._encoder.decode(draws), lp
 
-    def compute_loss(self, params, X, y):
+    @staticmethod
+    def _check_in_memory(X, method):
+        if is_distributed_input(X):
+            raise TypeError(
+                f"{method} works on in-memory arrays; got distributed data "
+                f"({type(X).__name__}). Fit dask, xarray or session data with fit(), which "
+                "runs its own solver loop on the cluster."
+            )
+
+    def compute_loss(self, params, X, y=None):
         """Mean negative log-likelihood over samples, summed over outputs (no penalty).
 
         Parameters
         ----------
         params : (coef, intercept)
         X : array of shape (n_samples, n_features) or dict of 2-D arrays
+            Or distributed data (computed in one pass; sessions carry their y).
         y : labels among ``classes_``; rows with NaN/Inf are dropped.
 
         Returns
@@ -719,6 +732,16 @@ class _Classifier:
         scalar jax array
         """
         self._encoder.check_is_set("compute_loss")
+        if is_distributed_input(X):
+            ok = isinstance(params, (tuple, list)) and len(params) == 2
+            layout = DesignLayout.from_coef(params[0]) if ok else None
+            block, intercept = self._check_params(params, layout)
+            outputs = self.outputs_ if self.outputs_ is not None else np.arange(block.shape[1])
+            lazy = LazyModel(block, intercept, self.classes_, outputs, self._population)
+            ll, counts = lazy.score_sums(X, y)
+            return jnp.asarray(-np.sum(ll / np.maximum(counts.sum(axis=1), 1)), _kernel_dtype())
+        if y is None:
+            raise ValueError("compute_loss needs y for in-memory X (only sessions carry labels).")
         layout, Xs, codes = self._prepare(X, y, "compute_loss")
         block, intercept = self._check_params(params, layout, codes.shape[1])
         ll = self._sample_ll(block, intercept, Xs, codes)
