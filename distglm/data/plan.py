@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..inputs import DesignLayout
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS
-from .sessions import Sessions, open_sessions
+from .sessions import Sessions, _dim_labels, open_sessions
 
 __all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data"]
 
@@ -164,6 +164,11 @@ def _as_labels(y, X, population, name="y"):
         raise ValueError(f"{name} is required when X is an array (only sessions carry their y).")
     if not _is_dask(y):
         y = np.asarray(y)
+        if y.ndim >= 1 and y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"X and {name} must have the same number of samples; X has {X.shape[0]}, "
+                f"{name} has {y.shape[0]}."
+            )
         y = da.from_array(y, chunks=(X.chunks[0],) + (-1,) * (y.ndim - 1))
     yd = y
     want = 2 if population else 1
@@ -186,7 +191,8 @@ def _as_labels(y, X, population, name="y"):
 def _block_specs(Xd, yd, session, session_index, first_id):
     specs, start = [], 0
     for i, rows in enumerate(Xd.chunks[0]):
-        (xb, yb) = dask.optimize(Xd.blocks[i], yd.blocks[i])
+        (xb,) = dask.optimize(Xd.blocks[i])  # culled: the graph of this block only
+        (yb,) = dask.optimize(yd.blocks[i])
         specs.append(
             ChunkSpec(first_id + i, session, session_index, start, start + int(rows), xb, yb)
         )
@@ -255,14 +261,13 @@ def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> Data
         kind = "xarray"
         if X.ndim != 2:
             raise ValueError(f"X must be 2-dimensional (sample, feature); got dims {X.dims}.")
-        coord = X.coords.get(X.dims[1])
-        features = None if coord is None else np.asarray(coord.values)
+        features = _dim_labels(X, 1)
         X = X.data
     if isinstance(y, xr.DataArray):
         if y.ndim == 2 and "output" in y.coords:
             outputs = np.asarray(y.coords["output"].values)
-        elif y.ndim == 2 and y.dims[1] in y.coords:
-            outputs = np.asarray(y.coords[y.dims[1]].values)
+        elif y.ndim == 2:
+            outputs = _dim_labels(y, 1)
         y = y.data
     Xd, layout = _as_design(X)
     yd = _as_labels(y, Xd, population)

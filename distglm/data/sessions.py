@@ -29,6 +29,15 @@ def _listed(values) -> str:
     return f"[{shown}{more}]"
 
 
+def _dim_labels(array: xr.DataArray, axis: int):
+    """The coordinate labels of one dimension, or None when it has no coordinate.
+
+    (``DataArray.coords.get(dim)`` would invent a default ``0..n-1`` index.)
+    """
+    dim = array.dims[axis]
+    return np.asarray(array.coords[dim].values) if dim in array.coords else None
+
+
 class Sessions(Mapping):
     """An ordered mapping ``session id -> xarray.Dataset``, checked to share one feature space.
 
@@ -54,8 +63,7 @@ class Sessions(Mapping):
         for name, ds in datasets.items():
             ds = self._check_session(str(name), ds)
             self._data[str(name)] = ds
-            feat = ds["X"].coords.get(ds["X"].dims[1])
-            feat = None if feat is None else np.asarray(feat.values)
+            feat = _dim_labels(ds["X"], 1)
             n_feat = ds["X"].shape[1]
             if first is None:
                 features, first, first_p = feat, str(name), n_feat
