@@ -31,6 +31,7 @@ from distglm.data import ChunkStats, DataPlan, Sessions, merge_stats, plan_data
 from distglm.data.lazy import LazyModel
 from distglm.data.stats import chunk_stats
 from distglm.distribute import ChunkWorker, DistributedData
+from distglm.distribute.worker import unpack_chunk_sums
 from distglm.solve import InMemoryData
 from distglm.solve import objective as objective_module
 
@@ -113,16 +114,25 @@ class FakePool:
         for spec in plan.chunks:
             by_worker[assignment[spec.chunk_id]].append(spec)
         self.workers = {i: _worker(plan, specs, classes) for i, specs in by_worker.items()}
+        self.n_classes = len(classes)
 
     def evaluate(self, theta, with_grad=True):
         payload = np.asarray(theta, self.dtype)
         per_chunk, compute = {}, {}
         for i, w in self.workers.items():
-            results, seconds = _check(w.value_and_grad(payload) if with_grad else w.value(payload))
+            ids, sums, seconds = _check(
+                w.value_and_grad(payload) if with_grad else w.value(payload)
+            )
             compute[i] = seconds
-            for r in results:
-                per_chunk[r[0]] = r[1:]
+            per_chunk.update(unpack_chunk_sums(self.plan, self.n_classes, ids, sums, with_grad))
         return per_chunk, compute
+
+
+def _results(plan, returned, with_grad=True, n_classes=3):
+    """A worker's (ids, flat sums, seconds) as a list of (chunk id, *arrays), and seconds."""
+    ids, sums, seconds = _check(returned)
+    unpacked = unpack_chunk_sums(plan, n_classes, ids, sums, with_grad)
+    return [(cid, *unpacked[cid]) for cid in ids], seconds
 
 
 def _rel(a, b):
@@ -663,7 +673,7 @@ def test_chunk_worker_sums_match_in_memory(worker_data):
     assert _check(w.encode(merged.classes)) == [0, 1, 2, 3]
 
     theta = _theta(P_W, K_W, C_W, seed=3)
-    results, seconds = _check(w.value_and_grad(np.asarray(theta, np.float32)))
+    results, seconds = _results(plan, w.value_and_grad(np.asarray(theta, np.float32)), True, C_W)
     assert seconds >= 0 and [r[0] for r in results] == [0, 1, 2, 3]
     loss = sum(np.asarray(r[1], np.float64) for r in results)
     gc = sum(np.asarray(r[2], np.float64) for r in results)
@@ -681,7 +691,7 @@ def test_chunk_worker_sums_match_in_memory(worker_data):
     scaled = grad * ref.weight_sums[None, :, None]
     assert _rel(gc, scaled[:-1]) < 1e-5 and _rel(gb, scaled[-1]) < 1e-5
 
-    values, _ = _check(w.value(np.asarray(theta, np.float32)))
+    values, _ = _results(plan, w.value(np.asarray(theta, np.float32)), False, C_W)
     np.testing.assert_allclose(sum(np.asarray(r[1], np.float64) for r in values), loss, rtol=1e-6)
 
     info = _check(w.info())
@@ -728,7 +738,7 @@ def test_chunk_worker_pads_chunks_to_one_compiled_shape():
     assert plan.chunk_rows == 120
     w = _worker(plan, classes=np.arange(3))
     before = objective_module._VALUE_AND_GRAD._cache_size()
-    results, _ = _check(w.value_and_grad(np.zeros((8, 2, 3), np.float32)))
+    results, _ = _results(plan, w.value_and_grad(np.zeros((8, 2, 3), np.float32)))
     _check(w.value_and_grad(np.ones((8, 2, 3), np.float32)))
     assert len(results) == 3
     assert objective_module._VALUE_AND_GRAD._cache_size() - before <= 1

@@ -19,7 +19,7 @@ import uuid
 
 import numpy as np
 
-from .worker import ChunkWorker
+from .worker import ChunkWorker, unpack_chunk_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
@@ -27,6 +27,17 @@ logger = logging.getLogger("distglm")
 
 #: parameters larger than this are scattered to the workers once per pass, not sent per call
 SCATTER_BYTES = 1 << 20
+
+
+async def _wait_all(futures):
+    """Await actor futures together: ``{addr: (True, result) or (False, exception)}``."""
+    out = {}
+    for addr, fut in futures.items():
+        try:
+            out[addr] = (True, await fut)
+        except Exception as e:
+            out[addr] = (False, e)
+    return out
 
 
 class WorkerLost(RuntimeError):
@@ -132,14 +143,14 @@ class WorkerPool:
                 futures[addr] = getattr(self._actors[addr][1], method)(*args)
             except Exception:  # the actor's worker is already gone
                 lost.append(addr)
+        outcomes = self.client.sync(_wait_all, futures)  # one hop to the event loop
         results = {}
-        for addr, fut in futures.items():
-            try:
-                status, value = fut.result()
-            except Exception as e:  # transport failure: the worker is lost
-                logger.warning("Lost worker %s during a pass (%s); recovering", addr, e)
+        for addr, (ok, value) in outcomes.items():
+            if not ok:  # transport failure: the worker is lost
+                logger.warning("Lost worker %s during a pass (%s); recovering", addr, value)
                 lost.append(addr)
                 continue
+            status, value = value
             if status == "error":
                 raise value
             results[addr] = value
@@ -204,6 +215,7 @@ class WorkerPool:
     def encode(self, classes):
         """Send the shared classes; workers encode their cached labels (no re-read)."""
         self._classes = np.asarray(classes)
+        self._n_classes = self._classes.size
         self._run("encode", lambda a: (self._classes,))
 
     def evaluate(self, theta, with_grad=True):
@@ -216,6 +228,8 @@ class WorkerPool:
         Returns
         -------
         per_chunk : dict chunk id -> tuple of arrays
+            (loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c)), or
+            (loss,) without the gradient.
         compute : dict worker address -> seconds
         """
         payload = np.asarray(theta, self.dtype)
@@ -229,10 +243,9 @@ class WorkerPool:
             if future is not None:
                 future.release()
         per_chunk, compute = {}, {}
-        for addr, (chunk_results, seconds) in results.items():
+        for addr, (ids, sums, seconds) in results.items():
             compute[addr] = seconds
-            for r in chunk_results:
-                per_chunk[r[0]] = r[1:]
+            per_chunk.update(unpack_chunk_sums(self.plan, self._n_classes, ids, sums, with_grad))
         missing = sorted(set(self._specs) - set(per_chunk))
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.stats import chunk_stats
 
-__all__ = ["ChunkWorker"]
+__all__ = ["ChunkWorker", "unpack_chunk_sums"]
 
 
 def _reported(method):
@@ -38,6 +38,40 @@ def _reported(method):
             return ("error", e)
 
     return wrapper
+
+
+def unpack_chunk_sums(plan, n_classes, chunk_ids, sums, with_grad=True):
+    """Cut a worker's flat buffer of per-chunk sums back into arrays.
+
+    Parameters
+    ----------
+    plan : DataPlan
+    n_classes : int
+    chunk_ids : list of int
+        As returned by :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value`.
+    sums : 1-D array
+    with_grad : bool
+
+    Returns
+    -------
+    dict chunk id -> tuple
+        ``(loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c))``, or
+        ``(loss,)`` without the gradient.
+    """
+    p, c = plan.n_features, int(n_classes)
+    session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
+    out, offset = {}, 0
+    for cid in chunk_ids:
+        k = len(plan.session_outputs[session_of[cid]])
+        parts = []
+        for shape in [(k,), (p, k, c), (k, c)] if with_grad else [(k,)]:
+            size = int(np.prod(shape))
+            parts.append(sums[offset : offset + size].reshape(shape))
+            offset += size
+        out[cid] = tuple(parts)
+    if offset != sums.size:
+        raise RuntimeError(f"Got {sums.size} sums for chunks {list(chunk_ids)}; expected {offset}.")
+    return out
 
 
 def _code_dtype(n_classes):
@@ -182,14 +216,18 @@ class ChunkWorker:
             (cid, fn(params[s], X, y, w, block_rows=self._block))
             for cid, (s, X, y, w) in sorted(self._cache.items())
         ]
-        results = []
-        for cid, r in pending:
+        # one flat float32 buffer for all chunks (one serialised frame, not 3 per chunk); the
+        # coordinator knows each chunk's session and so the sizes to cut it back into
+        ids = [cid for cid, _ in pending]
+        flat = []
+        for _, r in pending:
             if with_grad:
                 loss, (gc, gb) = r
-                results.append((cid, np.asarray(loss), np.asarray(gc), np.asarray(gb)))
+                flat += [np.asarray(loss).ravel(), np.asarray(gc).ravel(), np.asarray(gb).ravel()]
             else:
-                results.append((cid, np.asarray(r)))
-        return results, time.perf_counter() - start
+                flat.append(np.asarray(r).ravel())
+        buffer = np.concatenate(flat) if flat else np.zeros(0, self._dtype)
+        return ids, buffer, time.perf_counter() - start
 
     @_reported
     def value_and_grad(self, theta):
@@ -202,8 +240,12 @@ class ChunkWorker:
 
         Returns
         -------
-        results : list of (chunk_id, loss, grad_coef, grad_intercept)
-            Shapes (k_s,), (n_features, k_s, c) and (k_s, c) for a session of k_s outputs.
+        chunk_ids : list of int
+            The chunks evaluated, in increasing order.
+        sums : 1-D array
+            For each chunk in turn, its loss sums (k_s,), gradient sums for the coefficients
+            (n_features, k_s, c) and for the intercept (k_s, c), flattened and concatenated
+            (k_s: the outputs of the chunk's session).
         seconds : float
             Compute time on this worker.
         """
@@ -211,7 +253,7 @@ class ChunkWorker:
 
     @_reported
     def value(self, theta):
-        """Per-chunk loss sums at ``theta``: list of (chunk_id, loss (k_s,)), and seconds."""
+        """Per-chunk loss sums at ``theta``: chunk ids, their (k_s,) sums concatenated, seconds."""
         return self._run(theta, False)
 
     @_reported

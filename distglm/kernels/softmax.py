@@ -75,7 +75,8 @@ def _blocked(fn, X, y_codes, weights, block_rows, init):
     """Sum ``fn(X_block, y_block, w_block)`` over row blocks with ``lax.scan``.
 
     ``n_samples`` must be a multiple of ``block_rows`` (pad with weight-0 rows), or at most one
-    block; blocks keep the softmax work in cache between the two matrix products.
+    block; blocks keep the softmax work in cache between the two matrix products. A block whose
+    weights are all 0 is skipped.
     """
     n = X.shape[0]
     if block_rows is None or n <= block_rows:
@@ -87,8 +88,12 @@ def _blocked(fn, X, y_codes, weights, block_rows, init):
         )
     nb = n // block_rows
 
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, init)
+
     def body(acc, xs):
-        out = fn(*xs)
+        # blocks of padding only (weight 0 everywhere) are skipped, so a short chunk padded to
+        # a fixed shape costs at most one block more than its rows
+        out = jax.lax.cond(jnp.any(xs[2] != 0), lambda b: fn(*b), lambda b: zeros, xs)
         return jax.tree_util.tree_map(jnp.add, acc, out), None
 
     xs = (
