@@ -7,7 +7,7 @@ Problem recipe (DESIGN.md, "Anchors to beat"): ``X, y, _, _ = distglm.cli.make_p
 
 For each strength, each library runs in its own fresh subprocess (so the first fit pays the
 imports' and XLA's compile costs exactly as a user would, and peak memory is that process's
-``ru_maxrss``):
+``VmHWM``, its own peak RSS; ``ru_maxrss`` would carry over the driver's peak across exec):
 
 - distglm ``ClassifierPopulationGLM(n_classes=3, regularizer="Ridge", regularizer_strength=s)``
   with its default solver (preconditioned L-BFGS, tol 1e-8);
@@ -56,6 +56,18 @@ def _data(n):
 
 
 def _rss_mib():
+    """Peak RSS of this process since it started (MiB).
+
+    ``VmHWM`` from /proc: ``ru_maxrss`` is preserved across ``execve``, so a subprocess would
+    report its parent's peak when that is higher (the driver's, after it generated the data).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -88,7 +88,7 @@ def connect(client=None, n_workers=None):
     )
     logger.info("No Dask client found: starting a LocalCluster with %d worker processes", n)
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     try:
         with Client(cluster, set_as_default=False) as c:
