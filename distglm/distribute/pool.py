@@ -13,6 +13,7 @@ order, the result is the same as without the failure.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -29,15 +30,30 @@ logger = logging.getLogger("distglm")
 SCATTER_BYTES = 1 << 20
 
 
-async def _wait_all(futures):
-    """Await actor futures together: ``{addr: (True, result) or (False, exception)}``."""
-    out = {}
-    for addr, fut in futures.items():
+async def _call_actors(calls):
+    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors.
+
+    Returns ``{addr: (True, result) or (False, exception)}``, False when the worker could not
+    be reached or was lost during the call. The calls go straight to each worker's
+    ``actor_execute`` handler: dask's Actor proxy, on a lost connection, waits for the actor's
+    task to be rescheduled, which for an actor pinned to a dead worker never happens.
+    """
+    from distributed.protocol import to_serialize
+
+    async def one(rpc, key, method, args):
         try:
-            out[addr] = (True, await fut)
-        except Exception as e:
-            out[addr] = (False, e)
-    return out
+            reply = await rpc.actor_execute(
+                function=method, actor=key, args=[to_serialize(a) for a in args], kwargs={}
+            )
+        except (OSError, asyncio.CancelledError) as e:
+            return False, e
+        if reply["status"] == "OK":
+            return True, reply["result"]
+        return True, ("error", reply.get("exception", RuntimeError(str(reply))))
+
+    addrs = list(calls)
+    outs = await asyncio.gather(*(one(*calls[a]) for a in addrs))
+    return dict(zip(addrs, outs, strict=True))
 
 
 class WorkerLost(RuntimeError):
@@ -67,10 +83,11 @@ class WorkerPool:
         self.dtype = np.dtype(dtype)
         self.max_recoveries = int(max_recoveries)
         self.scatter_bytes = int(scatter_bytes)
-        self._actors = {}  # worker address -> (future, actor)
+        self._actors = {}  # worker address -> (the actor's future, address)
         self._assign = {}  # chunk id -> worker address
         self._specs = {c.chunk_id: c for c in plan.chunks}
         self._classes = None
+        self._direct = {}  # worker address -> whether the client reaches it directly
         self._tag = uuid.uuid4().hex[:8]
         #: lost-worker recoveries so far
         self.recoveries = 0
@@ -99,7 +116,8 @@ class WorkerPool:
             pure=False,
             key=f"distglm-chunkworker-{self._tag}-{addr}",
         )
-        self._actors[addr] = (fut, fut.result())
+        fut.result()  # wait until the actor exists; calls go to it by key
+        self._actors[addr] = (fut, addr)
 
     def _assign_chunks(self, chunk_ids, workers):
         """Give each chunk (in id order) to the worker with the fewest rows so far."""
@@ -134,20 +152,39 @@ class WorkerPool:
         self.close()
 
     # ------------------------------------------------------------------ calls
+    def _rpc(self, addr):
+        if self._direct.get(addr) is None:
+            self._direct[addr] = self._can_reach(addr)
+        if self._direct[addr]:
+            return self.client.rpc(addr)
+        from distributed.actor import ProxyRPC  # through the scheduler
+
+        return ProxyRPC(self.client.scheduler, addr)
+
+    def _can_reach(self, addr):
+        """Whether this process can open a connection to the worker (else go through the
+        scheduler, one hop more per pass)."""
+
+        async def probe():
+            try:
+                await asyncio.wait_for(self.client.rpc(addr).identity(), 5)
+                return True
+            except (TimeoutError, OSError):
+                return False
+
+        return self.client.sync(probe)
+
     def _call(self, calls):
         """Run ``{addr: (method, args)}`` concurrently; return results and lost workers."""
-        futures = {}
-        lost = []
-        for addr, (method, args) in calls.items():
-            try:
-                futures[addr] = getattr(self._actors[addr][1], method)(*args)
-            except Exception:  # the actor's worker is already gone
-                lost.append(addr)
-        outcomes = self.client.sync(_wait_all, futures)  # one hop to the event loop
-        results = {}
+        requests = {
+            addr: (self._rpc(addr), self._actors[addr][0].key, method, args)
+            for addr, (method, args) in calls.items()
+        }
+        outcomes = self.client.sync(_call_actors, requests)  # one hop to the event loop
+        results, lost = {}, []
         for addr, (ok, value) in outcomes.items():
-            if not ok:  # transport failure: the worker is lost
-                logger.warning("Lost worker %s during a pass (%s); recovering", addr, value)
+            if not ok:
+                logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
                 continue
             status, value = value
