@@ -165,12 +165,14 @@ def _gram(n=300, p=4, seed=0):
     return Xa.T @ Xa / n
 
 
+@pytest.mark.parametrize("per_output", [False, True])
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("ridge_kind", ["zero", "scalar", "per_coefficient"])
-def test_block_preconditioner_matches_dense_solve(with_mask, ridge_kind):
+def test_block_preconditioner_matches_dense_solve(with_mask, ridge_kind, per_output):
     rng = np.random.default_rng(3)
     p, k, c = 4, 3, 3
-    gram = _gram(p=p)
+    # one second moment for all outputs, or one per output (sessions recording other outputs)
+    gram = np.stack([_gram(p=p, seed=j) for j in range(k)]) if per_output else _gram(p=p)
     ridge = {
         "zero": 0.0,
         "scalar": 0.3,
@@ -186,13 +188,38 @@ def test_block_preconditioner_matches_dense_solve(with_mask, ridge_kind):
     # (entries row-major over (feature row, class), i.e. theta[:, j, :].ravel())
     ridge_full = np.broadcast_to(np.asarray(ridge, float), (p, k, c))
     for j in range(k):
-        M = model_matrix(gram, c, ridge_full[:, j, :], None if mask is None else mask[:, j, :])
+        gram_j = gram[j] if per_output else gram
+        M = model_matrix(gram_j, c, ridge_full[:, j, :], None if mask is None else mask[:, j, :])
         np.testing.assert_allclose(M, M.T, atol=1e-12)
         assert np.linalg.eigvalsh(M)[0] > 0
         expected = np.linalg.solve(M, g[:, j, :].ravel()).reshape(p + 1, c)
         np.testing.assert_allclose(got[:, j, :], expected, rtol=1e-8, atol=1e-10)
     if mask is not None:
         assert np.all(got[:-1][mask == 0] == 0.0), "masked zeros must stay exactly 0"
+
+
+def test_class_diagonal_fallback_uses_each_outputs_gram(monkeypatch):
+    # above the block budget the per-class model is used; with per-output second moments each
+    # output's columns must use its own, as if it were preconditioned alone
+    from distglm.solve import precondition
+
+    monkeypatch.setattr(precondition, "_MAX_BLOCK_BYTES", 0)
+    rng = np.random.default_rng(5)
+    p, k, c = 4, 3, 3
+    grams = np.stack([_gram(p=p, seed=10 + j) for j in range(k)])
+    ridge = rng.uniform(0.1, 1.0, (p, k, c))
+    g = rng.standard_normal((p + 1, k, c))
+    got = BlockPreconditioner(grams, c, (p + 1, k, c), ridge=ridge).solve(g)
+    assert BlockPreconditioner(grams, c, (p + 1, k, c), ridge=ridge)._columns is not None
+    for j in range(k):
+        alone = BlockPreconditioner(grams[j], c, (p + 1, 1, c), ridge=ridge[:, j : j + 1])
+        np.testing.assert_allclose(got[:, j : j + 1], alone.solve(g[:, j : j + 1]), rtol=1e-10)
+
+
+def test_lipschitz_bound_takes_the_largest_per_output_gram():
+    gram = _gram(seed=0)
+    grams = np.stack([gram, 4.0 * gram, 0.5 * gram])
+    assert lipschitz_bound(grams) == pytest.approx(lipschitz_bound(grams[1]))
 
 
 # ------------------------------------------------------------------ curvature bound

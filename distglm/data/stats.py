@@ -60,6 +60,8 @@ class DataStats:
         Kept rows in total.
     gram : float64 array of shape (n_features + 1, n_features + 1)
         Second moment of ``[X, 1]`` over all kept rows (normalised by their number).
+    session_grams : float64 array of shape (n_sessions, n_features + 1, n_features + 1)
+        ``[X, 1]' [X, 1]`` summed over each session's kept rows (not normalised).
     """
 
     classes: np.ndarray
@@ -68,6 +70,19 @@ class DataStats:
     n_dropped: dict
     n_rows: int
     gram: np.ndarray
+    session_grams: np.ndarray
+
+    def output_grams(self, plan) -> np.ndarray:
+        """Each output's second moment of ``[X, 1]`` over the samples where it was recorded.
+
+        Returns
+        -------
+        float64 array of shape (n_outputs, n_features + 1, n_features + 1)
+        """
+        out = np.zeros((plan.n_outputs, *self.gram.shape))
+        for s, outs in enumerate(plan.session_outputs):
+            out[outs] += self.session_grams[s]
+        return out / self.n_samples[:, None, None]
 
 
 def finite_label_rows(y: np.ndarray) -> np.ndarray:
@@ -178,7 +193,7 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
     class_counts = np.zeros((K, n_classes), dtype=np.int64)
     n_samples = np.zeros(K, dtype=np.int64)
     n_dropped = {s: 0 for s in plan.sessions}
-    gram = np.zeros_like(ordered[0].gram)
+    session_grams = np.zeros((len(plan.sessions), *ordered[0].gram.shape))
     n_rows = 0
     for spec, st in zip(plan.chunks, ordered, strict=True):
         outs = plan.session_outputs[spec.session_index]
@@ -187,7 +202,7 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
         np.add.at(class_counts, (outs[None, :], codes[:, None]), st.counts)
         n_samples[outs] += kept
         n_dropped[spec.session] += st.n_dropped
-        gram += st.gram
+        session_grams[spec.session_index] += st.gram
         n_rows += kept
     empty = np.flatnonzero(n_samples == 0)
     if empty.size:
@@ -195,4 +210,5 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
             f"Output(s) {_fmt(plan.outputs[empty])} have no samples left after dropping rows "
             "with NaN or Inf."
         )
-    return DataStats(classes, class_counts, n_samples, n_dropped, n_rows, gram / max(n_rows, 1))
+    gram = session_grams.sum(axis=0) / max(n_rows, 1)
+    return DataStats(classes, class_counts, n_samples, n_dropped, n_rows, gram, session_grams)

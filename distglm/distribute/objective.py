@@ -47,7 +47,10 @@ class DistributedData:
         self.weight_sums = np.asarray(stats.n_samples, np.float64)
         self.dtype = np.dtype(pool.dtype)
         self.stat_passes = 1
-        self._gram = np.asarray(stats.gram, np.float64)
+        outputs = {tuple(np.sort(o)) for o in self.plan.session_outputs}
+        # one second moment for all outputs when every session records the same outputs,
+        # otherwise one per output, over the sessions that recorded it
+        self._gram = stats.gram if len(outputs) == 1 else stats.output_grams(self.plan)
         self.pass_log = []
 
     def _pass(self, theta, with_grad):
@@ -87,5 +90,6 @@ class DistributedData:
         return float(np.sum(loss / self.weight_sums))
 
     def gram(self):
-        """Second moment of ``[X, 1]`` over all kept rows, from the statistics pass."""
+        """Second moment of ``[X, 1]`` from the statistics pass: (n_features + 1,) * 2, or
+        (n_outputs, n_features + 1, n_features + 1) when sessions record different outputs."""
         return self._gram

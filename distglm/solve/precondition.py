@@ -35,10 +35,11 @@ def lipschitz_bound(gram, ridge=0.0):
 
     Parameters
     ----------
-    gram : array of shape (n_features + 1, n_features + 1)
+    gram : array of shape (n_features + 1, n_features + 1), or (n_outputs, ...) per output
     ridge : float or array
     """
-    return 0.5 * float(np.linalg.eigvalsh(gram)[-1]) + float(np.max(ridge))
+    top = np.linalg.eigvalsh(np.asarray(gram, np.float64))[..., -1]
+    return 0.5 * float(np.max(top)) + float(np.max(ridge))
 
 
 def model_matrix(gram, n_classes, ridge_rows, mask=None):
@@ -84,8 +85,9 @@ class BlockPreconditioner:
 
     Parameters
     ----------
-    gram : array of shape (n_features + 1, n_features + 1)
-        Second moment of ``[X, 1]``.
+    gram : array of shape (n_features + 1, n_features + 1), or (n_outputs, ...) per output
+        Second moment of ``[X, 1]``: one for all outputs, or one per output (over the samples
+        where it was recorded, when sessions record different outputs).
     n_classes : int
     shape : tuple (n_features + 1, n_outputs, n_classes)
     ridge : float or array of shape (n_features, n_outputs, n_classes)
@@ -99,8 +101,11 @@ class BlockPreconditioner:
         self.shape = shape
         ridge = np.asarray(ridge, np.float64)
         ridge_full = np.broadcast_to(ridge, (P1 - 1, k, c))
+        gram = np.asarray(gram, np.float64)
+        per_output = gram.ndim == 3
+        grams = gram if per_output else np.broadcast_to(gram, (k, P1, P1))
         self._shared = self._blocks = self._columns = None
-        if mask is None and ridge.ndim == 0:
+        if mask is None and ridge.ndim == 0 and not per_output:
             M = model_matrix(gram, c, ridge_full[:, 0, :])
             self._shared = scipy.linalg.cho_factor(M, lower=True)
         elif k * (P1 * c) ** 2 * 8 <= _MAX_BLOCK_BYTES:
@@ -108,23 +113,26 @@ class BlockPreconditioner:
                 [
                     np.linalg.inv(
                         model_matrix(
-                            gram, c, ridge_full[:, j, :], None if mask is None else mask[:, j, :]
+                            grams[j],
+                            c,
+                            ridge_full[:, j, :],
+                            None if mask is None else mask[:, j, :],
                         )
                     )
                     for j in range(k)
                 ]
             )
         else:
-            self._columns = self._column_factors(gram, c, shape, ridge_full, mask)
+            self._columns = self._column_factors(grams, c, shape, ridge_full, mask)
 
     @staticmethod
-    def _column_factors(gram, c, shape, ridge_full, mask):
+    def _column_factors(grams, c, shape, ridge_full, mask):
         P1, k, _ = shape
-        base = np.asarray(gram, np.float64) / c
+        base = np.repeat(grams / c, c, axis=0)  # one per (output, class) column
         ridge_cols = ridge_full.reshape(P1 - 1, k * c)
         mask_cols = np.ones((P1 - 1, k * c)) if mask is None else mask.reshape(P1 - 1, k * c)
         mask_aug = np.concatenate([mask_cols, np.ones((1, k * c))], axis=0).T  # (m, P1)
-        Ms = base[None] * mask_aug[:, :, None] * mask_aug[:, None, :]
+        Ms = base * mask_aug[:, :, None] * mask_aug[:, None, :]
         diag = np.concatenate([ridge_cols, np.zeros((1, k * c))], axis=0).T + 1e-10
         idx = np.arange(P1)
         Ms[:, idx, idx] += diag * mask_aug + (1.0 - mask_aug)
