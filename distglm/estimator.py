@@ -79,6 +79,7 @@ class _Classifier:
         self.fit_history_ = None
         self.n_passes_ = None
         self.outputs_ = None
+        self.features_ = None
         self.fit_profile_ = None
         self._update_ctx = None  # (solver, compiled penalty, layout) for update() loops
 
@@ -436,6 +437,7 @@ class _Classifier:
         objective = self._objective(Xs, codes, layout)
         self._solve(objective, block, intercept, layout, progress)
         self.outputs_ = self._output_ids(y, n_outputs)
+        self.features_ = None
         self.fit_profile_ = None
         self.fit_time_ = time.perf_counter() - start
         self._set_dof_and_scale(
@@ -873,6 +875,8 @@ class ClassifierGLM(_Classifier):
     outputs_ : array of shape (n_outputs,)
         Ids of coef_'s output axis: the union of the sessions' output ids, y's ``output``
         coordinate, or ``0..n_outputs-1``.
+    features_ : array of shape (n_features,) or None
+        Feature labels of distributed data that has them (the ``feature`` coordinate).
     fit_profile_ : dict or None
         Distributed fits only: workers, n_chunks, chunk_rows, statistics_seconds, recoveries
         (lost workers recovered from), n_dropped (rows with NaN/Inf, per session) and passes
@@ -898,7 +902,7 @@ class ClassifierPopulationGLM(_Classifier):
     ----------
     coef_ : array of shape (n_features, n_outputs, n_classes), or a dict like X's
     intercept_ : array of shape (n_outputs, n_classes)
-    classes_, fit_history_, n_passes_, outputs_, fit_profile_ : see :class:`ClassifierGLM`.
+    classes_, fit_history_, n_passes_, outputs_, features_, fit_profile_ : see ClassifierGLM.
     """
 
     _population = True

@@ -117,7 +117,7 @@ class LazyModel:
             coords["class"] = self.classes
         return xr.DataArray(arr, dims=dims, coords=coords, name=name)
 
-    def _apply(self, X, fn, with_class, name):
+    def _apply(self, X, fn):
         targets, kind = self._targets(X)
         results = {}
         for sess, Xd, sel, ids, source in targets:
@@ -139,7 +139,7 @@ class LazyModel:
                 lp = p / p.sum(axis=-1, keepdims=True)
             return self._wrap(lp, source, ids, True, "proba" if proba else "log_proba")
 
-        return self._apply(X, fn, True, None)
+        return self._apply(X, fn)
 
     def predict(self, X):
         """Lazy most probable labels, (n, [k])."""
@@ -150,7 +150,7 @@ class LazyModel:
             labels = codes.map_blocks(lambda c: classes[c], dtype=classes.dtype)
             return self._wrap(labels, source, ids, False, "prediction")
 
-        return self._apply(X, fn, False, None)
+        return self._apply(X, fn)
 
     def simulate(self, key, X):
         """Lazy draws (labels) and the log-probabilities they were drawn from.
@@ -182,7 +182,7 @@ class LazyModel:
                 self._wrap(lp, source, ids, True, "log_proba"),
             )
 
-        out = self._apply(X, fn, True, None)
+        out = self._apply(X, fn)
         if isinstance(out, dict):
             return {k: v[0] for k, v in out.items()}, {k: v[1] for k, v in out.items()}
         return out
