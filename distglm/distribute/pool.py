@@ -73,16 +73,25 @@ class WorkerPool:
         Lost-worker recoveries allowed per call before giving up.
     scatter_bytes : int
         Parameters of more bytes than this are scattered (broadcast) once per pass.
+    start_timeout : float
+        Seconds to wait for the actors to start.
     """
 
     def __init__(
-        self, client, plan, dtype="float32", max_recoveries=5, scatter_bytes=SCATTER_BYTES
+        self,
+        client,
+        plan,
+        dtype="float32",
+        max_recoveries=5,
+        scatter_bytes=SCATTER_BYTES,
+        start_timeout=120,
     ):
         self.client = client
         self.plan = plan
         self.dtype = np.dtype(dtype)
         self.max_recoveries = int(max_recoveries)
         self.scatter_bytes = int(scatter_bytes)
+        self.start_timeout = start_timeout
         self._actors = {}  # worker address -> (the actor's future, address)
         self._assign = {}  # chunk id -> worker address
         self._specs = {c.chunk_id: c for c in plan.chunks}
@@ -94,30 +103,41 @@ class WorkerPool:
         workers = self._live_workers()
         if not workers:
             raise RuntimeError("The Dask cluster has no workers.")
-        for addr in workers:
-            self._start(addr)
+        self._start(workers)
         self._assign_chunks(list(self._specs), workers)
 
     # ------------------------------------------------------------------ actors
     def _live_workers(self):
         return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
 
-    def _start(self, addr):
+    def _start(self, addrs):
+        """Start one ChunkWorker actor on each of ``addrs`` (concurrently) and wait for them."""
         p = self.plan
-        fut = self.client.submit(
-            ChunkWorker,
-            [np.asarray(o) for o in p.session_outputs],
-            p.chunk_rows,
-            p.block_rows,
-            str(self.dtype),
-            actor=True,
-            workers=[addr],
-            allow_other_workers=False,
-            pure=False,
-            key=f"distglm-chunkworker-{self._tag}-{addr}",
-        )
-        fut.result()  # wait until the actor exists; calls go to it by key
-        self._actors[addr] = (fut, addr)
+        futures = {
+            addr: self.client.submit(
+                ChunkWorker,
+                [np.asarray(o) for o in p.session_outputs],
+                p.chunk_rows,
+                p.block_rows,
+                str(self.dtype),
+                actor=True,
+                workers=[addr],
+                allow_other_workers=False,
+                pure=False,
+                key=f"distglm-chunkworker-{self._tag}-{addr}",
+            )
+            for addr in addrs
+        }
+        from distributed import wait
+
+        # the actors exist once their futures finish; calls then go to them by key
+        wait(list(futures.values()), timeout=self.start_timeout)
+        for addr, fut in futures.items():
+            if fut.status != "finished":
+                raise WorkerLost(
+                    f"Could not start distglm's actor on worker {addr} (status {fut.status!r})."
+                )
+            self._actors[addr] = (fut, addr)
 
     def _assign_chunks(self, chunk_ids, workers):
         """Give each chunk (in id order) to the worker with the fewest rows so far."""
@@ -207,9 +227,7 @@ class WorkerPool:
             workers = [w for w in self._live_workers() if w not in lost]
         if not workers:
             raise WorkerLost("Every worker of the Dask cluster was lost and none came back.")
-        for addr in workers:
-            if addr not in self._actors:
-                self._start(addr)
+        self._start([w for w in workers if w not in self._actors])
         orphans = [cid for cid, a in self._assign.items() if a not in self._actors]
         for cid in orphans:
             del self._assign[cid]
