@@ -128,15 +128,16 @@ class WorkerPool:
             )
             for addr in addrs
         }
-        from distributed import wait
-
-        # the actors exist once their futures finish; calls then go to them by key
-        wait(list(futures.values()), timeout=self.start_timeout)
+        # the actors exist once their futures finish; calls then go to them by key. (Each
+        # future waits through its own client: distributed.wait would use the default one.)
         for addr, fut in futures.items():
-            if fut.status != "finished":
+            try:
+                fut.result(timeout=self.start_timeout)
+            except TimeoutError as e:
                 raise WorkerLost(
-                    f"Could not start distglm's actor on worker {addr} (status {fut.status!r})."
-                )
+                    f"distglm's actor did not start on worker {addr} within "
+                    f"{self.start_timeout} s (status {fut.status!r})."
+                ) from e
             self._actors[addr] = (fut, addr)
 
     def _assign_chunks(self, chunk_ids, workers):
