@@ -46,6 +46,11 @@ __all__ = ["ClassifierGLM", "ClassifierPopulationGLM"]
 _SCORE_TYPES = ("log-likelihood", "pseudo-r2-McFadden", "pseudo-r2-Cohen")
 
 
+def _design_rank(Xs):
+    """Rank of an in-memory design (for the unregularised residual degrees of freedom)."""
+    return np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0
+
+
 def _kernel_dtype():
     return np.float64 if jax.config.jax_enable_x64 else np.float32
 
@@ -443,7 +448,7 @@ class _Classifier:
         self._set_dof_and_scale(
             np.full(n_outputs, Xs.shape[0]),
             n_outputs,
-            lambda: np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0,
+            lambda: _design_rank(Xs),
         )
         return self
 
@@ -599,7 +604,7 @@ class _Classifier:
         self._set_dof_and_scale(
             np.full(codes.shape[1], n),
             codes.shape[1],
-            lambda: np.linalg.matrix_rank(np.asarray(Xs, np.float64)) if Xs.shape[0] else 0,
+            lambda: _design_rank(Xs),
         )
         return (self.coef_, self.intercept_), state
 
@@ -620,10 +625,11 @@ class _Classifier:
             self.intercept_ if self._population else self.intercept_[None]
         )
 
-    def _lazy(self):
-        """The fitted parameters, applied lazily to dask / xarray / session inputs."""
-        self._check_is_fit()
-        block, intercept = self._params_block()
+    def _lazy(self, block=None, intercept=None):
+        """Parameters (the fitted ones by default) applied lazily to dask / xarray / sessions."""
+        if block is None:
+            self._check_is_fit()
+            block, intercept = self._params_block()
         outputs = self.outputs_ if self.outputs_ is not None else np.arange(block.shape[1])
         return LazyModel(block, intercept, self.classes_, outputs, self._population)
 
@@ -738,9 +744,7 @@ class _Classifier:
             ok = isinstance(params, (tuple, list)) and len(params) == 2
             layout = DesignLayout.from_coef(params[0]) if ok else None
             block, intercept = self._check_params(params, layout)
-            outputs = self.outputs_ if self.outputs_ is not None else np.arange(block.shape[1])
-            lazy = LazyModel(block, intercept, self.classes_, outputs, self._population)
-            ll, counts = lazy.score_sums(X, y)
+            ll, counts = self._lazy(block, intercept).score_sums(X, y)
             return jnp.asarray(-np.sum(ll / np.maximum(counts.sum(axis=1), 1)), _kernel_dtype())
         if y is None:
             raise ValueError("compute_loss needs y for in-memory X (only sessions carry labels).")

@@ -156,10 +156,6 @@ class WorkerPool:
         """Addresses of the workers holding actors."""
         return sorted(self._actors)
 
-    def assignment(self) -> dict:
-        """chunk id -> worker address."""
-        return dict(self._assign)
-
     def close(self):
         """Release the actors (their cached chunks are freed with them)."""
         for fut, _ in self._actors.values():
