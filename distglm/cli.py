@@ -42,6 +42,34 @@ def make_population(n_samples, n_features, n_outputs, n_classes, seed=0, scale=0
     return X, y, coef, intercept
 
 
+def make_ill_conditioned(
+    n_samples, n_features, n_outputs, n_classes, seed=0, scale=0.3, rho=0.95, decades=3.0
+):
+    """Like :func:`make_population`, with correlated and badly scaled features.
+
+    Features follow an AR(1) sequence along the feature axis (correlation ``rho`` between
+    neighbours) and are then scaled by factors spread log-uniformly over ``decades`` decades,
+    so the design's second moment has a condition number in the millions: the case where
+    unpreconditioned first-order solvers crawl.
+
+    Returns
+    -------
+    X, y, coef, intercept : as :func:`make_population` (``coef`` on the scaled features).
+    """
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n_samples, n_features))
+    X0 = np.empty_like(Z)
+    X0[:, 0] = Z[:, 0]
+    for j in range(1, n_features):
+        X0[:, j] = rho * X0[:, j - 1] + np.sqrt(1 - rho**2) * Z[:, j]
+    scales = 10.0 ** np.linspace(-decades / 2, decades / 2, n_features)
+    coef0 = rng.normal(0.0, scale, (n_features, n_outputs, n_classes))
+    intercept = rng.normal(0.0, 0.3, (n_outputs, n_classes))
+    eta = np.einsum("np,pkc->nkc", X0, coef0) + intercept
+    y = np.argmax(eta + rng.gumbel(size=eta.shape), axis=-1)
+    return (X0 * scales).astype(np.float32), y, coef0 / scales[:, None, None], intercept
+
+
 def make_sessions(
     n_sessions, n_samples, n_features, n_outputs, n_classes, seed=0, scale=0.3, chunk_rows=None
 ):

@@ -460,7 +460,15 @@ class _Classifier:
 
     def _solve(self, objective, block, intercept, layout, progress):
         """Minimise ``objective`` from (block, intercept); set the fitted attributes."""
-        solver = make_solver(self.solver_name, self._solver_kwargs)
+        P1, K, c = layout.n_features + 1, block.shape[1], self.n_classes
+        auto = {
+            "smooth": objective.smooth,
+            "n_params": P1 * c,
+            "n_outputs": K,
+            "streamed": bool(getattr(objective.data, "streamed", False)),
+        }
+        solver = make_solver(self.solver_name, self._solver_kwargs, auto=auto)
+        self.solver_ = solver.name
         result = minimize(
             solver,
             objective,
@@ -555,7 +563,12 @@ class _Classifier:
         layout, Xs, codes = self._prepare(X, y, "initialize_optimizer_and_state")
         block, intercept = self._check_params(init_params, layout, codes.shape[1])
         objective = self._objective(Xs, codes, layout)
-        solver = make_solver(self.solver_name, self._solver_kwargs)
+        auto = {
+            "smooth": objective.smooth,
+            "n_params": (layout.n_features + 1) * self.n_classes,
+            "n_outputs": codes.shape[1],
+        }
+        solver = make_solver(self.solver_name, self._solver_kwargs, auto=auto)
         theta = objective.prox(self._theta(block, intercept), 0.0)
         self._update_ctx = (solver, objective.penalty, layout)
         return solver.init(
@@ -593,9 +606,13 @@ class _Classifier:
         data = InMemoryData(Xs, codes, self.n_classes, dtype=_kernel_dtype())
         objective = PenalizedObjective(data, penalty)
         state = opt_state
-        if state.value is not None:  # values cached for another batch are not valid here
-            state = type(state)(**{**vars(state), "value": None, "grad": None})
-        theta, state = solver.step(objective, self._theta(block, intercept), state)
+        theta = self._theta(block, intercept)
+        if hasattr(solver, "batch_step"):
+            theta, state = solver.batch_step(objective, theta, state)
+        else:
+            if state.value is not None:  # values cached for another batch are not valid here
+                state = type(state)(**{**vars(state), "value": None, "grad": None})
+            theta, state = solver.step(objective, theta, state)
         self.coef_, self.intercept_ = self._user_params(theta[:-1], theta[-1], layout)
         self.solver_state_ = state
         if n_samples is not None and not isinstance(n_samples, int):

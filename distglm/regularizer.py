@@ -30,8 +30,9 @@ __all__ = [
     "resolve_regularizer",
 ]
 
-_SMOOTH_SOLVERS = ("LBFGS", "GradientDescent", "ProximalGradient")
-_PROX_SOLVERS = ("ProximalGradient",)
+# nemos' solvers, then distglm's few-pass solver and the automatic choice (see distglm.solve)
+_SMOOTH_SOLVERS = ("LBFGS", "GradientDescent", "ProximalGradient", "Newton", "auto")
+_PROX_SOLVERS = ("ProximalGradient", "Newton", "auto")
 
 
 # ---------------------------------------------------------------------------- helpers

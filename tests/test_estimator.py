@@ -528,10 +528,14 @@ def test_solver_defaults_and_compatibility():
             ClassifierGLM(regularizer=reg, solver_name="LBFGS")
         with pytest.raises(ValueError, match="cannot be used"):
             ClassifierGLM(regularizer=reg, solver_name="GradientDescent")
-    for name in ("LBFGS", "GradientDescent", "ProximalGradient"):
+    for name in ("LBFGS", "GradientDescent", "ProximalGradient", "Newton", "auto"):
         assert ClassifierGLM(solver_name=name).solver_name == name
-    with pytest.raises(ValueError, match="Unknown solver"):
-        ClassifierGLM(solver_name="Newton")
+    for reg in ("Lasso", "ElasticNet", "GroupLasso"):
+        assert ClassifierGLM(regularizer=reg, solver_name="Newton").solver_name == "Newton"
+    with pytest.raises(ValueError, match="Unknown solver 'BFGS'"):
+        ClassifierGLM(solver_name="BFGS")
+    with pytest.raises(ValueError, match=r"\['hessian_rows'\] are not accepted with solver_name='auto'"):
+        ClassifierGLM(solver_name="auto", solver_kwargs={"hessian_rows": 100})
     with pytest.raises(TypeError):
         ClassifierGLM(solver_name=3)
     with pytest.raises(ValueError, match="solver_kwargs"):

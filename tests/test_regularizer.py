@@ -260,7 +260,7 @@ def test_solver_compatibility():
         dreg.Lasso().check_solver("LBFGS")
     for name in ["Lasso", "ElasticNet", "GroupLasso"]:
         reg = dreg.resolve_regularizer(name)
-        assert reg.allowed_solvers == ("ProximalGradient",)
+        assert reg.allowed_solvers == ("ProximalGradient", "Newton", "auto")
         assert reg.default_solver == "ProximalGradient" and not reg.smooth
     for name in ["UnRegularized", "Ridge"]:
         reg = dreg.resolve_regularizer(name)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.newton import assemble_hessian, newton_pass_outputs
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS, nll_sums, nll_value_and_grad_sums
 
 __all__ = ["InMemoryData", "Objective", "PenalizedObjective", "Penalty"]
@@ -24,6 +25,56 @@ __all__ = ["InMemoryData", "Objective", "PenalizedObjective", "Penalty"]
 # jitted once per process; jax caches one executable per input shape
 _VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
 _VALUE = jax.jit(nll_sums, static_argnames="block_rows")
+_NEWTON = jax.jit(newton_pass_outputs, static_argnames=("hess_stride", "block_rows"))
+
+
+def output_bucket(n_active, n_outputs):
+    """Number of output columns a pass computes for ``n_active`` outputs.
+
+    One of ``n_outputs``, ``ceil(n_outputs / 4)``, ``ceil(n_outputs / 16)``, ...: a pass on
+    fewer outputs needs its own compile (about 0.8 s for 50 features x 20 outputs here), so
+    the work is cut only when converged outputs cut it at least 4-fold.
+    """
+    size = int(n_outputs)
+    while size > 1 and -(-size // 4) >= n_active:
+        size = -(-size // 4)
+    return size
+
+
+def pad_outputs(outputs, n_outputs):
+    """``outputs`` padded to :func:`output_bucket` length by repeating its last index."""
+    outputs = np.asarray(outputs, np.int32)
+    size = output_bucket(outputs.size, n_outputs)
+    return np.concatenate([outputs, np.full(size - outputs.size, outputs[-1], np.int32)])
+
+
+def newton_means(
+    trial, loss, grad_coef, grad_intercept, hess_pairs, hess_weights, weight_sums, n_classes
+):
+    """Normalise the sums of :func:`~distglm.kernels.newton.newton_pass_sums` (float64).
+
+    Loss and gradient sums are divided by each output's sample count ``weight_sums``; the
+    Hessian by the weights of the rows it was taken on. Returns ``(trial (T, k), loss (k,),
+    grad (n_features + 1, k, c), hess (k, D, D))``.
+    """
+    inv = 1.0 / np.asarray(weight_sums, np.float64)
+    grad = np.concatenate(
+        [np.asarray(grad_coef, np.float64), np.asarray(grad_intercept, np.float64)[None]], axis=0
+    )
+    hw = np.asarray(hess_weights, np.float64)
+    if np.any(hw <= 0):
+        raise ValueError(
+            "The Hessian subsample holds no rows of output(s) "
+            f"{np.flatnonzero(hw <= 0).tolist()} (of this pass); lower the Hessian stride "
+            "(solver_kwargs hessian_rows)."
+        )
+    hess = assemble_hessian(np.asarray(hess_pairs, np.float64), n_classes) / hw[:, None, None]
+    return (
+        np.asarray(trial, np.float64) * inv,
+        np.asarray(loss, np.float64) * inv,
+        grad * inv[None, :, None],
+        hess,
+    )
 
 
 def _penalty_value(coef, strength, regularizer, to_user):
@@ -40,6 +91,21 @@ _PENALTY_VALUE_AND_GRAD = jax.jit(
     jax.value_and_grad(_penalty_value), static_argnames=_PENALTY_STATIC
 )
 _PENALTY_PROX = jax.jit(_penalty_prox, static_argnames=(*_PENALTY_STATIC, "from_user"))
+
+
+def _penalty_per_output(coef, strength, regularizer, to_user):
+    # every regularizer here is a sum over outputs (Ridge, Lasso, ElasticNet elementwise,
+    # GroupLasso over feature groups within one output's class column)
+    k = coef.shape[1]
+
+    def one(j):
+        keep = (jnp.arange(k) == j).astype(coef.dtype)[None, :, None]
+        return regularizer.penalty(to_user(coef * keep), strength)
+
+    return jax.lax.map(one, jnp.arange(k))
+
+
+_PENALTY_PER_OUTPUT = jax.jit(_penalty_per_output, static_argnames=_PENALTY_STATIC)
 
 
 @jax.jit
@@ -104,6 +170,7 @@ class InMemoryData:
         X = np.asarray(X, dtype=dtype)
         y_codes = np.asarray(y_codes, dtype=np.int32)
         n = X.shape[0]
+        self._n = n
         if weights is None:
             weights = np.ones(n, dtype=dtype)
         weights = np.asarray(weights, dtype=dtype)
@@ -155,6 +222,63 @@ class InMemoryData:
         """Sum over outputs of each output's mean NLL (float64)."""
         loss = _VALUE(self._params(theta), self._X, self._y, self._w, block_rows=self._block)
         return float(np.sum(np.asarray(loss, np.float64) / self.weight_sums))
+
+    @property
+    def n_rows(self):
+        """Rows with positive weight."""
+        return int(self._n)
+
+    @property
+    def block_rows(self):
+        return self._block
+
+    def newton_sums(self, theta, direction, outputs, steps, t_eval, hess_stride):
+        """Per-output means for one Newton pass, on the label columns ``outputs`` only.
+
+        Parameters
+        ----------
+        theta, direction : arrays of shape (n_features + 1, len(outputs), n_classes)
+        outputs : int array
+            Global output indices.
+        steps : array of shape (n_trials, len(outputs))
+            Trial step sizes (the line search) per output.
+        t_eval : array of shape (len(outputs),)
+            Step of the point where loss, gradient and Hessian are taken.
+        hess_stride : int
+
+        Returns
+        -------
+        trial (n_trials, k), loss (k,), grad (n_features + 1, k, c), hess (k, D, D), with
+        ``k = len(outputs)`` and ``D = (n_features + 1) * n_classes``.
+        """
+        k = len(outputs)
+        idx = pad_outputs(outputs, self.n_outputs)
+        sel = np.concatenate([np.arange(k), np.full(idx.size - k, k - 1)])
+        th, d = theta[:, sel], direction[:, sel]
+        out = _NEWTON(
+            self._params(th),
+            self._params(d),
+            self._X,
+            self._y,
+            self._w,
+            jnp.asarray(idx),
+            jnp.asarray(np.asarray(steps)[:, sel], self._dtype),
+            jnp.asarray(np.asarray(t_eval)[sel], self._dtype),
+            hess_stride=int(hess_stride),
+            block_rows=self._block,
+        )
+        trial, loss, (gc, gb), hess, hw = out
+        means = newton_means(
+            np.asarray(trial)[:, :k],
+            np.asarray(loss)[:k],
+            np.asarray(gc)[:, :k],
+            np.asarray(gb)[:k],
+            np.asarray(hess)[:, :k],
+            np.asarray(hw)[:k],
+            self.weight_sums[np.asarray(outputs)],
+            self.n_classes,
+        )
+        return means
 
     def gram(self):
         """Weighted second moment of ``[X, 1]``, shape (n_features + 1, n_features + 1).
@@ -221,6 +345,21 @@ class Penalty:
         coef = jnp.asarray(theta[:-1], self.dtype)
         return float(_PENALTY_VALUE(coef, self._strength, **self._static))
 
+    def per_output(self, theta):
+        """Penalty of each output's coefficients, shape (n_outputs,) (float64)."""
+        coef = jnp.asarray(theta[:-1], self.dtype)
+        return np.asarray(_PENALTY_PER_OUTPUT(coef, self._strength, **self._static), np.float64)
+
+    def curvature(self, shape):
+        """Diagonal Hessian of a smooth (quadratic, separable) penalty, shape ``shape``
+        (n_features + 1, n_outputs, n_classes); zeros for the intercept row and for
+        non-smooth penalties (those are handled by their prox)."""
+        out = np.zeros(shape)
+        if self.smooth:
+            _, g1 = self.value_and_grad(np.ones(shape))
+            out[:-1] = g1[:-1]
+        return out
+
     def prox(self, theta, step):
         out = theta.copy()
         coef = jnp.asarray(theta[:-1], self.dtype)
@@ -272,3 +411,65 @@ class PenalizedObjective:
 
     def gram(self):
         return self.data.gram()
+
+    def per_output(self, theta):
+        """Each output's objective share of the penalty (smooth and not), (n_outputs,)."""
+        return self.penalty.per_output(theta)
+
+    def newton_pass(self, theta, direction, outputs, steps, t_eval, hess_stride):
+        """One pass for a Newton iteration on the outputs ``outputs``.
+
+        Parameters
+        ----------
+        theta, direction : arrays of shape (n_features + 1, n_outputs, n_classes)
+            All outputs; only the columns ``outputs`` are evaluated.
+        outputs : int array of shape (k,)
+        steps : array of shape (n_trials, k)
+            Trial step sizes per output: only the objective is taken there.
+        t_eval : array of shape (k,)
+            The step, per output, where objective, gradient and Hessian are taken.
+        hess_stride : int
+            The Hessian is estimated on every ``hess_stride``-th row.
+
+        Returns
+        -------
+        trial : array of shape (n_trials, k)
+            Each output's objective (data mean plus its penalty, smooth or not) at the trials.
+        value : array of shape (k,)
+            The same at ``theta + t_eval * direction``.
+        grad : array of shape (n_features + 1, k, n_classes)
+            Gradient of the smooth part there, projected onto the mask.
+        hess : array of shape (k, D, D)
+            Hessian of the smooth part there (data estimate plus the smooth penalty's),
+            ``D = (n_features + 1) * n_classes``.
+        """
+        self.n_passes += 1
+        outputs = np.asarray(outputs)
+        steps = np.asarray(steps, np.float64).reshape(-1, outputs.size)
+        t_eval = np.asarray(t_eval, np.float64)
+        sub_t, sub_d = theta[:, outputs], direction[:, outputs]
+        trial, value, grad, hess = self.data.newton_sums(
+            sub_t, sub_d, outputs, steps, t_eval, hess_stride
+        )
+        full_d = np.zeros_like(theta)
+        full_d[:, outputs] = sub_d
+        for i in range(steps.shape[0]):
+            step = np.zeros(theta.shape[1])
+            step[outputs] = steps[i]
+            trial[i] += self.penalty.per_output(theta + step[None, :, None] * full_d)[outputs]
+        step = np.zeros(theta.shape[1])
+        step[outputs] = t_eval
+        at = theta + step[None, :, None] * full_d
+        value = value + self.penalty.per_output(at)[outputs]
+        if self.penalty.smooth:
+            _, pg = self.penalty.value_and_grad(at)
+            grad = grad + pg[:, outputs]
+            if getattr(self, "_curv", None) is None or self._curv.shape != theta.shape:
+                self._curv = self.penalty.curvature(theta.shape)
+            diag = np.transpose(self._curv[:, outputs], (1, 0, 2)).reshape(outputs.size, -1)
+            idx = np.arange(diag.shape[1])
+            hess[:, idx, idx] += diag
+        if self.penalty.mask is not None:
+            m = self.penalty.mask[:, outputs]
+            grad[:-1] *= m
+        return trial, value, grad, hess

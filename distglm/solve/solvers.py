@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from .newton import Newton
 from .precondition import BlockPreconditioner, lipschitz_bound
+from .state import _PRECISION_FLOOR, SolverState, _check_finite, _check_finite_objective
 
 __all__ = [
     "LBFGS",
@@ -34,56 +36,6 @@ __all__ = [
     "make_solver",
     "minimize",
 ]
-
-
-@dataclasses.dataclass
-class SolverState:
-    """Explicit solver state, owned by the caller.
-
-    Attributes
-    ----------
-    iteration : int
-        Steps taken so far.
-    value : float or None
-        Objective (smooth + non-smooth) at the current parameters, when known.
-    grad : array or None
-        Gradient of the smooth part at the current parameters (or at the extrapolated point
-        for the accelerated methods), when known.
-    gap : float
-        Estimated objective gap after the last step (``inf`` before the first).
-    converged : bool
-    extra : dict
-        Solver-specific memory (L-BFGS pairs, momentum, step bound).
-    """
-
-    iteration: int = 0
-    value: float | None = None
-    grad: np.ndarray | None = None
-    gap: float = math.inf
-    converged: bool = False
-    extra: dict = dataclasses.field(default_factory=dict)
-
-
-#: Relative objective gap below which float32 sums cannot resolve further progress (objectives
-#: may say otherwise through a ``precision`` attribute, e.g. with float64 kernels).
-_PRECISION_FLOOR = 1e-6
-
-
-def _check_finite_objective(value, grad):
-    if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-        raise ValueError(
-            f"The objective became non-finite ({value}) during the fit, so the solution is "
-            "invalid: the data or the parameters contain NaN or Inf. Check the inputs, or try "
-            "rescaling the features or a larger regularizer_strength."
-        )
-
-
-def _check_finite(theta, what):
-    if not np.all(np.isfinite(theta)):
-        raise ValueError(
-            f"The solver produced non-finite {what} (NaN or Inf), so the solution is invalid. "
-            "Try rescaling the features, a larger regularizer_strength, or another solver."
-        )
 
 
 class LBFGS:
@@ -246,14 +198,74 @@ SOLVERS = {
     "LBFGS": LBFGS,
     "GradientDescent": AcceleratedGradient,
     "ProximalGradient": ProximalGradient,
+    "Newton": Newton,
 }
 
 
-def make_solver(name: str, solver_kwargs: dict | None = None):
-    """Build a solver by name with its keyword arguments (``tol``, ``maxiter``, ...)."""
-    if name not in SOLVERS:
-        raise ValueError(f"Unknown solver {name!r}; available solvers are {sorted(SOLVERS)}.")
+#: solver_kwargs "auto" accepts: the ones every solver it may pick understands
+AUTO_KWARGS = ("maxiter", "tol")
+
+#: "auto" uses Newton while one output's parameters (features + 1) x classes are at most this
+#: many with cached data, or ...
+AUTO_NEWTON_MAX_CACHED = 512
+#: ... this many when chunks are streamed from the store (every pass is then a read of it)
+AUTO_NEWTON_MAX_STREAMED = 2048
+#: and while the coordinator's Hessian blocks (n_outputs D^2 float64) fit in this many bytes
+AUTO_NEWTON_MAX_BYTES = 2 << 30
+
+
+def choose_solver(smooth, n_params, n_outputs, streamed=False):
+    """The solver ``solver_name="auto"`` picks.
+
+    Per-output Newton (:class:`~distglm.solve.newton.Newton`) needs the fewest passes; its cost
+    per pass grows with the square of ``D = (n_features + 1) * n_classes`` (the Hessian blocks)
+    and the coordinator solves ``n_outputs`` systems of size ``D``. With the data cached (in
+    memory, or in the workers' caches), a pass costs compute only, and Newton is picked up to
+    ``D = 512``; when chunks are streamed from the store, every pass re-reads it, and Newton is
+    picked up to ``D = 2048``. Beyond that (or past 2 GiB of Hessian blocks), L-BFGS for smooth
+    penalties and FISTA (``ProximalGradient``) for the others.
+
+    Parameters
+    ----------
+    smooth : bool
+        Whether the penalty is smooth (UnRegularized, Ridge).
+    n_params : int
+        ``(n_features + 1) * n_classes``, the size of one output's Hessian block.
+    n_outputs : int
+    streamed : bool
+        Whether some chunks do not fit the workers' caches.
+
+    Returns
+    -------
+    str
+    """
+    limit = AUTO_NEWTON_MAX_STREAMED if streamed else AUTO_NEWTON_MAX_CACHED
+    if n_params <= limit and n_outputs * n_params**2 * 8 <= AUTO_NEWTON_MAX_BYTES:
+        return "Newton"
+    return "LBFGS" if smooth else "ProximalGradient"
+
+
+def make_solver(name: str, solver_kwargs: dict | None = None, *, auto: dict | None = None):
+    """Build a solver by name with its keyword arguments (``tol``, ``maxiter``, ...).
+
+    ``name="auto"`` resolves through :func:`choose_solver` with the keyword arguments ``auto``
+    (without them it only checks ``solver_kwargs``, and returns None).
+    """
     kwargs = dict(solver_kwargs or {})
+    if name == "auto":
+        bad = sorted(set(kwargs) - set(AUTO_KWARGS))
+        if bad:
+            raise ValueError(
+                f"solver_kwargs {bad} are not accepted with solver_name='auto', which only "
+                f"passes on {list(AUTO_KWARGS)}; name a solver to set its other options."
+            )
+        if auto is None:
+            return None
+        name = choose_solver(**auto)
+    if name not in SOLVERS:
+        raise ValueError(
+            f"Unknown solver {name!r}; available solvers are {sorted(SOLVERS)} and 'auto'."
+        )
     try:
         return SOLVERS[name](**kwargs)
     except TypeError as e:
