@@ -12,12 +12,14 @@ is none, and says so):
 3. A one-worker cluster starts before the clock: ``dask_cuda.LocalCUDACluster(n_workers=1)`` if
    dask_cuda imports (and ``--no-cuda`` is not given), else ``LocalCluster(n_workers=1,
    threads_per_worker=1)``. The worker's ``jax.devices()`` is printed.
-4. ``ClassifierPopulationGLM(n_classes=3, regularizer="Ridge", regularizer_strength=1e-3)`` is
-   fitted twice from the store (first fit: worker compile included; warm fit: new estimator, same
-   cluster), printing wall time, the statistics pass, and every pass of the warm fit split into
-   the worker's kernel time ("compute") and the rest ("overhead"), from ``fit_profile_``.
-5. For comparison the same fit runs in this process, in memory, on the CPU
-   (``jax.default_device(cpu)``), twice; ``--no-cpu`` skips it.
+4. "Read once": ``dask.compute(X.sum(), y.sum())`` on the cluster (the second of two).
+5. ``ClassifierPopulationGLM(n_classes=3, regularizer="Ridge", regularizer_strength=1e-3)`` is
+   fitted from the store with L-BFGS, then Newton (first and warm), Newton with the Hessian on
+   every row, and Newton with every chunk streamed (``cache_bytes=0``), printing wall time,
+   passes, and the median pass split into the worker's time, its reads and the overhead, from
+   ``fit_profile_``; for streamed fits, the median pass over "read once".
+6. For comparison L-BFGS and Newton run in this process, in memory, on the CPU
+   (``jax.default_device(cpu)``); ``--no-cpu`` skips it.
 
 Usage: ``python benchmarks/gpu_check.py [--rows 1000000] [--chunk-rows 65536]
 [--strength 1e-3] [--no-cuda] [--no-cpu]``. Prints to stdout only.
@@ -121,6 +123,21 @@ def _pass_summary(passes):
     )
 
 
+def _fit_line(label, wall, m):
+    prof = m.fit_profile_
+    passes = prof["passes"][1:] or prof["passes"]
+    med = {
+        key: 1e3 * float(np.median([p[key] for p in passes]))
+        for key in ("seconds", "compute", "read", "overhead")
+    }
+    _print(
+        f"  {label:<34} {m.solver_:<7} {wall:7.2f} s {m.n_passes_:4d} passes  pass "
+        f"{med['seconds']:8.1f} ms (worker {med['compute']:8.1f}, read {med['read']:7.1f}, "
+        f"overhead {med['overhead']:5.1f})  stats {prof['statistics_seconds']:5.2f} s  "
+        f"objective {m.fit_history_[-1]['objective']:.8f}"
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -130,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--no-cpu", action="store_true", help="skip the in-memory CPU fit")
     args = parser.parse_args(argv)
 
+    import dask
     import dask.array as da
     import jax
 
@@ -142,7 +160,7 @@ def main(argv=None):
         f"make_population({args.rows:,}, {P}, {K}, {C}, seed=0), Ridge {s:g}; "
         f"XLA_PYTHON_CLIENT_PREALLOCATE={os.environ['XLA_PYTHON_CLIENT_PREALLOCATE']}"
     )
-    _print(f"this process: jax.devices() = {jax.devices()}")
+    _print(f"this process: jax.devices() = {jax.devices()}, {os.cpu_count()} CPU cores")
     t0 = time.perf_counter()
     X, y, _, _ = make_population(args.rows, P, K, C, seed=0)
     _print(f"data generated in {time.perf_counter() - t0:.1f} s")
@@ -176,26 +194,43 @@ def main(argv=None):
                 )
             Xd = da.from_zarr(store, component="X")
             yd = da.from_zarr(store, component="y")
-            dist = {}
-            for label in ("first", "warm"):
+            for _ in range(2):
+                t = time.perf_counter()
+                dask.compute(Xd.sum(), yd.sum())
+                read_once = time.perf_counter() - t
+            _print(f"read the store once (dask.compute of X.sum(), y.sum()): {read_once:.2f} s")
+            _print(
+                "distributed fits (wall, passes incl. the statistics pass, median pass after "
+                "the first: wall / worker / its reads / overhead):"
+            )
+            runs = [
+                ("LBFGS, cached", "LBFGS", None, None),
+                ("Newton, cached (first)", "Newton", None, None),
+                ("Newton, cached", "Newton", None, None),
+                ("Newton, cached, Hessian on all rows", "Newton", {"hessian_rows": 0}, None),
+                ("Newton, streamed (cache_bytes=0)", "Newton", None, 0),
+                ("Newton, all rows, streamed", "Newton", {"hessian_rows": 0}, 0),
+            ]
+            fits = {}
+            for label, solver, kw, cache in runs:
                 m = distglm.ClassifierPopulationGLM(
-                    n_classes=C, regularizer="Ridge", regularizer_strength=s
+                    n_classes=C,
+                    regularizer="Ridge",
+                    regularizer_strength=s,
+                    solver_name=solver,
+                    solver_kwargs=kw,
                 )
                 t = time.perf_counter()
-                m.fit(Xd, yd, client=client)
-                wall = time.perf_counter() - t
-                prof = m.fit_profile_
-                dist[label] = (wall, m)
-                _print(
-                    f"distributed {label} fit ({info['backend']} worker): {wall:.2f} s, "
-                    f"{m.n_passes_} passes ({len(m.fit_history_)} iterations), statistics pass "
-                    f"{prof['statistics_seconds']:.2f} s, {prof['n_chunks']} chunks of "
-                    f"{prof['chunk_rows']:,} rows, objective "
-                    f"{m.fit_history_[-1]['objective']:.8f}"
-                )
-                _print(f"  {_pass_summary(prof['passes'])}")
-            _print("warm fit, every pass (seconds at the coordinator = compute + overhead):")
-            _passes_table(dist["warm"][1].fit_profile_["passes"])
+                m.fit(Xd, yd, client=client, cache_bytes=cache)
+                fits[label] = m
+                _fit_line(label, time.perf_counter() - t, m)
+                if cache == 0:
+                    per_pass = float(
+                        np.median([p["seconds"] for p in m.fit_profile_["passes"][1:]])
+                    )
+                    _print(f"    streamed: median pass / read once = {per_pass / read_once:.2f}")
+            _print("Newton, cached, every pass:")
+            _passes_table(fits["Newton, cached"].fit_profile_["passes"])
         finally:
             client.close()
             cluster.close()
@@ -204,26 +239,17 @@ def main(argv=None):
         return
     cpu = jax.devices("cpu")[0]
     with jax.default_device(cpu):
-        for label in ("first", "warm"):
+        for solver in ("LBFGS", "Newton"):
             m = distglm.ClassifierPopulationGLM(
-                n_classes=C, regularizer="Ridge", regularizer_strength=s
+                n_classes=C, regularizer="Ridge", regularizer_strength=s, solver_name=solver
             )
             t = time.perf_counter()
             m.fit(X, y)
             wall = time.perf_counter() - t
-            dev = sorted(str(d) for d in m.coef_.devices())
             _print(
-                f"in-memory {label} fit (this process, {dev}): {wall:.2f} s, {m.n_passes_} "
-                f"passes ({len(m.fit_history_)} iterations, {1e3 * wall / m.n_passes_:.1f} ms "
-                f"per pass incl. solver), objective {m.fit_history_[-1]['objective']:.8f}"
+                f"in-memory {solver} fit on this process's CPU: {wall:.2f} s, {m.n_passes_} "
+                f"passes, objective {m.fit_history_[-1]['objective']:.8f}"
             )
-    d_wall, d_model = dist["warm"]
-    d_obj = d_model.fit_history_[-1]["objective"]
-    m_obj = m.fit_history_[-1]["objective"]
-    _print(
-        f"warm: distributed ({info['backend']}) / in-memory CPU time {d_wall / wall:.2f}x; "
-        f"objective rel. diff {(d_obj - m_obj) / abs(m_obj):+.1e}"
-    )
     if not on_gpu:
         _print("NO GPU was seen on the worker: this run compared CPU with CPU.")
 

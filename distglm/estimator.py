@@ -398,7 +398,7 @@ class _Classifier:
             [np.asarray(block, np.float64), np.asarray(intercept, np.float64)[None]], axis=0
         )
 
-    def fit(self, X, y=None, init_params=None, *, client=None, progress=False):
+    def fit(self, X, y=None, init_params=None, *, client=None, progress=False, cache_bytes=None):
         """Fit the model, in memory or over a Dask cluster.
 
         Parameters
@@ -420,6 +420,12 @@ class _Classifier:
             without one, a LocalCluster is started for the call and closed after it.
         progress : bool
             Print a progress line per iteration to stderr.
+        cache_bytes : float, int or str, optional
+            Distributed inputs only: each worker's budget for caching decoded chunks. A float
+            in [0, 1] is a fraction of the worker's memory limit (default 0.5), an int a number
+            of bytes, a string a size such as ``"2 GiB"``. Chunks past the budget are re-read
+            from the store on every pass (the next one read while the current one is computed),
+            so a worker's memory stays within the budget plus a few chunks and its runtime.
 
         Returns
         -------
@@ -427,7 +433,12 @@ class _Classifier:
         """
         start = time.perf_counter()
         if is_distributed_input(X):
-            return self._fit_distributed(X, y, init_params, client, progress, start)
+            return self._fit_distributed(X, y, init_params, client, progress, start, cache_bytes)
+        if cache_bytes is not None:
+            raise ValueError(
+                "cache_bytes applies to distributed inputs (dask arrays, xarray, sessions); "
+                f"X is in memory ({type(X).__name__})."
+            )
         if y is None:
             raise ValueError("fit needs y for in-memory X (only sessions carry their labels).")
         y_arr = as_label_array(y, DesignLayout.from_design(X).n_samples(X), self._population)
@@ -494,24 +505,28 @@ class _Classifier:
         self.fit_history_ = result.history
         self.n_passes_ = objective.n_passes + stat_passes
 
-    def _fit_distributed(self, X, y, init_params, client, progress, start):
+    def _fit_distributed(self, X, y, init_params, client, progress, start, cache_bytes=None):
         plan = plan_data(X, y, self._population)
         layout, K = plan.layout, plan.n_outputs
-        with connect(client) as c, WorkerPool(c, plan, dtype=_kernel_dtype()) as pool:
+        pool_kw = {"dtype": _kernel_dtype(), "cache_bytes": cache_bytes}
+        with connect(client) as c, WorkerPool(c, plan, **pool_kw) as pool:
             stats_start = time.perf_counter()
             stats = merge_stats(plan, pool.statistics(), self.n_classes)
             self._encoder.set_classes(stats.classes)
             pool.encode(stats.classes)
             stats_seconds = time.perf_counter() - stats_start
+            before = pool.info()
+            streamed = any(info["streamed"] for info in before.values())
             if init_params is None:
                 block, intercept = self._block_from_counts(
                     layout, stats.class_counts, stats.n_samples
                 )
             else:
                 block, intercept = self._check_params(init_params, layout, K)
-            data = DistributedData(pool, stats, self.n_classes)
+            data = DistributedData(pool, stats, self.n_classes, streamed=streamed)
             penalty = self._penalty(layout, K, labels=(plan.features, plan.outputs))
             self._solve(PenalizedObjective(data, penalty), block, intercept, layout, progress)
+            after = pool.info()
             self.fit_profile_ = {
                 "workers": pool.workers,
                 "n_chunks": len(plan.chunks),
@@ -520,6 +535,18 @@ class _Classifier:
                 "passes": data.pass_log,
                 "recoveries": pool.recoveries,
                 "n_dropped": stats.n_dropped,
+                "streamed": streamed,
+                "cache": {
+                    addr: {
+                        "cache_bytes": info["cache_bytes"],
+                        "cached_chunks": len(info["cached"]),
+                        "streamed_chunks": len(info["streamed"]),
+                        "cached_nbytes": info["nbytes"],
+                        "memory_start": info["memory_start"],
+                        "memory_end": info["memory"],
+                    }
+                    for addr, info in after.items()
+                },
             }
         self.outputs_ = plan.outputs
         self.features_ = plan.features

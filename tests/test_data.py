@@ -121,17 +121,18 @@ class FakePool:
         payload = np.asarray(theta, self.dtype)
         per_chunk, compute = {}, {}
         for i, w in self.workers.items():
-            ids, sums, seconds = _check(
+            ids, sums, seconds, read = _check(
                 w.value_and_grad(payload) if with_grad else w.value(payload)
             )
-            compute[i] = seconds
+            compute[i] = (seconds, read)
             per_chunk.update(unpack_chunk_sums(self.plan, self.n_classes, ids, sums, with_grad))
         return per_chunk, compute
 
 
 def _results(plan, returned, with_grad=True, n_classes=3):
-    """A worker's (ids, flat sums, seconds) as a list of (chunk id, *arrays), and seconds."""
-    ids, sums, seconds = _check(returned)
+    """A worker's (ids, flat sums, seconds, read seconds) as a list of (chunk id, *arrays), and
+    seconds."""
+    ids, sums, seconds, _ = _check(returned)
     unpacked = unpack_chunk_sums(plan, n_classes, ids, sums, with_grad)
     return [(cid, *unpacked[cid]) for cid in ids], seconds
 
@@ -843,7 +844,7 @@ class _FixedPool:
 
     def evaluate(self, theta, with_grad=True):
         per_chunk = {cid: self._sums[cid] for cid in self._order}
-        return per_chunk, {"w": 0.0}
+        return per_chunk, {"w": (0.0, 0.0)}
 
 
 def test_distributed_data_reduces_in_chunk_id_order():
@@ -857,7 +858,7 @@ def test_distributed_data_reduces_in_chunk_id_order():
     }
     want = ((0.0 + 1.0) + big) - big
     assert want != (0.0 + 1.0) + (big - big)
-    stats = types.SimpleNamespace(n_samples=np.array([3]), gram=np.eye(3))
+    stats = types.SimpleNamespace(n_samples=np.array([3]), gram=np.eye(3), n_rows=3)
     for order in itertools.permutations(range(3)):
         data = DistributedData(_FixedPool(plan, sums, order), stats, 2)
         value, grad = data.value_and_grad(np.zeros((3, 1, 2)))

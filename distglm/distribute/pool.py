@@ -75,6 +75,9 @@ class WorkerPool:
         Parameters of more bytes than this are scattered (broadcast) once per pass.
     start_timeout : float
         Seconds to wait for the actors to start.
+    cache_bytes : None, float, int or str
+        Each worker's chunk-cache budget (see
+        :func:`~distglm.distribute.worker.resolve_cache_bytes`); chunks past it are streamed.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class WorkerPool:
         max_recoveries=5,
         scatter_bytes=SCATTER_BYTES,
         start_timeout=120,
+        cache_bytes=None,
     ):
         self.client = client
         self.plan = plan
@@ -92,6 +96,7 @@ class WorkerPool:
         self.max_recoveries = int(max_recoveries)
         self.scatter_bytes = int(scatter_bytes)
         self.start_timeout = start_timeout
+        self.cache_bytes = cache_bytes
         self._actors = {}  # worker address -> (the actor's future, address)
         self._assign = {}  # chunk id -> worker address
         self._specs = {c.chunk_id: c for c in plan.chunks}
@@ -113,6 +118,8 @@ class WorkerPool:
     def _start(self, addrs):
         """Start one ChunkWorker actor on each of ``addrs`` (concurrently) and wait for them."""
         p = self.plan
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        hosts = [info.get(a, {}).get("host", a) for a in info]
         futures = {
             addr: self.client.submit(
                 ChunkWorker,
@@ -120,6 +127,8 @@ class WorkerPool:
                 p.chunk_rows,
                 p.block_rows,
                 str(self.dtype),
+                self.cache_bytes,
+                hosts.count(info.get(addr, {}).get("host", addr)),
                 actor=True,
                 workers=[addr],
                 allow_other_workers=False,
@@ -270,6 +279,70 @@ class WorkerPool:
         self._n_classes = self._classes.size
         self._run("encode", lambda a: (self._classes,))
 
+    def _payload(self, array):
+        """``array`` as sent to the workers: itself, or the key of its scattered copy."""
+        array = np.asarray(array, self.dtype)
+        if array.nbytes > self.scatter_bytes:
+            future = self.client.scatter(array, broadcast=True, hash=False)
+            return ("scattered", future.key), future
+        return array, None
+
+    def info(self):
+        """Each worker's :meth:`ChunkWorker.info` (cache, streamed chunks, memory)."""
+        return self._run("info", lambda a: ())
+
+    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride):
+        """One Newton pass over every chunk, on the outputs ``outputs``.
+
+        Parameters
+        ----------
+        theta, direction : arrays of shape (n_features + 1, k, n_classes)
+            For the ``k`` outputs ``outputs`` (global indices).
+        outputs : int array of shape (k,)
+        steps : array of shape (n_trials, k)
+        t_eval : array of shape (k,)
+        hess_stride : int
+
+        Returns
+        -------
+        per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
+            grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
+        hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
+        timing : dict worker address -> (seconds, read seconds)
+        """
+        payload, future = self._payload(np.stack([theta, direction]))
+        args = (payload, np.asarray(outputs), np.asarray(steps), np.asarray(t_eval), hess_stride)
+        try:
+            results = self._run("newton", lambda a: args)
+        finally:
+            if future is not None:
+                future.release()
+        outputs = np.asarray(outputs)
+        T = np.asarray(steps).shape[0]
+        p, c = self.plan.n_features, self._n_classes
+        session_of = {spec.chunk_id: spec.session_index for spec in self.plan.chunks}
+        active = set(outputs.tolist())
+        counts = [sum(int(o) in active for o in outs) for outs in self.plan.session_outputs]
+        per_chunk, hess, timing = {}, {}, {}
+        for addr, (ids, sums, h, hw, seconds, read) in results.items():
+            timing[addr] = (seconds, read)
+            hess[addr] = (h, hw)
+            offset = 0
+            for cid in ids:
+                k = counts[session_of[cid]]
+                parts = []
+                for shape in [(T, k), (k,), (p, k, c), (k, c)]:
+                    size = int(np.prod(shape))
+                    parts.append(sums[offset : offset + size].reshape(shape))
+                    offset += size
+                per_chunk[cid] = tuple(parts)
+            if offset != sums.size:
+                raise RuntimeError(f"Worker {addr} sent {sums.size} sums; expected {offset}.")
+        missing = sorted(set(self._specs) - set(per_chunk))
+        if missing:
+            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
+        return per_chunk, hess, timing
+
     def evaluate(self, theta, with_grad=True):
         """One pass at ``theta``: per-chunk sums and per-worker compute seconds.
 
@@ -282,23 +355,21 @@ class WorkerPool:
         per_chunk : dict chunk id -> tuple of arrays
             (loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c)), or
             (loss,) without the gradient.
-        compute : dict worker address -> seconds
+        timing : dict worker address -> (seconds, read seconds)
+            The worker's wall time for the pass, and the part of it its reader thread spent
+            reading streamed chunks (overlapping compute).
         """
-        payload = np.asarray(theta, self.dtype)
-        future = None
-        if payload.nbytes > self.scatter_bytes:
-            future = self.client.scatter(payload, broadcast=True, hash=False)
-            payload = ("scattered", future.key)
+        payload, future = self._payload(theta)
         try:
             results = self._run("value_and_grad" if with_grad else "value", lambda a: (payload,))
         finally:
             if future is not None:
                 future.release()
-        per_chunk, compute = {}, {}
-        for addr, (ids, sums, seconds) in results.items():
-            compute[addr] = seconds
+        per_chunk, timing = {}, {}
+        for addr, (ids, sums, seconds, read) in results.items():
+            timing[addr] = (seconds, read)
             per_chunk.update(unpack_chunk_sums(self.plan, self._n_classes, ids, sums, with_grad))
         missing = sorted(set(self._specs) - set(per_chunk))
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
-        return per_chunk, compute
+        return per_chunk, timing

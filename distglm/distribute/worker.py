@@ -13,12 +13,20 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.
 
+Memory: a worker caches decoded chunks up to its budget (``cache_bytes``; by default half the
+worker's memory limit). Chunks past the budget are **streamed**: re-read from their source on
+every pass, the next one read in a background thread while the current one is computed (Zarr
+decoding and XLA both release the GIL), and copied to the device as they come. At most two
+streamed chunks are alive at once, so a worker's memory is its cache plus a few chunks plus the
+runtime, whatever the size of the data.
+
 Every public method returns ``("ok", result)`` or ``("error", exception)``: an exception raised
 by a method is then told apart from a lost worker.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import time
 
@@ -26,7 +34,90 @@ import numpy as np
 
 from ..data.stats import chunk_stats
 
-__all__ = ["ChunkWorker", "keep_freed_memory", "unpack_chunk_sums"]
+__all__ = [
+    "DEFAULT_CACHE_FRACTION",
+    "ChunkWorker",
+    "keep_freed_memory",
+    "process_memory",
+    "resolve_cache_bytes",
+    "unpack_chunk_sums",
+]
+
+#: Share of a worker's memory limit its chunk cache may take when no budget is given.
+DEFAULT_CACHE_FRACTION = 0.5
+
+
+def resolve_cache_bytes(cache_bytes, memory_limit, total_memory=None, workers_on_host=1):
+    """The chunk-cache budget in bytes.
+
+    Parameters
+    ----------
+    cache_bytes : None, int, float or str
+        ``None``: :data:`DEFAULT_CACHE_FRACTION` of the memory limit. A float in (0, 1]: that
+        fraction of it. An int (bytes) or a string such as ``"2 GiB"``: that many bytes.
+    memory_limit : int or None
+        The worker's memory limit (None or 0 when it has none: then the machine's memory
+        ``total_memory`` shared by the ``workers_on_host`` workers stands for it).
+    """
+    from dask.utils import parse_bytes
+
+    if isinstance(cache_bytes, bool):
+        raise TypeError(f"cache_bytes must be a number of bytes or a fraction; got {cache_bytes}.")
+    limit = memory_limit or None
+    if limit is None:
+        if total_memory is None:
+            import psutil
+
+            total_memory = psutil.virtual_memory().total
+        limit = total_memory // max(1, int(workers_on_host))
+    if cache_bytes is None:
+        return int(DEFAULT_CACHE_FRACTION * limit)
+    if isinstance(cache_bytes, str):
+        try:
+            return int(parse_bytes(cache_bytes))
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                f"cache_bytes={cache_bytes!r} is not a size (e.g. '512 MiB', '2GB')."
+            ) from e
+    if isinstance(cache_bytes, float):
+        if not 0.0 <= cache_bytes <= 1.0:
+            raise ValueError(
+                f"cache_bytes={cache_bytes!r}: a float is a fraction of the worker's memory "
+                "limit and must lie in [0, 1]; give bytes as an int or a string."
+            )
+        return int(cache_bytes * limit)
+    if isinstance(cache_bytes, (int, np.integer)) and cache_bytes >= 0:
+        return int(cache_bytes)
+    raise ValueError(
+        f"cache_bytes must be None, a fraction in [0, 1], a non-negative number of bytes or a "
+        f"size string; got {cache_bytes!r}."
+    )
+
+
+def process_memory(reset_peak=False):
+    """This process's resident memory now and at its peak, in bytes (Linux ``/proc``).
+
+    ``reset_peak`` restarts the peak from the current resident size (``clear_refs``), so a
+    fit can measure its own peak. Returns ``{"rss": int, "peak": int}`` (None where the
+    platform does not say).
+    """
+    if reset_peak:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+    out = {"rss": None, "peak": None}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    out["rss"] = int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    out["peak"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return out
 
 
 def _reported(method):
@@ -106,7 +197,7 @@ def _code_dtype(n_classes):
 
 
 class ChunkWorker:
-    """Per-worker cache of decoded chunks and the kernels over them.
+    """Per-worker cache of decoded chunks, the streaming of the rest, and the kernels over them.
 
     Parameters
     ----------
@@ -118,9 +209,22 @@ class ChunkWorker:
         Kernel block size.
     dtype : str
         Kernel dtype, "float32" (default) or "float64" (turns on ``jax_enable_x64`` here).
+    cache_bytes : None, float, int or str
+        Budget of the chunk cache (see :func:`resolve_cache_bytes`); chunks beyond it are
+        streamed from their source on every pass.
+    workers_on_host : int
+        Workers sharing this machine (they share its memory when they have no memory limit).
     """
 
-    def __init__(self, session_outputs, chunk_rows, block_rows, dtype="float32"):
+    def __init__(
+        self,
+        session_outputs,
+        chunk_rows,
+        block_rows,
+        dtype="float32",
+        cache_bytes=None,
+        workers_on_host=1,
+    ):
         import jax
 
         if np.dtype(dtype) == np.float64:
@@ -130,15 +234,59 @@ class ChunkWorker:
         self._rows = int(chunk_rows)
         self._block = block_rows
         self._dtype = np.dtype(dtype)
+        self.cache_bytes = self._budget(cache_bytes, workers_on_host)
+        self._cached_bytes = 0
+        self._n_features = 0
         self._raw = {}  # chunk_id -> (session_index, X kept rows, raw labels)
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
+        self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
+        self._classes = None
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
+        self.memory_start = process_memory(reset_peak=True)
+
+    @staticmethod
+    def _budget(cache_bytes, workers_on_host):
+        limit = None
+        try:
+            from distributed import get_worker
+
+            limit = getattr(get_worker().memory_manager, "memory_limit", None)
+        except (ImportError, ValueError, AttributeError):
+            pass  # not on a Dask worker (tests drive the class directly)
+        return resolve_cache_bytes(cache_bytes, limit, workers_on_host=workers_on_host)
+
+    def chunk_bytes(self, session_index):
+        """Bytes one cached chunk of this session takes: padded X, codes and weights."""
+        k = len(self._session_outputs[session_index])
+        return self._rows * (
+            self._dtype.itemsize * (self._n_features + 1) + np.dtype(np.int16).itemsize * k
+        )
 
     # ------------------------------------------------------------------ loading
+    def _read(self, spec):
+        """Read one chunk from its source, check it; returns (X, y) as read."""
+        t = time.perf_counter()
+        X = np.asarray(spec.X.compute(scheduler="sync"))
+        y = np.asarray(spec.y.compute(scheduler="sync"))
+        self.read_seconds += time.perf_counter() - t
+        want = len(self._session_outputs[spec.session_index])
+        if X.shape[0] != spec.rows or y.shape != (spec.rows, want):
+            raise ValueError(
+                f"{spec.describe()}: expected X with {spec.rows} rows and y of shape "
+                f"{(spec.rows, want)}; read X {X.shape} and y {y.shape}."
+            )
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{spec.describe()}: X must be numeric; got dtype {X.dtype}.")
+        return X, y
+
     @_reported
     def load(self, specs):
         """Read chunks from their source; return their statistics.
+
+        Chunks are kept (decoded) while the cache budget allows; the others are remembered by
+        their spec and streamed on every pass. Reads run one ahead in a background thread.
 
         Parameters
         ----------
@@ -148,28 +296,60 @@ class ChunkWorker:
         -------
         list of ChunkStats
         """
-        out = []
-        for spec in specs:
-            if spec.chunk_id in self._stats:
-                out.append(self._stats[spec.chunk_id])
-                continue
-            t = time.perf_counter()
-            X = np.asarray(spec.X.compute(scheduler="sync"))
-            y = np.asarray(spec.y.compute(scheduler="sync"))
-            self.read_seconds += time.perf_counter() - t
-            want = len(self._session_outputs[spec.session_index])
-            if X.shape[0] != spec.rows or y.shape != (spec.rows, want):
-                raise ValueError(
-                    f"{spec.describe()}: expected X with {spec.rows} rows and y of shape "
-                    f"{(spec.rows, want)}; read X {X.shape} and y {y.shape}."
-                )
-            if X.dtype.kind not in "biuf":
-                raise TypeError(f"{spec.describe()}: X must be numeric; got dtype {X.dtype}.")
+        todo = [spec for spec in specs if spec.chunk_id not in self._stats]
+        if todo:
+            self._n_features = todo[0].X.shape[1]
+        for spec, (X, y) in zip(todo, self._prefetched(todo, self._read), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
-            self._raw[spec.chunk_id] = (spec.session_index, X[keep].astype(self._dtype), y[keep])
+            size = self.chunk_bytes(spec.session_index)
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._raw[spec.chunk_id] = (
+                    spec.session_index,
+                    X[keep].astype(self._dtype),
+                    y[keep],
+                )
+                self._cached_bytes += size
+            else:
+                self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
-            out.append(stats)
-        return out
+        return [self._stats[spec.chunk_id] for spec in specs]
+
+    def _prefetched(self, items, read):
+        """Yield ``read(item)`` for each item, the next one read in the background thread."""
+        if not items:
+            return
+        pending = self._reader.submit(read, items[0])
+        for i in range(len(items)):
+            result = pending.result()
+            pending = self._reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
+            yield result
+            del result
+
+    def _encode_arrays(self, X, y):
+        """Codes among the classes, padded to the fixed row count, as host arrays."""
+        classes = self._classes
+        codes = np.searchsorted(classes, y)
+        bad = (codes >= classes.size) | (classes[np.minimum(codes, classes.size - 1)] != y)
+        if np.any(bad):
+            raise ValueError(
+                f"labels {np.unique(y[bad])[:5].tolist()} are outside the classes "
+                f"{classes.tolist()}."
+            )
+        n = X.shape[0]
+        if n > self._rows:
+            raise ValueError(f"A chunk of {n} rows exceeds the fixed chunk size {self._rows}.")
+        Xp = np.zeros((self._rows, X.shape[1]), self._dtype)
+        Xp[:n] = X
+        cp = np.zeros((self._rows, y.shape[1]), _code_dtype(classes.size))
+        cp[:n] = codes
+        w = np.zeros(self._rows, self._dtype)
+        w[:n] = 1.0
+        return Xp, cp, w
+
+    def _device(self, arrays):
+        import jax
+
+        return tuple(jax.device_put(a) for a in arrays)
 
     @_reported
     def encode(self, classes):
@@ -182,40 +362,50 @@ class ChunkWorker:
         Returns
         -------
         list of int
-            The chunk ids now ready for passes.
+            The chunk ids now ready for passes (cached and streamed).
         """
-        import jax.numpy as jnp
-
-        classes = np.asarray(classes)
-        code_dtype = _code_dtype(classes.size)
+        self._classes = np.asarray(classes)
         for cid, (s, X, y) in list(self._raw.items()):
-            codes = np.searchsorted(classes, y)
-            bad = (codes >= classes.size) | (classes[np.minimum(codes, classes.size - 1)] != y)
-            if np.any(bad):
-                raise ValueError(
-                    f"Chunk {cid} holds labels {np.unique(y[bad])[:5].tolist()} outside the "
-                    f"classes {classes.tolist()}."
-                )
-            n = X.shape[0]
-            pad = self._rows - n
-            Xp = np.zeros((self._rows, X.shape[1]), self._dtype)
-            Xp[:n] = X
-            cp = np.zeros((self._rows, y.shape[1]), code_dtype)
-            cp[:n] = codes
-            w = np.zeros(self._rows, self._dtype)
-            w[:n] = 1.0
-            assert pad >= 0, (cid, n, self._rows)
-            self._cache[cid] = (s, jnp.asarray(Xp), jnp.asarray(cp), jnp.asarray(w))
+            try:
+                arrays = self._encode_arrays(X, y)
+            except ValueError as e:
+                raise ValueError(f"Chunk {cid}: {e}") from None
+            self._cache[cid] = (s, *self._device(arrays))
             del self._raw[cid]
-        return sorted(self._cache)
+        return sorted([*self._cache, *self._streamed])
+
+    def _read_encoded(self, spec):
+        """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
+        from ..data.stats import finite_label_rows
+
+        X, y = self._read(spec)
+        keep = finite_label_rows(y) & np.all(np.isfinite(X), axis=1)
+        try:
+            arrays = self._encode_arrays(X[keep].astype(self._dtype), y[keep])
+        except ValueError as e:
+            raise ValueError(f"{spec.describe()}: {e}") from None
+        return spec.chunk_id, spec.session_index, self._device(arrays)
+
+    def _chunks(self):
+        """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
+        the cache, streamed ones read one ahead in the background."""
+        ids = sorted([*self._cache, *self._streamed])
+        streamed = [self._streamed[c] for c in ids if c in self._streamed]
+        stream = self._prefetched(streamed, self._read_encoded)
+        for cid in ids:
+            if cid in self._cache:
+                s, X, y, w = self._cache[cid]
+            else:
+                got, s, (X, y, w) = next(stream)
+                assert got == cid, (got, cid)
+            yield cid, s, X, y, w
 
     # ------------------------------------------------------------------ passes
     def _session_params(self, theta):
         import jax.numpy as jnp
 
-        theta = self._resolve(theta)
         out = {}
-        for s in {entry[0] for entry in self._cache.values()}:
+        for s in range(len(self._session_outputs)):
             th = np.asarray(theta[:, self._session_outputs[s], :], self._dtype)
             out[s] = (jnp.asarray(th[:-1]), jnp.asarray(th[-1]))
         return out
@@ -238,24 +428,24 @@ class ChunkWorker:
         from ..solve.objective import _VALUE, _VALUE_AND_GRAD
 
         start = time.perf_counter()
-        params = self._session_params(theta)
+        read_before = self.read_seconds
+        params = self._session_params(self._resolve(theta))
         fn = _VALUE_AND_GRAD if with_grad else _VALUE
-        pending = [
-            (cid, fn(params[s], X, y, w, block_rows=self._block))
-            for cid, (s, X, y, w) in sorted(self._cache.items())
-        ]
+        ids, flat = [], []
         # one flat float32 buffer for all chunks (one serialised frame, not 3 per chunk); the
-        # coordinator knows each chunk's session and so the sizes to cut it back into
-        ids = [cid for cid, _ in pending]
-        flat = []
-        for _, r in pending:
+        # coordinator knows each chunk's session and so the sizes to cut it back into. Each
+        # chunk's sums are pulled to the host before the next chunk is computed, so a streamed
+        # chunk's arrays are freed as soon as it is done.
+        for cid, s, X, y, w in self._chunks():
+            r = fn(params[s], X, y, w, block_rows=self._block)
+            ids.append(cid)
             if with_grad:
                 loss, (gc, gb) = r
                 flat += [np.asarray(loss).ravel(), np.asarray(gc).ravel(), np.asarray(gb).ravel()]
             else:
                 flat.append(np.asarray(r).ravel())
         buffer = np.concatenate(flat) if flat else np.zeros(0, self._dtype)
-        return ids, buffer, time.perf_counter() - start
+        return ids, buffer, time.perf_counter() - start, self.read_seconds - read_before
 
     @_reported
     def value_and_grad(self, theta):
@@ -275,24 +465,121 @@ class ChunkWorker:
             (n_features, k_s, c) and for the intercept (k_s, c), flattened and concatenated
             (k_s: the outputs of the chunk's session).
         seconds : float
-            Compute time on this worker.
+            Wall time of the pass on this worker.
+        read_seconds : float
+            Of which reading streamed chunks (in the background thread, overlapping compute).
         """
         return self._run(theta, True)
 
     @_reported
     def value(self, theta):
-        """Per-chunk loss sums at ``theta``: chunk ids, their (k_s,) sums concatenated, seconds."""
+        """Per-chunk loss sums at ``theta``: chunk ids, their (k_s,) sums concatenated, seconds,
+        read seconds."""
         return self._run(theta, False)
 
     @_reported
+    def newton(self, payload, outputs, steps, t_eval, hess_stride):
+        """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`).
+
+        Parameters
+        ----------
+        payload : array of shape (2, n_features + 1, k, n_classes), or its scattered key
+            The point and the direction, for the ``k`` outputs ``outputs``.
+        outputs : int array of shape (k,)
+            Global indices of the outputs evaluated (the others have converged).
+        steps : array of shape (n_trials, k)
+        t_eval : array of shape (k,)
+        hess_stride : int
+
+        Returns
+        -------
+        chunk_ids : list of int
+        sums : 1-D float32 array
+            Per chunk: trial losses (n_trials, k_s'), loss (k_s',), gradient sums
+            (n_features, k_s', c) and (k_s', c), with ``k_s'`` the outputs of ``outputs``
+            its session recorded, in the order of ``outputs``.
+        hess : float32 array of shape (n_pairs, k, n_features + 1, n_features + 1)
+            Hessian class-pair sums over this worker's chunks (in chunk-id order).
+        hess_weights : float array of shape (k,)
+        seconds, read_seconds : float
+        """
+        import jax.numpy as jnp
+
+        from ..kernels.newton import class_pairs
+        from ..solve.objective import _NEWTON, pad_outputs
+
+        start = time.perf_counter()
+        read_before = self.read_seconds
+        payload = np.asarray(self._resolve(payload))
+        outputs = np.asarray(outputs)
+        steps = np.asarray(steps)
+        t_eval = np.asarray(t_eval)
+        p1, k, c = payload.shape[1:]
+        position = {int(o): i for i, o in enumerate(outputs)}
+        per_session = {}
+        for s, outs in enumerate(self._session_outputs):
+            local = [i for i, o in enumerate(outs) if int(o) in position]
+            if not local:
+                continue
+            pos = np.array([position[int(outs[i])] for i in local])
+            idx = pad_outputs(local, len(outs))
+            sel = np.concatenate([pos, np.full(idx.size - pos.size, pos[-1])])
+            th = payload[:, :, sel].astype(self._dtype)
+            per_session[s] = (
+                pos,
+                jnp.asarray(idx),
+                (jnp.asarray(th[0, :-1]), jnp.asarray(th[0, -1])),
+                (jnp.asarray(th[1, :-1]), jnp.asarray(th[1, -1])),
+                jnp.asarray(steps[:, sel], self._dtype),
+                jnp.asarray(t_eval[sel], self._dtype),
+            )
+        hess = np.zeros((len(class_pairs(c)), k, p1, p1))
+        hw = np.zeros(k)
+        ids, flat = [], []
+        for cid, s, X, y, w in self._chunks():
+            if s not in per_session:
+                ids.append(cid)
+                continue
+            pos, idx, th, d, st, te = per_session[s]
+            trial, loss, (gc, gb), h, hws = _NEWTON(
+                th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block
+            )
+            m = pos.size
+            ids.append(cid)
+            flat += [
+                np.asarray(trial)[:, :m].ravel(),
+                np.asarray(loss)[:m].ravel(),
+                np.asarray(gc)[:, :m].ravel(),
+                np.asarray(gb)[:m].ravel(),
+            ]
+            hess[:, pos] += np.asarray(h)[:, :m]
+            hw[pos] += np.asarray(hws)[:m]
+        buffer = np.concatenate(flat) if flat else np.zeros(0, self._dtype)
+        return (
+            ids,
+            buffer,
+            hess.astype(self._dtype),
+            hw,
+            time.perf_counter() - start,
+            self.read_seconds - read_before,
+        )
+
+    @_reported
     def info(self):
-        """Cached chunk ids, their bytes, and the JAX device they live on."""
+        """Cached and streamed chunk ids, the cache's bytes and budget, the JAX device, the
+        seconds spent reading, and this process's memory (now and peak since the actor
+        started)."""
         import jax
 
         nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
         return {
-            "chunks": sorted(self._cache),
+            "chunks": sorted([*self._cache, *self._streamed]),
+            "cached": sorted(self._cache),
+            "streamed": sorted(self._streamed),
             "nbytes": nbytes,
+            "cache_bytes": self.cache_bytes,
             "device": str(jax.devices()[0]),
             "read_seconds": self.read_seconds,
+            "memory_start": self.memory_start,
+            "memory": process_memory(),
         }

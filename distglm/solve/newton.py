@@ -189,9 +189,11 @@ class Newton:
         g = np.transpose(ex["grad"][:, outputs], (1, 0, 2)).reshape(outputs.size, D)
         H = ex["hess"][outputs].copy()
         mask_flat = None if ex["mask_flat"] is None else ex["mask_flat"][outputs]
-        H = _null_fix(H, ex["ridge_diag"][:, outputs], _sub(ex["mask"], outputs), c)
         H, g = _masked(H, g, mask_flat)
         if ex["smooth"]:
+            # (the proximal path needs no fix: its inner solve never moves along the null
+            # directions, and for penalised rows they are not null directions of the model)
+            H = _null_fix(H, ex["ridge_diag"][:, outputs], _sub(ex["mask"], outputs), c)
             d = _solve_blocks(H, g)
             slope = np.einsum("kd,kd->k", g, d)
             gaps = -0.5 * slope
