@@ -477,6 +477,8 @@ class _Classifier:
             "n_params": P1 * c,
             "n_outputs": K,
             "streamed": bool(getattr(objective.data, "streamed", False)),
+            "n_rows": getattr(objective.data, "n_rows", None),
+            "separable": objective.penalty.is_separable((P1, K, c)),
         }
         solver = make_solver(self.solver_name, self._solver_kwargs, auto=auto)
         self.solver_ = solver.name
@@ -594,6 +596,10 @@ class _Classifier:
             "smooth": objective.smooth,
             "n_params": (layout.n_features + 1) * self.n_classes,
             "n_outputs": codes.shape[1],
+            "n_rows": Xs.shape[0],
+            "separable": objective.penalty.is_separable(
+                (layout.n_features + 1, codes.shape[1], self.n_classes)
+            ),
         }
         solver = make_solver(self.solver_name, self._solver_kwargs, auto=auto)
         theta = objective.prox(self._theta(block, intercept), 0.0)

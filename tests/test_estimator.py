@@ -534,7 +534,9 @@ def test_solver_defaults_and_compatibility():
         assert ClassifierGLM(regularizer=reg, solver_name="Newton").solver_name == "Newton"
     with pytest.raises(ValueError, match="Unknown solver 'BFGS'"):
         ClassifierGLM(solver_name="BFGS")
-    with pytest.raises(ValueError, match=r"\['hessian_rows'\] are not accepted with solver_name='auto'"):
+    with pytest.raises(
+        ValueError, match=r"\['hessian_rows'\] are not accepted with solver_name='auto'"
+    ):
         ClassifierGLM(solver_name="auto", solver_kwargs={"hessian_rows": 100})
     with pytest.raises(TypeError):
         ClassifierGLM(solver_name=3)

@@ -244,6 +244,7 @@ class ChunkWorker:
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
+        jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
         self.memory_start = process_memory(reset_peak=True)
 
     @staticmethod

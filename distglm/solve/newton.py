@@ -34,9 +34,15 @@ import numpy as np
 
 from .state import SolverState, _check_finite
 
-__all__ = ["Newton", "hessian_stride"]
+__all__ = ["Newton", "default_hessian_rows", "hessian_stride"]
 
 _ARMIJO = 1e-4
+
+
+def default_hessian_rows(n_params):
+    """Rows the Hessian is estimated on by default: 64 per parameter of one output's block
+    (``n_params = (n_features + 1) * n_classes``), at least 8,192."""
+    return max(64 * int(n_params), 8192)
 
 
 def hessian_stride(n_rows, block_rows, target_rows):
@@ -47,8 +53,9 @@ def hessian_stride(n_rows, block_rows, target_rows):
     if target_rows is None or n_rows <= target_rows:
         return 1
     stride = 1
-    limit = block_rows if block_rows else n_rows
-    while stride * 2 <= limit and n_rows / (stride * 2) >= target_rows:
+    while n_rows / (stride * 2) >= target_rows and (
+        (block_rows and block_rows % (stride * 2) == 0) or (not block_rows and stride * 2 <= n_rows)
+    ):
         stride *= 2
     return stride
 
@@ -149,13 +156,19 @@ class Newton:
 
     # ------------------------------------------------------------------ setup
     def init(self, objective, theta, ridge=0.0, mask=None):
+        if not objective.penalty.is_separable(theta.shape):
+            raise ValueError(
+                f"The Newton solver takes one step per output and needs a penalty that is a sum "
+                f"over outputs; this {type(objective.penalty.regularizer).__name__} is not (its "
+                "groups span outputs). Use solver_name='ProximalGradient' (or 'auto')."
+            )
         P1, K, c = theta.shape
         D = P1 * c
         n_rows = int(getattr(objective.data, "n_rows", 0)) or None
         block = getattr(objective.data, "block_rows", None)
         target = self.hessian_rows
         if target is None:
-            target = max(64 * D, 8192)
+            target = default_hessian_rows(D)
         stride = 1 if (target == 0 or n_rows is None) else hessian_stride(n_rows, block, target)
         pen_mask = getattr(objective.penalty, "mask", None)
         extra = {
@@ -262,8 +275,21 @@ class Newton:
     # ------------------------------------------------------------------ one pass
     def step(self, objective, theta, state):
         ex = dict(state.extra)
-        for key in ("grad", "known", "active", "gaps", "direction", "t_eval", "t_next", "delta"):
-            ex[key] = ex[key].copy()
+        # the state passed in stays as it was (explicit state: the caller may keep it)
+        for key in (
+            "F",
+            "hess",
+            "grad",
+            "known",
+            "active",
+            "gaps",
+            "direction",
+            "t_eval",
+            "t_next",
+            "delta",
+        ):
+            if ex[key] is not None:
+                ex[key] = ex[key].copy()
         P1, K, c = theta.shape
         theta = theta.copy()
         first = ex["F"] is None

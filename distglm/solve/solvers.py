@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .newton import Newton
+from .newton import Newton, default_hessian_rows
 from .precondition import BlockPreconditioner, lipschitz_bound
 from .state import _PRECISION_FLOOR, SolverState, _check_finite, _check_finite_objective
 
@@ -214,16 +214,22 @@ AUTO_NEWTON_MAX_STREAMED = 2048
 AUTO_NEWTON_MAX_BYTES = 2 << 30
 
 
-def choose_solver(smooth, n_params, n_outputs, streamed=False):
+def choose_solver(smooth, n_params, n_outputs, streamed=False, n_rows=None, separable=True):
     """The solver ``solver_name="auto"`` picks.
 
-    Per-output Newton (:class:`~distglm.solve.newton.Newton`) needs the fewest passes; its cost
-    per pass grows with the square of ``D = (n_features + 1) * n_classes`` (the Hessian blocks)
-    and the coordinator solves ``n_outputs`` systems of size ``D``. With the data cached (in
-    memory, or in the workers' caches), a pass costs compute only, and Newton is picked up to
-    ``D = 512``; when chunks are streamed from the store, every pass re-reads it, and Newton is
-    picked up to ``D = 2048``. Beyond that (or past 2 GiB of Hessian blocks), L-BFGS for smooth
-    penalties and FISTA (``ProximalGradient``) for the others.
+    Per-output Newton (:class:`~distglm.solve.newton.Newton`) needs the fewest passes (5-7
+    where L-BFGS needs 5-17 here); its pass costs more: the Hessian sample (``64 D`` rows by
+    default) costs ``D^2 / 2`` multiply-adds per row and output, against ``2 D`` for the gradient
+    on every row (``D = (n_features + 1) * n_classes``), and the coordinator solves
+    ``n_outputs`` systems of size ``D``.
+
+    - Chunks streamed from the store (every pass re-reads it): Newton up to ``D = 2048``.
+    - Data cached (in memory or in the workers' caches; a pass costs compute only): Newton up
+      to ``D = 512``, and only when the data has at least 16 times the Hessian's sample of rows
+      (below that the Hessian dominates the pass and L-BFGS's extra passes cost less).
+    - Otherwise (or past 2 GiB of Hessian blocks, or for a penalty that is not a sum over
+      outputs, such as a GroupLasso whose groups span outputs): L-BFGS for smooth penalties, FISTA
+      (``ProximalGradient``) for the others.
 
     Parameters
     ----------
@@ -234,13 +240,23 @@ def choose_solver(smooth, n_params, n_outputs, streamed=False):
     n_outputs : int
     streamed : bool
         Whether some chunks do not fit the workers' caches.
+    n_rows : int, optional
+        Rows of data (unknown: the data is taken as large).
+    separable : bool
+        Whether the penalty is a sum over outputs (a GroupLasso whose groups span outputs is
+        not): Newton steps each output on its own and needs it.
 
     Returns
     -------
     str
     """
-    limit = AUTO_NEWTON_MAX_STREAMED if streamed else AUTO_NEWTON_MAX_CACHED
-    if n_params <= limit and n_outputs * n_params**2 * 8 <= AUTO_NEWTON_MAX_BYTES:
+    fits = separable and n_outputs * n_params**2 * 8 <= AUTO_NEWTON_MAX_BYTES
+    if streamed:
+        newton = fits and n_params <= AUTO_NEWTON_MAX_STREAMED
+    else:
+        large = n_rows is None or n_rows >= 16 * default_hessian_rows(n_params)
+        newton = fits and n_params <= AUTO_NEWTON_MAX_CACHED and large
+    if newton:
         return "Newton"
     return "LBFGS" if smooth else "ProximalGradient"
 
