@@ -731,45 +731,45 @@ def test_stopping_rule_of_a_converged_fit(uneven):
 
 # ---------------------------------------------------------------------------- 7. auto, kwargs
 def test_choose_solver_rules():
-    # n_rows unknown: the data is taken as large
-    assert choose_solver(True, 33, 5) == "Newton"
+    # cached data, smooth penalty: L-BFGS (its passes are cheaper; measured faster in memory)
+    for n_rows in (None, 100, 10**7):
+        assert choose_solver(True, 33, 5, n_rows=n_rows) == "LBFGS"
+    # cached data, non-smooth penalty: proximal Newton when the data holds at least 16 Hessian
+    # samples' worth of rows and the block is small (n_rows unknown: the data is taken as large)
     assert choose_solver(False, 33, 5) == "Newton"
-    assert choose_solver(True, AUTO_NEWTON_MAX_CACHED, 5) == "Newton"
-    assert choose_solver(True, AUTO_NEWTON_MAX_CACHED + 1, 5) == "LBFGS"
+    assert choose_solver(False, AUTO_NEWTON_MAX_CACHED, 5) == "Newton"
     assert choose_solver(False, AUTO_NEWTON_MAX_CACHED + 1, 5) == "ProximalGradient"
-    # cached data: Newton only with at least 16 Hessian samples' worth of rows
     for D in (33, 300, AUTO_NEWTON_MAX_CACHED):
         enough = 16 * default_hessian_rows(D)
-        assert choose_solver(True, D, 5, n_rows=enough) == "Newton"
         assert choose_solver(False, D, 5, n_rows=enough) == "Newton"
-        assert choose_solver(True, D, 5, n_rows=enough - 1) == "LBFGS"
         assert choose_solver(False, D, 5, n_rows=enough - 1) == "ProximalGradient"
     assert default_hessian_rows(33) == 8192 and default_hessian_rows(300) == 64 * 300
     # streamed data: every pass re-reads the store, Newton pays off up to larger blocks, and
-    # whatever the number of rows
+    # whatever the number of rows or the penalty
     for n_rows in (None, 100):
         kw = {"streamed": True, "n_rows": n_rows}
+        assert choose_solver(True, 33, 5, **kw) == "Newton"
         assert choose_solver(True, AUTO_NEWTON_MAX_CACHED + 1, 5, **kw) == "Newton"
-        assert choose_solver(True, AUTO_NEWTON_MAX_STREAMED, 5, **kw) == "Newton"
+        assert choose_solver(False, AUTO_NEWTON_MAX_STREAMED, 5, **kw) == "Newton"
         assert choose_solver(True, AUTO_NEWTON_MAX_STREAMED + 1, 5, **kw) == "LBFGS"
         assert choose_solver(False, AUTO_NEWTON_MAX_STREAMED + 1, 5, **kw) == "ProximalGradient"
     # the coordinator's Hessian blocks (n_outputs D^2 float64) must fit the byte budget
     D = 512
     most = AUTO_NEWTON_MAX_BYTES // (8 * D * D)
-    assert choose_solver(True, D, most) == "Newton"
-    assert choose_solver(True, D, most + 1) == "LBFGS"
+    assert choose_solver(False, D, most) == "Newton"
     assert choose_solver(False, D, most + 1) == "ProximalGradient"
+    assert choose_solver(True, D, most, streamed=True) == "Newton"
     assert choose_solver(True, D, most + 1, streamed=True) == "LBFGS"
 
 
 def test_make_solver_auto():
     assert make_solver("auto", {"tol": 1e-6, "maxiter": 7}) is None  # kwargs checked only
-    auto = {"smooth": True, "n_params": 33, "n_outputs": 5}
+    auto = {"smooth": True, "n_params": 33, "n_outputs": 5, "streamed": True}
     solver = make_solver("auto", {"tol": 1e-6, "maxiter": 7}, auto=auto)
     assert isinstance(solver, Newton) and solver.tol == 1e-6 and solver.maxiter == 7
-    big = make_solver("auto", {"tol": 1e-6}, auto={**auto, "n_params": 600})
+    big = make_solver("auto", {"tol": 1e-6}, auto={**auto, "n_params": 3000})
     assert isinstance(big, LBFGS) and big.tol == 1e-6
-    prox = make_solver("auto", None, auto={**auto, "smooth": False, "n_params": 600})
+    prox = make_solver("auto", None, auto={**auto, "smooth": False, "n_params": 3000})
     assert isinstance(prox, ProximalGradient)
     with pytest.raises(ValueError, match="hessian_rows"):
         make_solver("auto", {"hessian_rows": 1})
@@ -796,7 +796,8 @@ def test_newton_trial_steps_must_lie_in_unit_interval(steps):
 
 @pytest.mark.parametrize("regularizer", ["Ridge", "Lasso"])
 def test_auto_resolves_by_problem_size(regularizer):
-    """A small block (D = 9) on enough rows: Newton; on few rows: the first-order solver."""
+    """In memory: Ridge -> L-BFGS; Lasso on a small block (D = 9) and enough rows -> proximal
+    Newton, on few rows -> FISTA."""
     n_rows = 16 * default_hessian_rows(9)
     X, y, _, _ = make_population(n_rows, 2, 2, 3, seed=2)
     kw = {"regularizer": regularizer, "regularizer_strength": 1e-2, "solver_name": "auto"}
@@ -805,9 +806,10 @@ def test_auto_resolves_by_problem_size(regularizer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         model.fit(X, y)
-    assert model.solver_ == "Newton"
+    assert model.solver_ == ("LBFGS" if regularizer == "Ridge" else "Newton")
     assert model.solver_name == "auto"  # the parameter stays as given
-    assert model.n_passes_ <= 10
+    if regularizer != "Ridge":
+        assert model.n_passes_ <= 10
     small = distglm.ClassifierPopulationGLM(3, **kw).fit(X[:2000], y[:2000])
     assert small.solver_ == ("LBFGS" if regularizer == "Ridge" else "ProximalGradient")
     assert small.solver_ == choose_solver(regularizer == "Ridge", 9, 2, n_rows=2000)
