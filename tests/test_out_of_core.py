@@ -191,20 +191,25 @@ def test_over_budget_fit_matches_cached_fit(store, client):
 def test_worker_memory_stays_within_budget(tmp_path, client):
     """Peak worker memory grows with the budget, not with the data.
 
-    Three fits with the same 2 MiB budget: a small store first (so every kernel is compiled),
-    then stores of 4x and 16x the sum of the budgets. The worker's peak resident memory (VmHWM
-    since its actor started) must not grow with the store beyond a few chunks in flight.
+    Fits with the same 2 MiB budget: a store of 16x the sum of the budgets first (so every
+    kernel variant it needs is compiled), then one of 4x, then the 16x one again. The worker's
+    peak resident memory (VmHWM since its actor started) must not grow with the store beyond a
+    few chunks in flight.
     """
     rng = np.random.default_rng(0)
     budget = 2 * 2**20
     p, k = 32, 4
     rows = 8192  # one chunk: 1.1 MiB decoded
 
+    stores = {}
+
     def fit(n):
-        X = rng.standard_normal((n, p)).astype(np.float32)
-        y = rng.integers(0, C, (n, k)).astype(np.int8)
-        Xd, yd = _write(tmp_path / f"n{n}", X, y, rows)
-        del X, y
+        if n not in stores:
+            X = rng.standard_normal((n, p)).astype(np.float32)
+            y = rng.integers(0, C, (n, k)).astype(np.int8)
+            stores[n] = _write(tmp_path / f"n{n}", X, y, rows)
+            del X, y
+        Xd, yd = stores[n]
         m = ClassifierPopulationGLM(C, regularizer_strength=1.0, solver_name="Newton")
         m.fit(Xd, yd, client=client, cache_bytes=budget)
         grown = [
@@ -214,9 +219,10 @@ def test_worker_memory_stays_within_budget(tmp_path, client):
         return m, max(grown)
 
     store_bytes = 2 * budget  # the two workers' budgets
-    fit(4 * rows)  # compile
+    n_large = 16 * store_bytes // (4 * p + k)
+    fit(n_large)  # compiles every kernel variant the large fit takes (XLA compiles use memory)
     _, grown_small = fit(4 * store_bytes // (4 * p + k))
-    large, grown_large = fit(16 * store_bytes // (4 * p + k))
+    large, grown_large = fit(n_large)
     assert large.fit_profile_["streamed"]
     streamed = sum(c["streamed_chunks"] for c in large.fit_profile_["cache"].values())
     assert streamed >= 20

@@ -191,6 +191,7 @@ class Newton:
             "t_next": np.ones(K),  # step expected to be accepted next
             "delta": np.zeros(K),  # predicted first-order decrease along the direction
             "smooth": bool(objective.smooth),
+            "trials_left": 0,  # passes that still evaluate the trial steps
         }
         return SolverState(extra=extra)
 
@@ -299,9 +300,11 @@ class Newton:
         outputs = np.flatnonzero(ex["active"])
         t_eval = ex["t_eval"][outputs]
         evaluate_only = t_eval == 0
-        # one number of trial steps in every pass (one compile); outputs only evaluated here
-        # (first pass, or derivatives after a damped step) have no direction and skip them
-        steps = np.outer(self.trial_steps, np.where(evaluate_only, 0.0, t_eval))
+        # Trial steps (each costs a softmax over the data, ~25% of a pass) only while steps
+        # get damped: the first steps from the start, and two passes after any damped step.
+        # Near the optimum full steps are accepted and a pass skips them (a second compile).
+        trials = 0 if first else len(self.trial_steps) * (ex["trials_left"] > 0)
+        steps = np.outer(self.trial_steps[:trials], np.where(evaluate_only, 0.0, t_eval))
         trial, value, grad, hess = objective.newton_pass(
             theta, ex["direction"], outputs, steps, t_eval, ex["stride"]
         )
@@ -314,6 +317,7 @@ class Newton:
         F_total = float(np.sum(value)) if first else float(np.sum(ex["F"]))
         floor = getattr(objective, "precision", 1e-6) * max(1.0, abs(F_total)) / K
         fresh = np.zeros(K, bool)  # derivatives taken at the output's new point this pass
+        damped = False
         for i, j in enumerate(outputs):
             if evaluate_only[i]:
                 fresh[j] = True
@@ -330,6 +334,7 @@ class Newton:
                 for s in range(steps.shape[0])
                 if trial[s, i] <= phi0 + _ARMIJO * steps[s, i] * delta
             ]
+            damped = True
             if ok:
                 s = max(ok, key=lambda s: steps[s, i])
                 theta[:, j] += steps[s, i] * d
@@ -339,7 +344,12 @@ class Newton:
             elif ex["gaps"][j] <= floor:
                 ex["active"][j] = False  # no decrease the float32 sums can resolve
             else:
-                ex["t_next"][j] = te * min(self.trial_steps) * 0.5  # backtrack further
+                # backtrack from here: the minimiser of the quadratic through phi(0), the
+                # slope and phi(te), kept within [0.1, 0.5] of te (below the trials, if any)
+                curve = value[i] - phi0 - delta * te
+                t_new = -delta * te * te / (2 * curve) if curve > 0 else 0.5 * te
+                low = min(self.trial_steps) * te if steps.shape[0] else te
+                ex["t_next"][j] = min(max(t_new, 0.1 * low), 0.5 * low)
         for i, j in enumerate(outputs):
             if fresh[j]:
                 ex["F"][j] = value[i]
@@ -347,6 +357,7 @@ class Newton:
                 ex["hess"][j] = hess[i]
                 ex["known"][j] = True
         _check_finite(theta, "parameters")
+        ex["trials_left"] = 2 if (first or damped) else max(0, ex["trials_left"] - 1)
         ready = np.flatnonzero(ex["active"] & ex["known"])
         if ready.size:
             self._directions(objective, theta, ex, ready)
