@@ -20,7 +20,7 @@ import uuid
 
 import numpy as np
 
-from .worker import ChunkWorker, unpack_chunk_sums
+from .worker import ChunkWorker, split_flat, unpack_chunk_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
@@ -324,20 +324,15 @@ class WorkerPool:
         active = set(outputs.tolist())
         counts = [sum(int(o) in active for o in outs) for outs in self.plan.session_outputs]
         per_chunk, hess, timing = {}, {}, {}
+
+        def shapes(cid):
+            k = counts[session_of[cid]]
+            return [(T, k), (k,), (p, k, c), (k, c)]
+
         for addr, (ids, sums, h, hw, seconds, read) in results.items():
             timing[addr] = (seconds, read)
             hess[addr] = (h, hw)
-            offset = 0
-            for cid in ids:
-                k = counts[session_of[cid]]
-                parts = []
-                for shape in [(T, k), (k,), (p, k, c), (k, c)]:
-                    size = int(np.prod(shape))
-                    parts.append(sums[offset : offset + size].reshape(shape))
-                    offset += size
-                per_chunk[cid] = tuple(parts)
-            if offset != sums.size:
-                raise RuntimeError(f"Worker {addr} sent {sums.size} sums; expected {offset}.")
+            per_chunk.update(split_flat(ids, sums, shapes))
         missing = sorted(set(self._specs) - set(per_chunk))
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")

@@ -40,6 +40,7 @@ __all__ = [
     "keep_freed_memory",
     "process_memory",
     "resolve_cache_bytes",
+    "split_flat",
     "unpack_chunk_sums",
 ]
 
@@ -151,11 +152,21 @@ def unpack_chunk_sums(plan, n_classes, chunk_ids, sums, with_grad=True):
     """
     p, c = plan.n_features, int(n_classes)
     session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
+
+    def shapes(cid):
+        k = len(plan.session_outputs[session_of[cid]])
+        return [(k,), (p, k, c), (k, c)] if with_grad else [(k,)]
+
+    return split_flat(chunk_ids, sums, shapes)
+
+
+def split_flat(chunk_ids, sums, shapes):
+    """Cut a flat buffer into per-chunk arrays: ``shapes(chunk_id)`` lists each chunk's shapes,
+    in buffer order. Returns dict chunk id -> tuple of arrays; checks the sizes add up."""
     out, offset = {}, 0
     for cid in chunk_ids:
-        k = len(plan.session_outputs[session_of[cid]])
         parts = []
-        for shape in [(k,), (p, k, c), (k, c)] if with_grad else [(k,)]:
+        for shape in shapes(cid):
             size = int(np.prod(shape))
             parts.append(sums[offset : offset + size].reshape(shape))
             offset += size

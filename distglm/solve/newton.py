@@ -207,7 +207,8 @@ class Newton:
         if ex["smooth"]:
             # (the proximal path needs no fix: its inner solve never moves along the null
             # directions, and for penalised rows they are not null directions of the model)
-            H = _null_fix(H, ex["ridge_diag"][:, outputs], _sub(ex["mask"], outputs), c)
+            mask = None if ex["mask"] is None else ex["mask"][:, outputs]
+            H = _null_fix(H, ex["ridge_diag"][:, outputs], mask, c)
             d = _solve_blocks(H, g)
             slope = np.einsum("kd,kd->k", g, d)
             gaps = -0.5 * slope
@@ -381,7 +382,3 @@ class Newton:
             np.all(ex["known"]) and (gap <= self.tol * scale or stalled)
         )
         return theta, SolverState(state.iteration + 1, F, ex["grad"].copy(), gap, converged, ex)
-
-
-def _sub(mask, outputs):
-    return None if mask is None else mask[:, outputs]
