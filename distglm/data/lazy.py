@@ -21,7 +21,7 @@ import xarray as xr
 from ..kernels.linear import linear_predictor
 from .plan import _as_design, _as_labels, _is_sessions_input
 from .sessions import open_sessions
-from .stats import finite_label_rows
+from .stats import kept_rows
 
 __all__ = ["LazyModel"]
 
@@ -215,7 +215,7 @@ class LazyModel:
             pairs = [(Xd, _as_labels(yv, Xd, self.population), sel)]
 
         def block_sums(x, yb, coef, icpt):
-            keep = np.all(np.isfinite(x), axis=1) & finite_label_rows(yb)
+            keep = kept_rows(x, yb)
             x, yb = x[keep], yb[keep]
             codes = np.searchsorted(classes, yb)
             ok = (codes < c) & (classes[np.minimum(codes, c - 1)] == yb)

@@ -92,6 +92,12 @@ def finite_label_rows(y: np.ndarray) -> np.ndarray:
     return np.ones(y.shape[0], dtype=bool)
 
 
+def kept_rows(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows a fit uses: finite in X and in y. The statistics pass, streamed re-reads and lazy
+    scores all drop rows by this one rule."""
+    return np.all(np.isfinite(X), axis=1) & finite_label_rows(y)
+
+
 def chunk_stats(chunk_id: int, X: np.ndarray, y: np.ndarray) -> tuple[ChunkStats, np.ndarray]:
     """Statistics of one chunk, and the mask of its kept rows.
 
@@ -105,7 +111,7 @@ def chunk_stats(chunk_id: int, X: np.ndarray, y: np.ndarray) -> tuple[ChunkStats
     -------
     ChunkStats, bool array of shape (rows,)
     """
-    keep = np.all(np.isfinite(X), axis=1) & finite_label_rows(y)
+    keep = kept_rows(X, y)
     yk = y[keep]
     try:
         labels, inverse = np.unique(yk, return_inverse=True)

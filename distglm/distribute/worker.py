@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from ..data.stats import chunk_stats
+from ..data.stats import chunk_stats, kept_rows
 
 __all__ = [
     "DEFAULT_CACHE_FRACTION",
@@ -388,10 +388,8 @@ class ChunkWorker:
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        from ..data.stats import finite_label_rows
-
         X, y = self._read(spec)
-        keep = finite_label_rows(y) & np.all(np.isfinite(X), axis=1)
+        keep = kept_rows(X, y)
         try:
             arrays = self._encode_arrays(X[keep].astype(self._dtype), y[keep])
         except ValueError as e:

@@ -326,6 +326,7 @@ class Penalty:
         self._static = {"regularizer": regularizer, "to_user": to_user}
         self._from_user = from_user
         self._separable = {}
+        self._curvature = {}
 
     def project(self, theta):
         """Zero the masked coefficients (the intercept row is never masked)."""
@@ -373,12 +374,14 @@ class Penalty:
     def curvature(self, shape):
         """Diagonal Hessian of a smooth (quadratic, separable) penalty, shape ``shape``
         (n_features + 1, n_outputs, n_classes); zeros for the intercept row and for
-        non-smooth penalties (those are handled by their prox)."""
-        out = np.zeros(shape)
-        if self.smooth:
-            _, g1 = self.value_and_grad(np.ones(shape))
-            out[:-1] = g1[:-1]
-        return out
+        non-smooth penalties (those are handled by their prox). Computed once per shape."""
+        if shape not in self._curvature:
+            out = np.zeros(shape)
+            if self.smooth:
+                _, g1 = self.value_and_grad(np.ones(shape))
+                out[:-1] = g1[:-1]
+            self._curvature[shape] = out
+        return self._curvature[shape]
 
     def prox(self, theta, step):
         out = theta.copy()
@@ -484,9 +487,8 @@ class PenalizedObjective:
         if self.penalty.smooth:
             _, pg = self.penalty.value_and_grad(at)
             grad = grad + pg[:, outputs]
-            if getattr(self, "_curv", None) is None or self._curv.shape != theta.shape:
-                self._curv = self.penalty.curvature(theta.shape)
-            diag = np.transpose(self._curv[:, outputs], (1, 0, 2)).reshape(outputs.size, -1)
+            curv = self.penalty.curvature(theta.shape)
+            diag = np.transpose(curv[:, outputs], (1, 0, 2)).reshape(outputs.size, -1)
             idx = np.arange(diag.shape[1])
             hess[:, idx, idx] += diag
         if self.penalty.mask is not None:
