@@ -131,7 +131,7 @@ def _fit_distglm(X, y, s, name, maxiter):
 
 def _worker_distglm(X, y, s, args):
     import distglm  # noqa: F401  (imported before any clock)
-    from distglm.solve.objective import InMemoryData
+    from distglm.solve import InMemoryData
 
     data32 = InMemoryData(X, y, C)  # the library's float32 objective, default block size
     rows, arrays, per_pass = {}, {}, None

@@ -1,12 +1,13 @@
 """distglm: population classifier GLMs (softmax, many outputs, one design matrix).
 
 The public surface is this module: the estimators, :func:`open_sessions` for multi-session
-Zarr/xarray data, the regularizers and the exceptions.
+Zarr/xarray data, :func:`open_data` for a data session that several fits reuse, the
+regularizers and the exceptions.
 """
 
 from . import exceptions, regularizer
 from .data import Sessions, open_sessions
-from .distribute import pin_workers_to_cores
+from .distribute import DataSession, open_data, pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
 
@@ -15,10 +16,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ClassifierGLM",
     "ClassifierPopulationGLM",
+    "DataSession",
     "LabelEncoder",
     "Sessions",
     "__version__",
     "exceptions",
+    "open_data",
     "open_sessions",
     "pin_workers_to_cores",
     "regularizer",

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LabelEncoder"]
+__all__ = ["LabelEncoder", "label_codes"]
 
 _MAX_LISTED = 10
 
@@ -51,6 +51,38 @@ def _validate_n_classes(value: Any) -> int:
     if not ok:
         raise ValueError(f"The number of classes must be an integer >= 2; got {value!r}.")
     return int(candidate)
+
+
+def label_codes(classes: np.ndarray, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The one rule from labels to codes: each label's position among the sorted classes.
+
+    Used by the encoder, by the workers (their chunks' labels), by the lazy scores and by the
+    statistics merge, so a label means the same code everywhere.
+
+    Parameters
+    ----------
+    classes : array of shape (n_classes,)
+        Sorted, distinct.
+    labels : array of any shape
+        Of a type comparable with ``classes``.
+
+    Returns
+    -------
+    codes : int array of the shape of ``labels``
+        In ``[0, n_classes)``; meaningless where ``bad``.
+    bad : bool array of the shape of ``labels``
+        Labels that are not among ``classes``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the labels cannot be compared with the classes (e.g. strings against numbers).
+    """
+    labels = np.asarray(labels)
+    codes = np.searchsorted(classes, labels)
+    np.minimum(codes, classes.size - 1, out=codes)
+    bad = ~np.asarray(classes[codes] == labels, dtype=bool)
+    return codes, bad
 
 
 class LabelEncoder:
@@ -245,18 +277,14 @@ class LabelEncoder:
             return y.astype(np.int32)
         flat = y.ravel()
         try:
-            codes = np.searchsorted(self._classes, flat)
+            codes, bad = label_codes(self._classes, flat)
         except (TypeError, ValueError) as err:
             if safe:
                 self._raise_unknown(flat, err)
             return np.zeros(y.shape, dtype=np.int32)
-        np.minimum(codes, n - 1, out=codes)
-        codes = codes.astype(np.int32)
-        if safe:
-            bad = ~np.asarray(self._classes[codes] == flat, dtype=bool)
-            if np.any(bad):
-                self._raise_unknown(flat[bad])
-        return codes.reshape(y.shape)
+        if safe and np.any(bad):
+            self._raise_unknown(flat[bad])
+        return codes.astype(np.int32).reshape(y.shape)
 
     def _raise_unknown(self, bad: np.ndarray, cause: BaseException | None = None) -> None:
         """Raise a ``ValueError`` naming (some of) the unrecognised labels in ``bad``."""

@@ -12,7 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CoefView", "DesignLayout", "as_label_array", "finite_rows"]
+__all__ = [
+    "CoefView",
+    "DesignLayout",
+    "as_label_array",
+    "design_and_codes",
+    "kept_rows",
+    "params_to_block",
+    "theta_from_blocks",
+]
 
 
 def _to_numpy(x, what):
@@ -166,9 +174,22 @@ class CoefView:
         return self.layout.split(x)
 
 
-def finite_rows(X_stacked: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-    """Boolean mask of the rows with finite features and (when numeric) finite labels."""
-    ok = np.all(np.isfinite(X_stacked), axis=1)
+def kept_rows(X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """The rows a fit or a score uses: finite in ``X`` and, for float labels, in ``y``.
+
+    The one rule for dropped rows: in-memory fits and scores, the statistics pass, streamed
+    re-reads and the lazy scores all use it.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    y : array of shape (n_samples,) or (n_samples, n_outputs), optional
+
+    Returns
+    -------
+    bool array of shape (n_samples,)
+    """
+    ok = np.all(np.isfinite(X), axis=1)
     if y is not None and y.dtype.kind == "f":
         ok &= np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
     return ok
@@ -188,3 +209,104 @@ def as_label_array(y, n_samples: int | None, population: bool) -> np.ndarray:
             f"X and y must have the same number of samples; X has {n_samples}, y has {y.shape[0]}."
         )
     return y
+
+
+def params_to_block(params, layout: DesignLayout, n_classes: int, population: bool, n_outputs=None):
+    """Validate user parameters ``(coef, intercept)`` and return them as blocks.
+
+    Parameters
+    ----------
+    params : (coef, intercept)
+        ``coef`` like X's structure with leaves (n_features, [n_outputs,] n_classes);
+        ``intercept`` of shape ([n_outputs,] n_classes).
+    layout : DesignLayout
+    n_classes : int
+    population : bool
+        Whether the parameters have an output axis.
+    n_outputs : int, optional
+        The labels' output count, checked when given.
+
+    Returns
+    -------
+    block : array of shape (n_features, n_outputs, n_classes)
+    intercept : array of shape (n_outputs, n_classes)
+    """
+    if not isinstance(params, (tuple, list)) or len(params) != 2:
+        raise ValueError(f"params must be a (coef, intercept) pair; got {type(params).__name__}.")
+    coef, intercept = params
+    c = n_classes
+    if layout.keys is None and isinstance(coef, dict):
+        raise ValueError("coef is a dict but X is an array; give coef as an array.")
+    block = jnp.asarray(layout.join(coef))
+    intercept = jnp.asarray(intercept)
+    want_ndim = 3 if population else 2
+    shape_txt = "(n_features, n_outputs, n_classes)" if population else "(n_features, n_classes)"
+    icpt_txt = "(n_outputs, n_classes)" if population else "(n_classes,)"
+    if block.ndim != want_ndim or intercept.ndim != want_ndim - 1:
+        raise ValueError(
+            f"coef must have shape {shape_txt} and intercept {icpt_txt}; got "
+            f"{tuple(block.shape)} and {tuple(intercept.shape)}."
+        )
+    if block.shape[-1] != c or intercept.shape[-1] != c:
+        raise ValueError(
+            f"The last axis of coef and intercept must be n_classes={c}; got coef "
+            f"{tuple(block.shape)} and intercept {tuple(intercept.shape)}."
+        )
+    if block.shape[0] != layout.n_features:
+        raise ValueError(
+            f"Inconsistent number of features: coef has {block.shape[0]}, X has "
+            f"{layout.n_features}."
+        )
+    if not population:
+        return block[:, None, :], intercept[None, :]
+    if block.shape[1] != intercept.shape[0]:
+        raise ValueError(
+            f"coef has {block.shape[1]} outputs but intercept has {intercept.shape[0]}."
+        )
+    if n_outputs is not None and block.shape[1] != n_outputs:
+        raise ValueError(
+            f"Inconsistent number of outputs: coef has {block.shape[1]}, y has {n_outputs}."
+        )
+    return block, intercept
+
+
+def theta_from_blocks(block, intercept) -> np.ndarray:
+    """The solvers' float64 parameters: coefficient rows, then the intercept row."""
+    return np.concatenate(
+        [np.asarray(block, np.float64), np.asarray(intercept, np.float64)[None]], axis=0
+    )
+
+
+def design_and_codes(X, y, encode, population: bool, method: str, dtype):
+    """An in-memory dataset as the kernels take it, rows with NaN/Inf dropped.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features), or a dict of 2-D arrays
+    y : array of shape (n_samples,) or (n_samples, n_outputs)
+    encode : callable(labels) -> int codes
+        The label encoder's ``encode``.
+    population : bool
+        Whether ``y`` is 2-D.
+    method : str
+        Named in the error when no row is left.
+    dtype : numpy dtype of the stacked design
+
+    Returns
+    -------
+    layout : DesignLayout
+    X : array of shape (n_kept, n_features)
+    codes : int32 array of shape (n_kept, n_outputs)
+    """
+    layout = DesignLayout.from_design(X)
+    Xs = layout.stack(X, dtype)
+    y = as_label_array(y, Xs.shape[0], population)
+    ok = kept_rows(Xs, y)
+    if not ok.any():
+        raise ValueError(
+            f"{method}: every sample has a NaN or Inf in X or y; nothing is left to use."
+        )
+    if not ok.all():
+        Xs, y = Xs[ok], y[ok]
+    codes = np.asarray(encode(y), dtype=np.int32)
+    return layout, Xs, codes if population else codes[:, None]

@@ -18,18 +18,18 @@ import jax
 import numpy as np
 import xarray as xr
 
-from ..kernels.linear import linear_predictor
+from ..encoding import label_codes
+from ..inputs import kept_rows
+from ..kernels.linear import log_proba
 from .plan import _as_design, _as_labels, _is_sessions_input
 from .sessions import open_sessions
-from .stats import kept_rows
 
 __all__ = ["LazyModel"]
 
 
 def _log_proba_block(x, coef, intercept):
     xj = jax.numpy.asarray(x, coef.dtype)
-    eta = linear_predictor(jax.numpy.asarray(coef), jax.numpy.asarray(intercept), xj)
-    return np.asarray(jax.nn.log_softmax(eta, axis=-1))
+    return np.asarray(log_proba(jax.numpy.asarray(coef), jax.numpy.asarray(intercept), xj))
 
 
 class LazyModel:
@@ -217,11 +217,10 @@ class LazyModel:
         def block_sums(x, yb, coef, icpt):
             keep = kept_rows(x, yb)
             x, yb = x[keep], yb[keep]
-            codes = np.searchsorted(classes, yb)
-            ok = (codes < c) & (classes[np.minimum(codes, c - 1)] == yb)
-            if not np.all(ok):
+            codes, bad = label_codes(classes, yb)
+            if np.any(bad):
                 raise ValueError(
-                    f"y holds labels {np.unique(yb[~ok])[:5].tolist()} that are not among "
+                    f"y holds labels {np.unique(yb[bad])[:5].tolist()} that are not among "
                     f"classes_ {classes.tolist()}."
                 )
             lp = _log_proba_block(x, coef, icpt)

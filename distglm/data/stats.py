@@ -13,6 +13,9 @@ import dataclasses
 
 import numpy as np
 
+from ..encoding import label_codes
+from ..inputs import kept_rows
+
 __all__ = ["ChunkStats", "DataStats", "chunk_stats", "merge_stats"]
 
 _MAX_LISTED = 10
@@ -83,19 +86,6 @@ class DataStats:
         for s, outs in enumerate(plan.session_outputs):
             out[outs] += self.session_grams[s]
         return out / self.n_samples[:, None, None]
-
-
-def finite_label_rows(y: np.ndarray) -> np.ndarray:
-    """Rows of a label block without NaN/Inf (always all rows for non-float labels)."""
-    if y.dtype.kind == "f":
-        return np.all(np.isfinite(y), axis=1)
-    return np.ones(y.shape[0], dtype=bool)
-
-
-def kept_rows(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Rows a fit uses: finite in X and in y. The statistics pass, streamed re-reads and lazy
-    scores all drop rows by this one rule."""
-    return np.all(np.isfinite(X), axis=1) & finite_label_rows(y)
 
 
 def chunk_stats(chunk_id: int, X: np.ndarray, y: np.ndarray) -> tuple[ChunkStats, np.ndarray]:
@@ -204,7 +194,7 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
     for spec, st in zip(plan.chunks, ordered, strict=True):
         outs = plan.session_outputs[spec.session_index]
         kept = st.n_rows - st.n_dropped
-        codes = np.searchsorted(classes, st.labels)
+        codes, _ = label_codes(classes, st.labels)
         np.add.at(class_counts, (outs[None, :], codes[:, None]), st.counts)
         n_samples[outs] += kept
         n_dropped[spec.session] += st.n_dropped

@@ -1,10 +1,35 @@
-"""The only package that talks to ``dask.distributed``: client resolution, the per-worker actors
-that hold cached chunks and run the kernels, and the coordinator's pool that reduces their
-partial sums in chunk-id order and survives lost workers."""
+"""The only package that talks to ``dask.distributed``.
 
+- :mod:`~distglm.distribute.client`: which cluster a fit uses.
+- :mod:`~distglm.distribute.session`: a data session (statistics, encoding, worker pool) that
+  outlives one fit; :mod:`~distglm.distribute.term`: the distributed data term of one fit.
+- :mod:`~distglm.distribute.pool`: the coordinator's pool of worker actors and its recovery;
+  :mod:`~distglm.distribute.assignment`: which worker holds which chunk (pure);
+  :mod:`~distglm.distribute.transport`: the RPC to the actors.
+- :mod:`~distglm.distribute.worker`: the actor on each worker; :mod:`~distglm.distribute.budget`:
+  its cache budget; :mod:`~distglm.distribute.runtime`: its memory and malloc;
+  :mod:`~distglm.distribute.wire`: the flat buffers it returns;
+  :mod:`~distglm.distribute.reduce`: the chunk-order reduction of those sums.
+"""
+
+from .assignment import Assignment
 from .client import connect, pin_workers_to_cores
-from .objective import DistributedData
 from .pool import WorkerPool
+from .session import DataSession, open_data
+from .term import DistributedData
+from .transport import DaskTransport, Transport, WorkerLost
 from .worker import ChunkWorker
 
-__all__ = ["ChunkWorker", "DistributedData", "WorkerPool", "connect", "pin_workers_to_cores"]
+__all__ = [
+    "Assignment",
+    "ChunkWorker",
+    "DaskTransport",
+    "DataSession",
+    "DistributedData",
+    "Transport",
+    "WorkerLost",
+    "WorkerPool",
+    "connect",
+    "open_data",
+    "pin_workers_to_cores",
+]

@@ -1,83 +1,54 @@
-"""The coordinator's side of the workers: one actor per worker, chunk assignment, lost workers.
+"""The coordinator's side of the workers: one actor each, chunk assignment, lost workers.
 
-A :class:`WorkerPool` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per Dask
-worker, assigns the plan's chunks to them (balanced by rows, in chunk-id order), and runs
-passes: each pass is one direct actor call per worker carrying the parameters (scattered once
-and fetched by key when large), and returns the per-chunk partial sums keyed by chunk id.
+A :class:`WorkerPool` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per
+worker through a :class:`~distglm.distribute.transport.Transport`, places the plan's chunks with
+the pure :class:`~distglm.distribute.assignment.Assignment`, and runs passes: each pass is one
+call per worker carrying the parameters, and returns the per-chunk partial sums keyed by chunk
+id.
 
 Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
-remaining (or restarted) workers, re-read from their source, and the pass is run again. Because
-each chunk's sums are a pure function of (chunk, parameters) and the reduction is in chunk-id
-order, the result is the same as without the failure.
+remaining (or new) workers, re-read from their source, and the pass is run again. Because each
+chunk's sums are a pure function of (chunk, parameters) and the reduction is in chunk-id order,
+the result is the same as without the failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import uuid
 
 import numpy as np
 
-from .worker import ChunkWorker, split_flat, unpack_chunk_sums
+from .assignment import Assignment
+from .transport import DaskTransport, Transport, WorkerLost
+from .wire import split_flat, unpack_chunk_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
-logger = logging.getLogger("distglm")
-
-#: parameters larger than this are scattered to the workers once per pass, not sent per call
-SCATTER_BYTES = 1 << 20
-
-
-async def _call_actors(calls):
-    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors.
-
-    Returns ``{addr: (True, result) or (False, exception)}``, False when the worker could not
-    be reached or was lost during the call. The calls go straight to each worker's
-    ``actor_execute`` handler: dask's Actor proxy, on a lost connection, waits for the actor's
-    task to be rescheduled, which for an actor pinned to a dead worker never happens.
-    """
-    from distributed.protocol import to_serialize
-
-    async def one(rpc, key, method, args):
-        try:
-            reply = await rpc.actor_execute(
-                function=method, actor=key, args=[to_serialize(a) for a in args], kwargs={}
-            )
-        except (OSError, asyncio.CancelledError) as e:
-            return False, e
-        if reply["status"] == "OK":
-            return True, reply["result"]
-        return True, ("error", reply.get("exception", RuntimeError(str(reply))))
-
-    addrs = list(calls)
-    outs = await asyncio.gather(*(one(*calls[a]) for a in addrs))
-    return dict(zip(addrs, outs, strict=True))
-
-
-class WorkerLost(RuntimeError):
-    """Raised when the pool cannot recover from lost workers."""
+logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """Actors on a Dask cluster holding the chunks of one :class:`~distglm.data.DataPlan`.
+    """Actors holding the chunks of one :class:`~distglm.data.DataPlan`.
 
     Parameters
     ----------
-    client : distributed.Client
+    client : distributed.Client or None
+        The cluster (ignored when ``transport`` is given).
     plan : DataPlan
     dtype : str
         Kernel dtype on the workers.
     max_recoveries : int
         Lost-worker recoveries allowed per call before giving up.
-    scatter_bytes : int
-        Parameters of more bytes than this are scattered (broadcast) once per pass.
-    start_timeout : float
-        Seconds to wait for the actors to start.
     cache_bytes : None, float, int or str
         Each worker's chunk-cache budget (see
-        :func:`~distglm.distribute.worker.resolve_cache_bytes`); chunks past it are streamed.
+        :func:`~distglm.distribute.budget.resolve_cache_bytes`); chunks past it are streamed.
+    transport : Transport, optional
+        How to reach the workers; by default a
+        :class:`~distglm.distribute.transport.DaskTransport` over ``client`` (``start_timeout``
+        and ``scatter_bytes`` are passed to it).
+    wait_for_workers : float
+        Seconds a recovery waits for a live worker when every one was lost.
     """
 
     def __init__(
@@ -86,90 +57,64 @@ class WorkerPool:
         plan,
         dtype="float32",
         max_recoveries=5,
-        scatter_bytes=SCATTER_BYTES,
+        scatter_bytes=None,
         start_timeout=120,
         cache_bytes=None,
+        transport: Transport | None = None,
+        wait_for_workers=60.0,
     ):
-        self.client = client
+        if transport is None:
+            kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
+            transport = DaskTransport(client, start_timeout=start_timeout, **kw)
+        self.transport = transport
         self.plan = plan
         self.dtype = np.dtype(dtype)
         self.max_recoveries = int(max_recoveries)
-        self.scatter_bytes = int(scatter_bytes)
-        self.start_timeout = start_timeout
         self.cache_bytes = cache_bytes
-        self._actors = {}  # worker address -> (the actor's future, address)
-        self._assign = {}  # chunk id -> worker address
+        self.wait_for_workers = float(wait_for_workers)
         self._specs = {c.chunk_id: c for c in plan.chunks}
         self._classes = None
-        self._direct = {}  # worker address -> whether the client reaches it directly
-        self._tag = uuid.uuid4().hex[:8]
+        self._n_classes = 0
+        self._started: set[str] = set()
         #: lost-worker recoveries so far
         self.recoveries = 0
-        workers = self._live_workers()
+        workers = self.transport.workers()
         if not workers:
             raise RuntimeError("The Dask cluster has no workers.")
         self._start(workers)
-        self._assign_chunks(list(self._specs), workers)
+        self.assignment = Assignment.initial([c.rows for c in plan.chunks], workers)
 
     # ------------------------------------------------------------------ actors
-    def _live_workers(self):
-        return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
-
     def _start(self, addrs):
-        """Start one ChunkWorker actor on each of ``addrs`` (concurrently) and wait for them."""
+        """Start one ChunkWorker actor on each of ``addrs`` and wait for them."""
         p = self.plan
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
-        hosts = [info.get(a, {}).get("host", a) for a in info]
-        futures = {
-            addr: self.client.submit(
-                ChunkWorker,
-                [np.asarray(o) for o in p.session_outputs],
-                p.chunk_rows,
-                p.block_rows,
-                str(self.dtype),
-                self.cache_bytes,
-                hosts.count(info.get(addr, {}).get("host", addr)),
-                actor=True,
-                workers=[addr],
-                allow_other_workers=False,
-                pure=False,
-                key=f"distglm-chunkworker-{self._tag}-{addr}",
-            )
-            for addr in addrs
-        }
-        # the actors exist once their futures finish; calls then go to them by key. (Each
-        # future waits through its own client: distributed.wait would use the default one.)
-        for addr, fut in futures.items():
-            try:
-                fut.result(timeout=self.start_timeout)
-            except TimeoutError as e:
-                raise WorkerLost(
-                    f"distglm's actor did not start on worker {addr} within "
-                    f"{self.start_timeout} s (status {fut.status!r})."
-                ) from e
-            self._actors[addr] = (fut, addr)
-
-    def _assign_chunks(self, chunk_ids, workers):
-        """Give each chunk (in id order) to the worker with the fewest rows so far."""
-        load = {a: 0 for a in workers}
-        for cid, a in self._assign.items():
-            if a in load:
-                load[a] += self._specs[cid].rows
-        for cid in sorted(chunk_ids):
-            a = min(workers, key=lambda w: (load[w], w))
-            self._assign[cid] = a
-            load[a] += self._specs[cid].rows
+        hosts = self.transport.hosts()
+        per_host = list(hosts.values())
+        self.transport.start(
+            {
+                addr: (
+                    [np.asarray(o) for o in p.session_outputs],
+                    p.chunk_rows,
+                    p.block_rows,
+                    str(self.dtype),
+                    self.cache_bytes,
+                    per_host.count(hosts.get(addr, addr)),
+                )
+                for addr in addrs
+            }
+        )
+        self._started.update(addrs)
 
     @property
     def workers(self) -> list:
         """Addresses of the workers holding actors."""
-        return sorted(self._actors)
+        return sorted(self._started)
 
     def close(self):
         """Release the actors (their cached chunks are freed with them)."""
-        for fut, _ in self._actors.values():
-            fut.release()
-        self._actors.clear()
+        for addr in list(self._started):
+            self.transport.release(addr)
+        self._started.clear()
 
     def __enter__(self):
         return self
@@ -178,74 +123,45 @@ class WorkerPool:
         self.close()
 
     # ------------------------------------------------------------------ calls
-    def _rpc(self, addr):
-        if self._direct.get(addr) is None:
-            self._direct[addr] = self._can_reach(addr)
-        if self._direct[addr]:
-            return self.client.rpc(addr)
-        from distributed.actor import ProxyRPC  # through the scheduler
-
-        return ProxyRPC(self.client.scheduler, addr)
-
-    def _can_reach(self, addr):
-        """Whether this process can open a connection to the worker (else go through the
-        scheduler, one hop more per pass)."""
-
-        async def probe():
-            try:
-                await asyncio.wait_for(self.client.rpc(addr).identity(), 5)
-                return True
-            except (TimeoutError, OSError):
-                return False
-
-        return self.client.sync(probe)
-
     def _call(self, calls):
         """Run ``{addr: (method, args)}`` concurrently; return results and lost workers."""
-        requests = {
-            addr: (self._rpc(addr), self._actors[addr][0].key, method, args)
-            for addr, (method, args) in calls.items()
-        }
-        outcomes = self.client.sync(_call_actors, requests)  # one hop to the event loop
+        outcomes = self.transport.call(calls)
         results, lost = {}, []
-        for addr, (ok, value) in outcomes.items():
-            if not ok:
+        for addr, (status, value) in outcomes.items():
+            if status == "lost":
                 logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
-                continue
-            status, value = value
-            if status == "error":
+            elif status == "error":
                 raise value
-            results[addr] = value
+            else:
+                results[addr] = value
         return results, lost
+
+    def _live_workers(self, lost):
+        deadline = time.monotonic() + self.wait_for_workers
+        workers = [w for w in self.transport.workers() if w not in lost]
+        while not workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = [w for w in self.transport.workers() if w not in lost]
+        return workers
 
     def _recover(self, lost):
         """Drop lost workers' actors, start actors on new workers, re-load orphaned chunks."""
         self.recoveries += 1
         for addr in lost:
-            fut, _ = self._actors.pop(addr, (None, None))
-            if fut is not None:
-                fut.release()
-        deadline = time.monotonic() + 60
-        workers = [w for w in self._live_workers() if w not in lost]
-        while not workers and time.monotonic() < deadline:
-            time.sleep(0.2)
-            workers = [w for w in self._live_workers() if w not in lost]
+            self.transport.release(addr)
+            self._started.discard(addr)
+        workers = self._live_workers(set(lost))
         if not workers:
             raise WorkerLost("Every worker of the Dask cluster was lost and none came back.")
-        self._start([w for w in workers if w not in self._actors])
-        orphans = [cid for cid, a in self._assign.items() if a not in self._actors]
-        for cid in orphans:
-            del self._assign[cid]
-        self._assign_chunks(orphans, self.workers)
-        by_worker = {}
-        for cid in orphans:
-            by_worker.setdefault(self._assign[cid], []).append(self._specs[cid])
-        calls = {a: ("load", (specs,)) for a, specs in by_worker.items()}
+        self._start([w for w in workers if w not in self._started])
+        self.assignment, loads = self.assignment.on_lost(lost, self.workers)
+        calls = {a: ("load", ([self._specs[c] for c in cids],)) for a, cids in loads.items()}
         _, more = self._call(calls)
         if self._classes is not None and not more:
-            _, more = self._call({a: ("encode", (self._classes,)) for a in by_worker})
-        logger.warning("Re-read %d chunks of lost workers on %s", len(orphans), sorted(by_worker))
+            _, more = self._call({a: ("encode", (self._classes,)) for a in loads})
+        n = sum(len(c) for c in loads.values())
+        logger.warning("Re-read %d chunks of lost workers on %s", n, sorted(loads))
         return more
 
     def _run(self, method, args_for):
@@ -267,8 +183,7 @@ class WorkerPool:
         """The statistics pass: every worker reads its chunks; list of ChunkStats."""
 
         def args_for(addr):
-            specs = [self._specs[c] for c, a in sorted(self._assign.items()) if a == addr]
-            return (specs,)
+            return ([self._specs[c] for c in self.assignment.chunks_of(addr)],)
 
         results = self._run("load", args_for)
         return [st for stats in results.values() for st in stats]
@@ -279,17 +194,21 @@ class WorkerPool:
         self._n_classes = self._classes.size
         self._run("encode", lambda a: (self._classes,))
 
-    def _payload(self, array):
-        """``array`` as sent to the workers: itself, or the key of its scattered copy."""
-        array = np.asarray(array, self.dtype)
-        if array.nbytes > self.scatter_bytes:
-            future = self.client.scatter(array, broadcast=True, hash=False)
-            return ("scattered", future.key), future
-        return array, None
-
     def info(self):
         """Each worker's :meth:`ChunkWorker.info` (cache, streamed chunks, memory)."""
         return self._run("info", lambda a: ())
+
+    def _shared_run(self, method, array, *rest):
+        payload, release = self.transport.share(np.asarray(array, self.dtype))
+        try:
+            return self._run(method, lambda a: (payload, *rest))
+        finally:
+            release()
+
+    def _check_complete(self, per_chunk):
+        missing = sorted(set(self._specs) - set(per_chunk))
+        if missing:
+            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
 
     def newton(self, theta, direction, outputs, steps, t_eval, hess_stride):
         """One Newton pass over every chunk, on the outputs ``outputs``.
@@ -310,14 +229,15 @@ class WorkerPool:
         hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
         timing : dict worker address -> (seconds, read seconds)
         """
-        payload, future = self._payload(np.stack([theta, direction]))
-        args = (payload, np.asarray(outputs), np.asarray(steps), np.asarray(t_eval), hess_stride)
-        try:
-            results = self._run("newton", lambda a: args)
-        finally:
-            if future is not None:
-                future.release()
         outputs = np.asarray(outputs)
+        results = self._shared_run(
+            "newton",
+            np.stack([theta, direction]),
+            outputs,
+            np.asarray(steps),
+            np.asarray(t_eval),
+            hess_stride,
+        )
         T = np.asarray(steps).shape[0]
         p, c = self.plan.n_features, self._n_classes
         session_of = {spec.chunk_id: spec.session_index for spec in self.plan.chunks}
@@ -333,9 +253,7 @@ class WorkerPool:
             timing[addr] = (seconds, read)
             hess[addr] = (h, hw)
             per_chunk.update(split_flat(ids, sums, shapes))
-        missing = sorted(set(self._specs) - set(per_chunk))
-        if missing:
-            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
+        self._check_complete(per_chunk)
         return per_chunk, hess, timing
 
     def evaluate(self, theta, with_grad=True):
@@ -354,17 +272,10 @@ class WorkerPool:
             The worker's wall time for the pass, and the part of it its reader thread spent
             reading streamed chunks (overlapping compute).
         """
-        payload, future = self._payload(theta)
-        try:
-            results = self._run("value_and_grad" if with_grad else "value", lambda a: (payload,))
-        finally:
-            if future is not None:
-                future.release()
+        results = self._shared_run("value_and_grad" if with_grad else "value", theta)
         per_chunk, timing = {}, {}
         for addr, (ids, sums, seconds, read) in results.items():
             timing[addr] = (seconds, read)
             per_chunk.update(unpack_chunk_sums(self.plan, self._n_classes, ids, sums, with_grad))
-        missing = sorted(set(self._specs) - set(per_chunk))
-        if missing:
-            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
+        self._check_complete(per_chunk)
         return per_chunk, timing

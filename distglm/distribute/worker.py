@@ -20,187 +20,29 @@ decoding and XLA both release the GIL), and copied to the device as they come. A
 streamed chunks are alive at once, so a worker's memory is its cache plus a few chunks plus the
 runtime, whatever the size of the data.
 
-Every public method returns ``("ok", result)`` or ``("error", exception)``: an exception raised
-by a method is then told apart from a lost worker.
+Every public method returns ``("ok", result)`` or ``("error", exception)``
+(:func:`~distglm.distribute.wire.reported`): an exception raised by a method is then told apart
+from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`distglm.data`
+(and the encoder's label rule); it never imports the solvers.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 import time
 
 import numpy as np
 
-from ..data.stats import chunk_stats, kept_rows
+from ..data.stats import chunk_stats
+from ..encoding import label_codes
+from ..inputs import kept_rows
+from ..kernels.compiled import NEWTON_PASS, VALUE, VALUE_AND_GRAD, pad_outputs
+from ..kernels.newton import class_pairs
+from .budget import CacheLedger, resolve_cache_bytes
+from .runtime import keep_freed_memory, process_memory
+from .wire import flatten_sums, reported
 
-__all__ = [
-    "DEFAULT_CACHE_FRACTION",
-    "ChunkWorker",
-    "keep_freed_memory",
-    "process_memory",
-    "resolve_cache_bytes",
-    "split_flat",
-    "unpack_chunk_sums",
-]
-
-#: Share of a worker's memory limit its chunk cache may take when no budget is given.
-DEFAULT_CACHE_FRACTION = 0.5
-
-
-def resolve_cache_bytes(cache_bytes, memory_limit, total_memory=None, workers_on_host=1):
-    """The chunk-cache budget in bytes.
-
-    Parameters
-    ----------
-    cache_bytes : None, int, float or str
-        ``None``: :data:`DEFAULT_CACHE_FRACTION` of the memory limit. A float in (0, 1]: that
-        fraction of it. An int (bytes) or a string such as ``"2 GiB"``: that many bytes.
-    memory_limit : int or None
-        The worker's memory limit (None or 0 when it has none: then the machine's memory
-        ``total_memory`` shared by the ``workers_on_host`` workers stands for it).
-    """
-    from dask.utils import parse_bytes
-
-    if isinstance(cache_bytes, bool):
-        raise TypeError(f"cache_bytes must be a number of bytes or a fraction; got {cache_bytes}.")
-    limit = memory_limit or None
-    if limit is None:
-        if total_memory is None:
-            import psutil
-
-            total_memory = psutil.virtual_memory().total
-        limit = total_memory // max(1, int(workers_on_host))
-    if cache_bytes is None:
-        return int(DEFAULT_CACHE_FRACTION * limit)
-    if isinstance(cache_bytes, str):
-        try:
-            return int(parse_bytes(cache_bytes))
-        except (ValueError, TypeError) as e:
-            raise ValueError(
-                f"cache_bytes={cache_bytes!r} is not a size (e.g. '512 MiB', '2GB')."
-            ) from e
-    if isinstance(cache_bytes, float):
-        if not 0.0 <= cache_bytes <= 1.0:
-            raise ValueError(
-                f"cache_bytes={cache_bytes!r}: a float is a fraction of the worker's memory "
-                "limit and must lie in [0, 1]; give bytes as an int or a string."
-            )
-        return int(cache_bytes * limit)
-    if isinstance(cache_bytes, (int, np.integer)) and cache_bytes >= 0:
-        return int(cache_bytes)
-    raise ValueError(
-        f"cache_bytes must be None, a fraction in [0, 1], a non-negative number of bytes or a "
-        f"size string; got {cache_bytes!r}."
-    )
-
-
-def process_memory(reset_peak=False):
-    """This process's resident memory now and at its peak, in bytes (Linux ``/proc``).
-
-    ``reset_peak`` restarts the peak from the current resident size (``clear_refs``), so a
-    fit can measure its own peak. Returns ``{"rss": int, "peak": int}`` (None where the
-    platform does not say).
-    """
-    if reset_peak:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            pass
-    out = {"rss": None, "peak": None}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    out["rss"] = int(line.split()[1]) * 1024
-                elif line.startswith("VmHWM:"):
-                    out["peak"] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return out
-
-
-def _reported(method):
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return ("ok", method(self, *args, **kwargs))
-        except Exception as e:  # returned, re-raised at the coordinator
-            return ("error", e)
-
-    return wrapper
-
-
-def unpack_chunk_sums(plan, n_classes, chunk_ids, sums, with_grad=True):
-    """Cut a worker's flat buffer of per-chunk sums back into arrays.
-
-    Parameters
-    ----------
-    plan : DataPlan
-    n_classes : int
-    chunk_ids : list of int
-        As returned by :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value`.
-    sums : 1-D array
-    with_grad : bool
-
-    Returns
-    -------
-    dict chunk id -> tuple
-        ``(loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c))``, or
-        ``(loss,)`` without the gradient.
-    """
-    p, c = plan.n_features, int(n_classes)
-    session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
-
-    def shapes(cid):
-        k = len(plan.session_outputs[session_of[cid]])
-        return [(k,), (p, k, c), (k, c)] if with_grad else [(k,)]
-
-    return split_flat(chunk_ids, sums, shapes)
-
-
-def split_flat(chunk_ids, sums, shapes):
-    """Cut a flat buffer into per-chunk arrays: ``shapes(chunk_id)`` lists each chunk's shapes,
-    in buffer order. Returns dict chunk id -> tuple of arrays; checks the sizes add up."""
-    out, offset = {}, 0
-    for cid in chunk_ids:
-        parts = []
-        for shape in shapes(cid):
-            size = int(np.prod(shape))
-            parts.append(sums[offset : offset + size].reshape(shape))
-            offset += size
-        out[cid] = tuple(parts)
-    if offset != sums.size:
-        raise RuntimeError(f"Got {sums.size} sums for chunks {list(chunk_ids)}; expected {offset}.")
-    return out
-
-
-#: glibc's mallopt parameters and the values a worker sets (see :func:`keep_freed_memory`)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc reuse freed blocks of up to 32 MiB instead of returning them to the system.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes
-    glibc's mmap threshold at 128 KiB: every large temporary of an XLA kernel is then mapped
-    and unmapped on every call, and the kernel ran 1.4-1.7x slower in a worker than in a plain
-    process (measured here: 58-64 ms against 38 ms for 65,536 x 50 x 20 x 3). Called once per
-    worker when distglm's actor starts; a no-op (False) where glibc's ``mallopt`` is missing.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
-    return ok and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+__all__ = ["ChunkWorker"]
 
 
 def _code_dtype(n_classes):
@@ -245,8 +87,7 @@ class ChunkWorker:
         self._rows = int(chunk_rows)
         self._block = block_rows
         self._dtype = np.dtype(dtype)
-        self.cache_bytes = self._budget(cache_bytes, workers_on_host)
-        self._cached_bytes = 0
+        self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
         self._n_features = 0
         self._raw = {}  # chunk_id -> (session_index, X kept rows, raw labels)
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
@@ -257,6 +98,11 @@ class ChunkWorker:
         self.read_seconds = 0.0
         jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
         self.memory_start = process_memory(reset_peak=True)
+
+    @property
+    def cache_bytes(self) -> int:
+        """The cache budget in bytes."""
+        return self._ledger.budget
 
     @staticmethod
     def _budget(cache_bytes, workers_on_host):
@@ -293,7 +139,7 @@ class ChunkWorker:
             raise TypeError(f"{spec.describe()}: X must be numeric; got dtype {X.dtype}.")
         return X, y
 
-    @_reported
+    @reported
     def load(self, specs):
         """Read chunks from their source; return their statistics.
 
@@ -313,14 +159,13 @@ class ChunkWorker:
             self._n_features = todo[0].X.shape[1]
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
-            size = self.chunk_bytes(spec.session_index)
-            if self._cached_bytes + size <= self.cache_bytes:
+            cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
+            if cached:
                 self._raw[spec.chunk_id] = (
                     spec.session_index,
                     X[keep].astype(self._dtype),
                     y[keep],
                 )
-                self._cached_bytes += size
             else:
                 self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
@@ -340,8 +185,7 @@ class ChunkWorker:
     def _encode_arrays(self, X, y):
         """Codes among the classes, padded to the fixed row count, as host arrays."""
         classes = self._classes
-        codes = np.searchsorted(classes, y)
-        bad = (codes >= classes.size) | (classes[np.minimum(codes, classes.size - 1)] != y)
+        codes, bad = label_codes(classes, y)
         if np.any(bad):
             raise ValueError(
                 f"labels {np.unique(y[bad])[:5].tolist()} are outside the classes "
@@ -363,7 +207,7 @@ class ChunkWorker:
 
         return tuple(jax.device_put(a) for a in arrays)
 
-    @_reported
+    @reported
     def encode(self, classes):
         """Encode cached labels as codes among ``classes``, pad, and move to the device.
 
@@ -435,12 +279,10 @@ class ChunkWorker:
         return theta
 
     def _run(self, theta, with_grad):
-        from ..solve.objective import _VALUE, _VALUE_AND_GRAD
-
         start = time.perf_counter()
         read_before = self.read_seconds
         params = self._session_params(self._resolve(theta))
-        fn = _VALUE_AND_GRAD if with_grad else _VALUE
+        fn = VALUE_AND_GRAD if with_grad else VALUE
         ids, flat = [], []
         # one flat float32 buffer for all chunks (one serialised frame, not 3 per chunk); the
         # coordinator knows each chunk's session and so the sizes to cut it back into. Each
@@ -454,10 +296,10 @@ class ChunkWorker:
                 flat += [np.asarray(loss).ravel(), np.asarray(gc).ravel(), np.asarray(gb).ravel()]
             else:
                 flat.append(np.asarray(r).ravel())
-        buffer = np.concatenate(flat) if flat else np.zeros(0, self._dtype)
+        buffer = flatten_sums(flat, self._dtype)
         return ids, buffer, time.perf_counter() - start, self.read_seconds - read_before
 
-    @_reported
+    @reported
     def value_and_grad(self, theta):
         """Per-chunk loss and gradient sums at ``theta``.
 
@@ -481,13 +323,13 @@ class ChunkWorker:
         """
         return self._run(theta, True)
 
-    @_reported
+    @reported
     def value(self, theta):
         """Per-chunk loss sums at ``theta``: chunk ids, their (k_s,) sums concatenated, seconds,
         read seconds."""
         return self._run(theta, False)
 
-    @_reported
+    @reported
     def newton(self, payload, outputs, steps, t_eval, hess_stride):
         """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`).
 
@@ -514,9 +356,6 @@ class ChunkWorker:
         seconds, read_seconds : float
         """
         import jax.numpy as jnp
-
-        from ..kernels.newton import class_pairs
-        from ..solve.objective import _NEWTON, pad_outputs
 
         start = time.perf_counter()
         read_before = self.read_seconds
@@ -551,7 +390,7 @@ class ChunkWorker:
                 ids.append(cid)
                 continue
             pos, idx, th, d, st, te = per_session[s]
-            trial, loss, (gc, gb), h, hws = _NEWTON(
+            trial, loss, (gc, gb), h, hws = NEWTON_PASS(
                 th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block
             )
             m = pos.size
@@ -564,7 +403,7 @@ class ChunkWorker:
             ]
             hess[:, pos] += np.asarray(h)[:, :m]
             hw[pos] += np.asarray(hws)[:m]
-        buffer = np.concatenate(flat) if flat else np.zeros(0, self._dtype)
+        buffer = flatten_sums(flat, self._dtype)
         return (
             ids,
             buffer,
@@ -574,7 +413,7 @@ class ChunkWorker:
             self.read_seconds - read_before,
         )
 
-    @_reported
+    @reported
     def info(self):
         """Cached and streamed chunk ids, the cache's bytes and budget, the JAX device, the
         seconds spent reading, and this process's memory (now and peak since the actor

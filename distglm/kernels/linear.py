@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["apply_mask", "linear_predictor"]
+__all__ = ["apply_mask", "linear_predictor", "log_proba"]
 
 
 def apply_mask(coef, mask):
@@ -56,3 +56,21 @@ def linear_predictor(coef, intercept, X, mask=None):
     for x, w in zip(x_leaves, w_leaves, strict=True):
         eta = eta + jnp.dot(x, w.reshape(w.shape[0], k * c))
     return eta.reshape(eta.shape[0], k, c)
+
+
+def log_proba(coef, intercept, X):
+    """Log-probability of every class: the log-softmax of :func:`linear_predictor`.
+
+    The one prediction rule, used in memory and by the lazy predictors on each row chunk.
+
+    Parameters
+    ----------
+    coef : array of shape (n_features, n_outputs, n_classes)
+    intercept : array of shape (n_outputs, n_classes)
+    X : array of shape (n_samples, n_features)
+
+    Returns
+    -------
+    array of shape (n_samples, n_outputs, n_classes)
+    """
+    return jax.nn.log_softmax(linear_predictor(coef, intercept, X), axis=-1)

@@ -27,11 +27,17 @@ is an unbiased estimate of the mean Hessian. Labels stay integer codes throughou
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .softmax import DEFAULT_BLOCK_ROWS, _blocked, _class_major, _output_weights
+from .softmax import (
+    DEFAULT_BLOCK_ROWS,
+    _blocked,
+    _class_major,
+    _output_weights,
+    class_indicator,
+    nll_and_proba,
+)
 
 __all__ = ["class_pairs", "newton_pass_outputs", "newton_pass_sums"]
 
@@ -49,15 +55,11 @@ def _block(w_cm, d_cm, b_cm, db_cm, X, y_codes, weights, steps, t_eval, hess_str
     dt = X.dtype
     eta0 = jnp.dot(X, w_cm).reshape(n, c, k) + b_cm[None].astype(dt)
     deta = jnp.dot(X, d_cm).reshape(n, c, k) + db_cm[None].astype(dt)
-    is_y = jax.lax.broadcasted_iota(y_codes.dtype, eta0.shape, 1) == y_codes[:, None, :]
+    is_y = class_indicator(y_codes, eta0.shape)
     w = _output_weights(weights).astype(dt)
 
     def nll(eta):
-        m = jnp.max(eta, axis=1, keepdims=True)
-        e = jnp.exp(eta - m)
-        s = jnp.sum(e, axis=1, keepdims=True)
-        eta_y = jnp.sum(jnp.where(is_y, eta, 0.0), axis=1)
-        return m[:, 0] + jnp.log(s[:, 0]) - eta_y, e / s
+        return nll_and_proba(eta, is_y)
 
     steps = steps.astype(dt)
     trial = jnp.stack(

@@ -1,17 +1,32 @@
-"""Optimisers against the Objective protocol, convergence and per-iteration history."""
+"""Optimisers against the declared Objective, the in-memory data term, the penalty, and the
+iteration loop.
 
-from .objective import InMemoryData, Objective, PenalizedObjective, Penalty
+- :mod:`~distglm.solve.protocols`: ``DataTerm``, ``Objective``, ``Solver``.
+- :mod:`~distglm.solve.state`: typed, frozen solver states and contexts.
+- :mod:`~distglm.solve.memory`: ``InMemoryData``; :mod:`~distglm.solve.means`: sums to means.
+- :mod:`~distglm.solve.penalty` and :mod:`~distglm.solve.objective`: the penalty, applied once.
+- :mod:`~distglm.solve.lbfgs`, :mod:`~distglm.solve.first_order`, :mod:`~distglm.solve.newton`:
+  the solvers; :mod:`~distglm.solve.choose`: which one runs; :mod:`~distglm.solve.loop`: the loop.
+"""
+
+from .choose import SOLVERS, ProblemFacts, check_solver_kwargs, choose_solver, make_solver
+from .first_order import AcceleratedGradient, ProximalGradient
+from .lbfgs import LBFGS
+from .loop import IterationRecord, SolveResult, minimize, warn_not_converged
+from .memory import InMemoryData
+from .newton import Newton
+from .objective import PenalizedObjective
+from .penalty import Penalty
 from .precondition import BlockPreconditioner, lipschitz_bound
-from .solvers import (
-    LBFGS,
-    SOLVERS,
-    AcceleratedGradient,
-    FitResult,
-    ProximalGradient,
+from .protocols import DataTerm, Objective, Solver
+from .state import (
+    FirstOrderState,
+    LBFGSState,
+    NewtonState,
     SolverState,
-    make_solver,
-    minimize,
-    warn_not_converged,
+    Status,
+    state_from_record,
+    state_to_record,
 )
 
 __all__ = [
@@ -19,15 +34,28 @@ __all__ = [
     "SOLVERS",
     "AcceleratedGradient",
     "BlockPreconditioner",
-    "FitResult",
+    "DataTerm",
+    "FirstOrderState",
     "InMemoryData",
+    "IterationRecord",
+    "LBFGSState",
+    "Newton",
+    "NewtonState",
     "Objective",
     "PenalizedObjective",
     "Penalty",
+    "ProblemFacts",
     "ProximalGradient",
+    "SolveResult",
+    "Solver",
     "SolverState",
+    "Status",
+    "check_solver_kwargs",
+    "choose_solver",
     "lipschitz_bound",
     "make_solver",
     "minimize",
+    "state_from_record",
+    "state_to_record",
     "warn_not_converged",
 ]

@@ -28,15 +28,21 @@ thousand rows per output parameter still gives steps that cut the gap by orders 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
-from .state import SolverState, _check_finite
+from .checks import check_finite
+from .state import NewtonContext, NewtonState, Status
 
 __all__ = ["Newton", "default_hessian_rows", "hessian_stride"]
 
 _ARMIJO = 1e-4
+
+#: the array fields of NewtonState a step updates
+_ARRAY_FIELDS = ("F", "hess", "known", "active", "gaps", "direction", "t_eval", "t_next", "delta")
 
 
 def default_hessian_rows(n_params):
@@ -155,7 +161,15 @@ class Newton:
         self.inner_maxiter = int(inner_maxiter)
 
     # ------------------------------------------------------------------ setup
-    def init(self, objective, theta, ridge=0.0, mask=None):
+    def prepare(self, objective, theta, ridge=0.0, mask=None) -> NewtonContext:
+        """The Hessian row stride, the smooth penalty's curvature and the mask per block.
+
+        Raises
+        ------
+        ValueError
+            If the penalty is not a sum over outputs (Newton steps each output on its own).
+        """
+        del ridge, mask  # the penalty's own curvature and mask are used
         if not objective.penalty.is_separable(theta.shape):
             raise ValueError(
                 f"The Newton solver takes one step per output and needs a penalty that is a sum "
@@ -164,36 +178,40 @@ class Newton:
             )
         P1, K, c = theta.shape
         D = P1 * c
-        n_rows = int(getattr(objective.data, "n_rows", 0)) or None
-        block = getattr(objective.data, "block_rows", None)
+        n_rows = int(objective.data.n_rows) or None
+        block = objective.data.block_rows
         target = self.hessian_rows
         if target is None:
             target = default_hessian_rows(D)
         stride = 1 if (target == 0 or n_rows is None) else hessian_stride(n_rows, block, target)
-        pen_mask = getattr(objective.penalty, "mask", None)
-        extra = {
-            "stride": stride,
-            "ridge_diag": objective.penalty.curvature(theta.shape),
-            "mask": pen_mask,
-            "mask_flat": None
+        pen_mask = objective.penalty.mask
+        mask_flat = (
+            None
             if pen_mask is None
             else np.transpose(
                 np.concatenate([pen_mask, np.ones((1, K, c))], axis=0), (1, 0, 2)
-            ).reshape(K, D),
-            "F": None,  # per-output objective at theta
-            "grad": np.zeros(theta.shape),
-            "hess": None,  # (K, D, D) at theta, for outputs whose derivatives are known
-            "known": np.zeros(K, bool),
-            "active": np.ones(K, bool),
-            "gaps": np.full(K, np.inf),
-            "direction": np.zeros(theta.shape),
-            "t_eval": np.zeros(K),  # step where the next pass takes derivatives (0: here)
-            "t_next": np.ones(K),  # step expected to be accepted next
-            "delta": np.zeros(K),  # predicted first-order decrease along the direction
-            "smooth": bool(objective.smooth),
-            "trials_left": 0,  # passes that still evaluate the trial steps
-        }
-        return SolverState(extra=extra)
+            ).reshape(K, D)
+        )
+        return NewtonContext(
+            stride=stride,
+            ridge_diag=objective.penalty.curvature(theta.shape),
+            mask=pen_mask,
+            mask_flat=mask_flat,
+            smooth=bool(objective.smooth),
+        )
+
+    def init(self, context, theta) -> NewtonState:
+        _, K, _ = theta.shape
+        return NewtonState(
+            grad=np.zeros(theta.shape),
+            known=np.zeros(K, bool),
+            active=np.ones(K, bool),
+            gaps=np.full(K, np.inf),
+            direction=np.zeros(theta.shape),
+            t_eval=np.zeros(K),
+            t_next=np.ones(K),
+            delta=np.zeros(K),
+        )
 
     # ------------------------------------------------------------------ directions
     def _directions(self, objective, theta, ex, outputs):
@@ -263,35 +281,33 @@ class Newton:
         # the smooth penalty (none here) is in g and H; per_output is the whole penalty
         return d, linear, -(linear + quad)
 
-    def batch_step(self, objective, theta, state):
+    def batch_step(self, objective, context, theta, state):
         """One Newton iteration on a new batch (``update``): two passes over it, one for the
         derivatives at ``theta`` and one for the line search of the step they give. Derivatives
-        held in ``state`` belong to another batch and are not reused."""
-        fresh = self.init(objective, theta)
-        fresh.iteration = state.iteration
-        theta, mid = self.step(objective, theta, fresh)
+        held in ``state`` belong to another batch and are not reused, and the Hessian stride
+        is the new batch's."""
+        context = self.prepare(objective, theta)
+        fresh = dataclasses.replace(self.init(context, theta), iteration=state.iteration)
+        theta, mid = self.step(objective, context, theta, fresh)
         if mid.converged:
             return theta, mid
-        return self.step(objective, theta, mid)
+        return self.step(objective, context, theta, mid)
 
     # ------------------------------------------------------------------ one pass
-    def step(self, objective, theta, state):
-        ex = dict(state.extra)
-        # the state passed in stays as it was (explicit state: the caller may keep it)
-        for key in (
-            "F",
-            "hess",
-            "grad",
-            "known",
-            "active",
-            "gaps",
-            "direction",
-            "t_eval",
-            "t_next",
-            "delta",
-        ):
-            if ex[key] is not None:
-                ex[key] = ex[key].copy()
+    def step(self, objective, context, theta, state):
+        # work on copies: the state passed in stays as it was (the caller may keep it)
+        ex: dict[str, Any] = {
+            key: None if getattr(state, key) is None else getattr(state, key).copy()
+            for key in (*_ARRAY_FIELDS, "grad")
+        }
+        ex["trials_left"] = state.trials_left
+        ex.update(
+            stride=context.stride,
+            ridge_diag=context.ridge_diag,
+            mask=context.mask,
+            mask_flat=context.mask_flat,
+            smooth=context.smooth,
+        )
         P1, K, c = theta.shape
         theta = theta.copy()
         first = ex["F"] is None
@@ -316,7 +332,7 @@ class Newton:
                 "the inputs, or try rescaling the features or a larger regularizer_strength."
             )
         F_total = float(np.sum(value)) if first else float(np.sum(ex["F"]))
-        floor = getattr(objective, "precision", 1e-6) * max(1.0, abs(F_total)) / K
+        floor = objective.precision * max(1.0, abs(F_total)) / K
         fresh = np.zeros(K, bool)  # derivatives taken at the output's new point this pass
         damped = False
         for i, j in enumerate(outputs):
@@ -357,7 +373,7 @@ class Newton:
                 ex["grad"][:, j] = grad[:, i]
                 ex["hess"][j] = hess[i]
                 ex["known"][j] = True
-        _check_finite(theta, "parameters")
+        check_finite(theta, "parameters")
         ex["trials_left"] = 2 if (first or damped) else max(0, ex["trials_left"] - 1)
         ready = np.flatnonzero(ex["active"] & ex["known"])
         if ready.size:
@@ -375,10 +391,18 @@ class Newton:
         scale = max(1.0, abs(F))
         stalled = (
             not first
-            and gap <= getattr(objective, "precision", 1e-6) * scale
-            and abs(float(np.sum(state.extra["F"])) - F) <= 1e-7 * scale
+            and gap <= objective.precision * scale
+            and abs(float(np.sum(state.F)) - F) <= 1e-7 * scale
         )
         converged = not np.any(ex["active"]) or (
             np.all(ex["known"]) and (gap <= self.tol * scale or stalled)
         )
-        return theta, SolverState(state.iteration + 1, F, ex["grad"].copy(), gap, converged, ex)
+        return theta, NewtonState(
+            iteration=state.iteration + 1,
+            value=F,
+            grad=ex["grad"],
+            gap=gap,
+            status=Status.CONVERGED if converged else Status.RUNNING,
+            trials_left=ex["trials_left"],
+            **{key: ex[key] for key in _ARRAY_FIELDS},
+        )

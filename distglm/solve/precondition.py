@@ -148,5 +148,6 @@ class BlockPreconditioner:
         if self._shared is not None:
             out = scipy.linalg.cho_solve(self._shared, G.T).T
         else:
+            assert self._blocks is not None  # one of the three models is always built
             out = np.einsum("kij,kj->ki", self._blocks, G)
         return np.transpose(out.reshape(k, P1, c), (1, 0, 2))

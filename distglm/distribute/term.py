@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from ..solve.objective import newton_means
+from ..solve.means import mean_value, mean_value_and_grad, newton_means
+from .reduce import reduce_in_chunk_order
 
 __all__ = ["DistributedData"]
 
@@ -29,12 +30,15 @@ class DistributedData:
         From the statistics pass (sample counts per output, second moment).
     n_classes : int
 
+    Implements :class:`~distglm.solve.protocols.DataTerm`.
+
     Attributes
     ----------
     weight_sums : float64 array of shape (n_outputs,)
         Samples per output.
     stat_passes : int
-        1: the statistics pass, which also gathered the second moment.
+        1 when this fit caused the statistics pass (which also gathered the second moment),
+        0 for later fits over the same :class:`~distglm.distribute.session.DataSession`.
     pass_log : list of dict
         Per pass: ``kind`` ("gradient", "value" or "newton"), ``seconds`` (wall time at the
         coordinator), ``compute`` (the slowest worker's wall time for its chunks, reads of
@@ -44,7 +48,7 @@ class DistributedData:
         Whether some chunks did not fit the workers' caches and are read on every pass.
     """
 
-    def __init__(self, pool, stats, n_classes, streamed=False):
+    def __init__(self, pool, stats, n_classes, streamed=False, stat_passes=1):
         self.pool = pool
         self.plan = pool.plan
         self.n_classes = int(n_classes)
@@ -52,7 +56,7 @@ class DistributedData:
         self.n_outputs = self.plan.n_outputs
         self.weight_sums = np.asarray(stats.n_samples, np.float64)
         self.dtype = np.dtype(pool.dtype)
-        self.stat_passes = 1
+        self.stat_passes = int(stat_passes)
         outputs = {tuple(np.sort(o)) for o in self.plan.session_outputs}
         # one second moment for all outputs when every session records the same outputs,
         # otherwise one per output, over the sessions that recorded it
@@ -81,28 +85,25 @@ class DistributedData:
         start = time.perf_counter()
         per_chunk, timing = self.pool.evaluate(theta, with_grad)
         p, K, c = self.n_features, self.n_outputs, self.n_classes
-        loss = np.zeros(K)
-        grad = np.zeros((p + 1, K, c)) if with_grad else None
-        for spec in self.plan.chunks:  # chunk-id order: independent of who computed what
-            outs = self.plan.session_outputs[spec.session_index]
-            r = per_chunk[spec.chunk_id]
-            loss[outs] += r[0]
-            if with_grad:
-                grad[:-1, outs] += r[1]
-                grad[-1, outs] += r[2]
+        totals = [np.zeros(K)]
+        if with_grad:
+            totals += [np.zeros((p, K, c)), np.zeros((K, c))]
+        axes = (0, 1, 0)[: len(totals)]  # loss, gradient of the coefficients, of the intercept
+        sums = reduce_in_chunk_order(
+            self.plan, per_chunk, totals, axes, lambda s: self.plan.session_outputs[s]
+        )
         self._log("gradient" if with_grad else "value", start, timing)
-        return loss, grad
+        return sums
 
     def value_and_grad(self, theta):
         """Sum over outputs of each output's mean NLL, and its gradient (float64)."""
-        loss, grad = self._pass(theta, True)
-        inv = 1.0 / self.weight_sums
-        return float(np.sum(loss * inv)), grad * inv[None, :, None]
+        loss, gc, gb = self._pass(theta, True)
+        return mean_value_and_grad(loss, gc, gb, self.weight_sums)
 
     def value(self, theta):
         """Sum over outputs of each output's mean NLL (float64)."""
-        loss, _ = self._pass(theta, False)
-        return float(np.sum(loss / self.weight_sums))
+        (loss,) = self._pass(theta, False)
+        return mean_value(loss, self.weight_sums)
 
     def newton_sums(self, theta, direction, outputs, steps, t_eval, hess_stride):
         """Per-output means for one Newton pass over every chunk (see
@@ -120,18 +121,14 @@ class DistributedData:
         p, c, k = self.n_features, self.n_classes, outputs.size
         T = np.asarray(steps).shape[0]
         position = {int(o): i for i, o in enumerate(outputs)}
-        trial, loss = np.zeros((T, k)), np.zeros(k)
-        gc, gb = np.zeros((p, k, c)), np.zeros((k, c))
-        for spec in self.plan.chunks:  # chunk-id order
-            outs = self.plan.session_outputs[spec.session_index]
-            pos = [position[int(o)] for o in outs if int(o) in position]
-            if not pos:
-                continue
-            r = per_chunk[spec.chunk_id]
-            trial[:, pos] += r[0]
-            loss[pos] += r[1]
-            gc[:, pos] += r[2]
-            gb[pos] += r[3]
+        where = [
+            np.asarray([position[int(o)] for o in outs if int(o) in position], dtype=np.int64)
+            for outs in self.plan.session_outputs
+        ]
+        totals = [np.zeros((T, k)), np.zeros(k), np.zeros((p, k, c)), np.zeros((k, c))]
+        trial, loss, gc, gb = reduce_in_chunk_order(
+            self.plan, per_chunk, totals, (1, 0, 1, 0), lambda s: where[s]
+        )
         hess, hw = None, np.zeros(k)
         for addr in sorted(hess_parts):
             h, w = hess_parts[addr]

@@ -1,0 +1,201 @@
+"""A data session: the statistics pass, the shared class encoding and the worker pool of one
+dataset, kept for as many fits as use it.
+
+:func:`open_data` plans the data, starts one actor per worker, runs the statistics pass (which
+also caches chunks on the workers, up to their budgets) and encodes the labels with the classes
+it found. Each fit then asks the session for a data term (:meth:`DataSession.term`) and runs
+its passes over the chunks already on the workers: fits at several strengths, warm starts, or a
+refit need no statistics pass and no re-read of cached chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import numpy as np
+
+from ..data import merge_stats, plan_data
+from .client import connect
+from .pool import WorkerPool
+from .term import DistributedData
+
+__all__ = ["DataSession", "open_data"]
+
+logger = logging.getLogger(__name__)
+
+
+class DataSession:
+    """Statistics, encoding and worker pool of one dataset; outlives one fit.
+
+    Build it with :func:`open_data` (a context manager); close it to release the workers'
+    cached chunks.
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+    plan : DataPlan
+    n_classes : int
+    dtype : str
+        Kernel dtype on the workers.
+    cache_bytes : None, float, int or str
+        Each worker's chunk-cache budget.
+    transport : Transport, optional
+        How the pool reaches its workers (a Dask client's actors by default).
+    wait_for_workers : float
+        Seconds a recovery waits for a live worker when every one was lost.
+
+    Attributes
+    ----------
+    plan : DataPlan
+    stats : DataStats
+        The merged statistics (label set, class counts, samples per output, second moment).
+    classes : array of shape (n_classes,)
+        The sorted label set, the encoding every chunk uses.
+    streamed : bool
+        Whether some chunks did not fit the workers' caches (they are re-read every pass).
+    statistics_seconds : float
+    """
+
+    def __init__(
+        self,
+        client,
+        plan,
+        n_classes,
+        *,
+        dtype="float32",
+        cache_bytes=None,
+        transport=None,
+        wait_for_workers=60.0,
+    ):
+        self.plan = plan
+        self.n_classes = int(n_classes)
+        self.pool = WorkerPool(
+            client,
+            plan,
+            dtype=dtype,
+            cache_bytes=cache_bytes,
+            transport=transport,
+            wait_for_workers=wait_for_workers,
+        )
+        self._terms = 0
+        try:
+            start = time.perf_counter()
+            self.stats = merge_stats(plan, self.pool.statistics(), self.n_classes)
+            self.pool.encode(self.stats.classes)
+            self.statistics_seconds = time.perf_counter() - start
+            self.streamed = any(info["streamed"] for info in self.pool.info().values())
+        except BaseException:
+            self.pool.close()
+            raise
+        logger.info(
+            "Statistics pass: %d chunks on %d workers in %.2f s (%s)",
+            len(plan.chunks),
+            len(self.pool.workers),
+            self.statistics_seconds,
+            "some chunks streamed" if self.streamed else "all chunks cached",
+        )
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.stats.classes
+
+    def term(self) -> DistributedData:
+        """A data term for one fit over this session's chunks.
+
+        The first term counts the statistics pass as one of its passes (its fit caused it);
+        later ones count none.
+        """
+        term = DistributedData(
+            self.pool,
+            self.stats,
+            self.n_classes,
+            streamed=self.streamed,
+            stat_passes=1 if self._terms == 0 else 0,
+        )
+        self._terms += 1
+        return term
+
+    def design_rank(self) -> int:
+        """Rank of the design over all kept rows (from the statistics pass's second moment)."""
+        gram = self.stats.gram[:-1, :-1] * self.stats.n_rows
+        return int(np.linalg.matrix_rank(gram, hermitian=True))
+
+    def profile(self, term: DistributedData) -> dict:
+        """What ``fit_profile_`` reports for a fit that used ``term``."""
+        after = self.pool.info()
+        return {
+            "workers": self.pool.workers,
+            "n_chunks": len(self.plan.chunks),
+            "chunk_rows": self.plan.chunk_rows,
+            "statistics_seconds": self.statistics_seconds if term.stat_passes else 0.0,
+            "passes": term.pass_log,
+            "recoveries": self.pool.recoveries,
+            "n_dropped": self.stats.n_dropped,
+            "streamed": self.streamed,
+            "cache": {
+                addr: {
+                    "cache_bytes": info["cache_bytes"],
+                    "cached_chunks": len(info["cached"]),
+                    "streamed_chunks": len(info["streamed"]),
+                    "cached_nbytes": info["nbytes"],
+                    "memory_start": info["memory_start"],
+                    "memory_end": info["memory"],
+                }
+                for addr, info in after.items()
+            },
+        }
+
+    def close(self) -> None:
+        """Release the workers' actors and their cached chunks."""
+        self.pool.close()
+
+    def __enter__(self) -> DataSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def open_data(
+    X, y=None, *, n_classes, client=None, population=True, dtype="float32", cache_bytes=None
+):
+    """Open distributed data for fitting: plan it, read it once, keep it on the workers.
+
+    Parameters
+    ----------
+    X : sessions, dask array, dict of dask arrays or dask-backed DataArray
+        What :meth:`~distglm.ClassifierPopulationGLM.fit` accepts as distributed data.
+    y : dask array or DataArray, optional
+        Labels (None for sessions, which carry theirs).
+    n_classes : int
+        The number of distinct labels the data must hold.
+    client : distributed.Client, optional
+        The cluster; by default the current Dask client, or an embedded ``LocalCluster``
+        that lives as long as the session.
+    population : bool
+        Whether labels are 2-D (population model) or 1-D (single output).
+    dtype : str
+        Kernel dtype on the workers.
+    cache_bytes : None, float, int or str
+        Each worker's chunk-cache budget (see ``fit``).
+
+    Yields
+    ------
+    DataSession
+        Pass it to ``fit`` in place of the data, as many times as needed.
+
+    Examples
+    --------
+    >>> with distglm.open_data(sessions, n_classes=3) as data:  # doctest: +SKIP
+    ...     fits = [distglm.ClassifierPopulationGLM(3, regularizer_strength=s).fit(data)
+    ...             for s in (1e-1, 1e-2, 1e-3)]
+    """
+    plan = plan_data(X, y, population)
+    with (
+        connect(client) as c,
+        DataSession(c, plan, n_classes, dtype=dtype, cache_bytes=cache_bytes) as session,
+    ):
+        yield session

@@ -1,0 +1,196 @@
+"""The only I/O between the coordinator and its workers: starting actors and calling them.
+
+:class:`DaskTransport` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per Dask
+worker and calls its methods directly (one RPC per worker per pass). The pool sees only the
+:class:`Transport` interface, so its recovery logic runs in tests on an in-process transport
+whose workers can be lost on cue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from .worker import ChunkWorker
+
+__all__ = ["SCATTER_BYTES", "DaskTransport", "Outcome", "Transport", "WorkerLost"]
+
+#: parameters larger than this are scattered to the workers once per pass, not sent per call
+SCATTER_BYTES = 1 << 20
+
+#: ``("ok", result)``, ``("error", exception raised by the method)`` or ``("lost", reason)``
+Outcome = tuple[str, Any]
+
+
+class WorkerLost(RuntimeError):
+    """Raised when the fit cannot go on: workers were lost and could not be replaced."""
+
+
+class Transport(Protocol):
+    """What the pool needs from a cluster."""
+
+    def workers(self) -> list[str]:
+        """Addresses of the live workers, sorted."""
+        ...
+
+    def hosts(self) -> dict[str, str]:
+        """The host of each live worker."""
+        ...
+
+    def start(self, args: Mapping[str, tuple]) -> None:
+        """Start one actor per worker with these constructor arguments (``WorkerLost`` if one
+        does not start in time)."""
+        ...
+
+    def call(self, calls: Mapping[str, tuple[str, tuple]]) -> dict[str, Outcome]:
+        """Run ``{worker: (method, args)}`` concurrently on the actors."""
+        ...
+
+    def release(self, worker: str) -> None:
+        """Drop the actor of ``worker`` (its cached chunks are freed with it)."""
+        ...
+
+    def share(self, array: np.ndarray) -> tuple[Any, Callable[[], None]]:
+        """``array`` as sent to every worker (itself, or the key of one broadcast copy), and
+        the function that releases the copy after the pass."""
+        ...
+
+
+async def _call_actors(calls):
+    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors.
+
+    The calls go straight to each worker's ``actor_execute`` handler: dask's Actor proxy, on a
+    lost connection, waits for the actor's task to be rescheduled, which for an actor pinned
+    to a dead worker never happens.
+    """
+    from distributed.protocol import to_serialize
+
+    async def one(rpc, key, method, args):
+        try:
+            reply = await rpc.actor_execute(
+                function=method, actor=key, args=[to_serialize(a) for a in args], kwargs={}
+            )
+        except (OSError, asyncio.CancelledError) as e:
+            return ("lost", e)
+        if reply["status"] == "OK":
+            return tuple(reply["result"])  # the actor's ("ok" | "error", value)
+        return ("error", reply.get("exception", RuntimeError(str(reply))))
+
+    addrs = list(calls)
+    outs = await asyncio.gather(*(one(*calls[a]) for a in addrs))
+    return dict(zip(addrs, outs, strict=True))
+
+
+class DaskTransport:
+    """Actors on a Dask cluster, called directly (or through the scheduler where the client
+    cannot reach a worker).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    start_timeout : float
+        Seconds to wait for an actor to start.
+    scatter_bytes : int
+        Arrays of more bytes than this are broadcast once per pass by :meth:`share`.
+    """
+
+    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES):
+        self.client = client
+        self.start_timeout = start_timeout
+        self.scatter_bytes = int(scatter_bytes)
+        self._actors: dict[str, Any] = {}  # worker address -> the actor's future
+        self._direct: dict[str, bool] = {}  # worker address -> reachable from this process
+        self._tag = uuid.uuid4().hex[:8]
+
+    def _info(self):
+        return self.client.scheduler_info(n_workers=-1)["workers"]
+
+    def workers(self):
+        return sorted(self._info())
+
+    def hosts(self):
+        return {addr: w.get("host", addr) for addr, w in self._info().items()}
+
+    @property
+    def actors(self) -> dict[str, Any]:
+        """Worker address -> the future of its actor."""
+        return dict(self._actors)
+
+    def start(self, args):
+        futures = {
+            addr: self.client.submit(
+                ChunkWorker,
+                *a,
+                actor=True,
+                workers=[addr],
+                allow_other_workers=False,
+                pure=False,
+                key=f"distglm-chunkworker-{self._tag}-{addr}",
+            )
+            for addr, a in args.items()
+        }
+        # the actors exist once their futures finish; calls then go to them by key. (Each
+        # future waits through its own client: distributed.wait would use the default one.)
+        for addr, fut in futures.items():
+            try:
+                fut.result(timeout=self.start_timeout)
+            except TimeoutError as e:
+                raise WorkerLost(
+                    f"distglm's actor did not start on worker {addr} within "
+                    f"{self.start_timeout} s (status {fut.status!r})."
+                ) from e
+            self._actors[addr] = fut
+
+    def release(self, worker):
+        fut = self._actors.pop(worker, None)
+        if fut is not None:
+            fut.release()
+
+    def _rpc(self, addr):
+        if self._direct.get(addr) is None:
+            self._direct[addr] = self._can_reach(addr)
+        if self._direct[addr]:
+            return self.client.rpc(addr)
+        from distributed.actor import ProxyRPC  # through the scheduler
+
+        return ProxyRPC(self.client.scheduler, addr)
+
+    def _can_reach(self, addr):
+        """Whether this process can open a connection to the worker (else go through the
+        scheduler, one hop more per pass)."""
+
+        async def probe():
+            try:
+                await asyncio.wait_for(self.client.rpc(addr).identity(), 5)
+                return True
+            except (TimeoutError, OSError):
+                return False
+
+        return self.client.sync(probe)
+
+    def reaches_directly(self, worker: str) -> bool:
+        """Whether calls to ``worker`` go straight to it (not through the scheduler)."""
+        if self._direct.get(worker) is None:
+            self._direct[worker] = self._can_reach(worker)
+        return self._direct[worker]
+
+    def force_proxy(self, worker: str) -> None:
+        """Route calls to ``worker`` through the scheduler (for tests of that path)."""
+        self._direct[worker] = False
+
+    def call(self, calls):
+        requests = {
+            addr: (self._rpc(addr), self._actors[addr].key, method, args)
+            for addr, (method, args) in calls.items()
+        }
+        return self.client.sync(_call_actors, requests)  # one hop to the event loop
+
+    def share(self, array):
+        if array.nbytes > self.scatter_bytes:
+            future = self.client.scatter(array, broadcast=True, hash=False)
+            return ("scattered", future.key), future.release
+        return array, lambda: None

@@ -1,0 +1,53 @@
+"""The compiled kernels that data terms run, in memory and on the workers.
+
+Each is jitted once per process; JAX keeps one executable per input shape, which is why chunks
+are padded to one row count and a pass on a subset of outputs uses a few fixed output counts
+(:func:`output_bucket`).
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from .moments import second_moment
+from .newton import newton_pass_outputs
+from .softmax import nll_sums, nll_value_and_grad_sums
+
+__all__ = [
+    "NEWTON_PASS",
+    "SECOND_MOMENT",
+    "VALUE",
+    "VALUE_AND_GRAD",
+    "output_bucket",
+    "pad_outputs",
+]
+
+#: loss and gradient sums of a chunk: ``(params, X, y_codes, weights, block_rows=)``
+VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
+#: loss sums of a chunk
+VALUE = jax.jit(nll_sums, static_argnames="block_rows")
+#: one Newton pass over a chunk, on a subset of output columns
+NEWTON_PASS = jax.jit(newton_pass_outputs, static_argnames=("hess_stride", "block_rows"))
+#: weighted second moment of ``[X, 1]``
+SECOND_MOMENT = jax.jit(second_moment)
+
+
+def output_bucket(n_active, n_outputs):
+    """Number of output columns a pass computes for ``n_active`` outputs.
+
+    One of ``n_outputs``, ``ceil(n_outputs / 4)``, ``ceil(n_outputs / 16)``, ...: a pass on
+    fewer outputs needs its own compile (about 0.8 s for 50 features x 20 outputs here), so
+    the work is cut only when converged outputs cut it at least 4-fold.
+    """
+    size = int(n_outputs)
+    while size > 1 and -(-size // 4) >= n_active:
+        size = -(-size // 4)
+    return size
+
+
+def pad_outputs(outputs, n_outputs):
+    """``outputs`` padded to :func:`output_bucket` length by repeating its last index."""
+    outputs = np.asarray(outputs, np.int32)
+    size = output_bucket(outputs.size, n_outputs)
+    return np.concatenate([outputs, np.full(size - outputs.size, outputs[-1], np.int32)])

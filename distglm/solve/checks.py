@@ -1,0 +1,34 @@
+"""The finiteness checks every solver makes, and the precision floor of float32 sums."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PRECISION_FLOOR", "check_finite", "check_finite_objective"]
+
+#: Relative objective gap below which float32 sums cannot resolve further progress (objectives
+#: say otherwise through their ``precision``, e.g. with float64 kernels).
+PRECISION_FLOOR = 1e-6
+
+
+def check_finite_objective(value, grad) -> None:
+    """Raise ``ValueError`` naming the non-finite quantity if the objective or gradient is."""
+    value_ok = bool(np.all(np.isfinite(value)))
+    grad_ok = bool(np.all(np.isfinite(grad)))
+    if value_ok and grad_ok:
+        return
+    what = f"objective {value}" if not value_ok else f"gradient (the objective is {value})"
+    raise ValueError(
+        f"The {what} became non-finite during the fit, so the solution is invalid: the data or "
+        "the parameters contain NaN or Inf. Check the inputs, or try rescaling the features or "
+        "a larger regularizer_strength."
+    )
+
+
+def check_finite(theta, what) -> None:
+    """Raise ``ValueError`` if ``theta`` (parameters or a step) has NaN or Inf."""
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(
+            f"The solver produced non-finite {what} (NaN or Inf), so the solution is invalid. "
+            "Try rescaling the features, a larger regularizer_strength, or another solver."
+        )
