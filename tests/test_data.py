@@ -32,14 +32,11 @@ from distglm.data import ChunkStats, DataPlan, Sessions, merge_stats, plan_data
 from distglm.data.lazy import LazyModel
 from distglm.data.stats import chunk_stats
 from distglm.distribute import ChunkWorker, DistributedData
-from distglm.distribute.worker import unpack_chunk_sums
+from distglm.distribute.wire import unpack_chunk_sums
+from distglm.kernels import compiled as compiled_kernels
 from distglm.solve import InMemoryData
-from distglm.solve import objective as objective_module
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning"),
-    pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
-]
+from helpers import raise_if_dask_computes
 
 SETTINGS = settings(max_examples=15, deadline=None)
 FEATURES = ["f0", "f1", "f2"]
@@ -64,18 +61,6 @@ def _session(n, outputs, seed=0, features=FEATURES, labels=None, nan_rows=(), p=
     return xr.Dataset(
         {"X": (("sample", "feature"), X), "y": (("sample", "output"), y)}, coords=coords
     )
-
-
-def _no_compute(*args, **kwargs):
-    raise AssertionError("something was computed")
-
-
-def _computes_nothing():
-    """A dask config under which any compute raises (checked to be effective)."""
-    ctx = dask.config.set(scheduler=_no_compute)
-    with ctx, pytest.raises(AssertionError, match="computed"):
-        da.ones(4, chunks=2).sum().compute()
-    return dask.config.set(scheduler=_no_compute)
 
 
 def _stats_of(plan):
@@ -176,7 +161,7 @@ def _write_store(path, sessions, chunk_rows=16):
 def test_open_sessions_zarr_store_is_lazy(tmp_path):
     src = {"s1": _session(40, ["z", "m"], 0), "s2": _session(25, ["m", "a"], 1)}
     store = _write_store(str(tmp_path / "rec.zarr"), src)
-    with _computes_nothing():
+    with raise_if_dask_computes():
         s = distglm.open_sessions(store)
     assert list(s) == ["s1", "s2"]
     assert s.outputs.tolist() == ["z", "m", "a"]
@@ -325,7 +310,7 @@ def _check_cover(plan, n):
 def test_plan_chunks_cover_rows_in_order(plan_xy):
     X, y = plan_xy
     Xd = da.from_array(X, chunks=(ROW_CHUNKS, -1))
-    with _computes_nothing():
+    with raise_if_dask_computes():
         plan = plan_data(Xd, da.from_array(y, chunks=(ROW_CHUNKS, -1)), block_rows=64)
     assert isinstance(plan, DataPlan) and plan.kind == "array"
     _check_cover(plan, N_PLAN)
@@ -368,7 +353,7 @@ def test_plan_chunk_rows_property(sizes, block_rows):
 def test_plan_rechunks_features_to_one_piece(plan_xy):
     X, y = plan_xy
     Xd = da.from_array(X, chunks=(ROW_CHUNKS, (1, 2, 1)))
-    with _computes_nothing():
+    with raise_if_dask_computes():
         plan = plan_data(Xd, y)
     for c in plan.chunks:
         assert c.X.chunks == ((c.rows,), (4,))
@@ -379,7 +364,7 @@ def test_plan_aligns_y_chunks_to_x(plan_xy):
     X, y = plan_xy
     Xd = da.from_array(X, chunks=(ROW_CHUNKS, -1))
     yd = da.from_array(y, chunks=((100, 100, 33), (1, 1)))
-    with _computes_nothing():
+    with raise_if_dask_computes():
         plan = plan_data(Xd, yd)
     _check_cover(plan, N_PLAN)
     for c in plan.chunks:
@@ -467,7 +452,7 @@ def test_plan_xarray_without_feature_coordinate(plan_xy):
 def test_plan_sessions():
     src = {"a": _session(60, ["n1", "n2"], 0), "b": _session(45, ["n2", "n3"], 1)}
     sessions = {k: v.chunk({"sample": 20}) for k, v in src.items()}
-    with _computes_nothing():
+    with raise_if_dask_computes():
         plan = plan_data(sessions, block_rows=8)
     assert plan.kind == "sessions" and plan.sessions == ["a", "b"]
     assert plan.outputs.tolist() == ["n1", "n2", "n3"]
@@ -498,12 +483,13 @@ def test_plan_sessions_errors(plan_xy):
     assert plan.n_outputs == 1
 
 
+@pytest.mark.slow
 def test_plan_zarr_chunk_specs_carry_only_their_block(tmp_path):
     n, rows = 6000, 15
     src = _session(n, ["n1", "n2"], 3)
     store = _write_store(str(tmp_path / "big.zarr"), {"g": src}, chunk_rows=rows)
     sessions = distglm.open_sessions(store)
-    with _computes_nothing():
+    with raise_if_dask_computes():
         plan = plan_data(sessions)
     assert len(plan.chunks) == n // rows
     # the whole array's materialised graph is much larger than the limit: it discriminates
@@ -685,7 +671,7 @@ def test_chunk_worker_sums_match_in_memory(worker_data):
     ref, value, grad = _in_memory_sums(X, y, keep, theta)
     np.testing.assert_array_equal(ref.weight_sums, merged.n_samples)
     loss_ref = np.asarray(
-        objective_module._VALUE(ref._params(theta), ref._X, ref._y, ref._w, block_rows=ref._block),
+        compiled_kernels.VALUE(ref._params(theta), *ref.arrays, block_rows=ref.block_rows),
         np.float64,
     )
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
@@ -739,17 +725,17 @@ def test_chunk_worker_pads_chunks_to_one_compiled_shape():
     plan = plan_data(da.from_array(X, chunks=((120, 120, 90), -1)), y, block_rows=40)
     assert plan.chunk_rows == 120
     w = _worker(plan, classes=np.arange(3))
-    before = objective_module._VALUE_AND_GRAD._cache_size()
+    before = compiled_kernels.VALUE_AND_GRAD._cache_size()
     results, _ = _results(plan, w.value_and_grad(np.zeros((8, 2, 3), np.float32)))
     _check(w.value_and_grad(np.ones((8, 2, 3), np.float32)))
     assert len(results) == 3
-    assert objective_module._VALUE_AND_GRAD._cache_size() - before <= 1
+    assert compiled_kernels.VALUE_AND_GRAD._cache_size() - before <= 1
     shapes = {tuple(a.shape) for entry in w._cache.values() for a in entry[1:]}
     assert shapes == {(120, 7), (120, 2), (120,)}
     # padding rows have weight 0: the short chunk's sums are those of its 90 rows
     ref = InMemoryData(X[240:], y[240:], 3)
-    loss = objective_module._VALUE(
-        ref._params(np.zeros((8, 2, 3))), ref._X, ref._y, ref._w, block_rows=ref._block
+    loss = compiled_kernels.VALUE(
+        ref._params(np.zeros((8, 2, 3))), *ref.arrays, block_rows=ref.block_rows
     )
     np.testing.assert_allclose(results[2][1], loss, rtol=1e-6)
 
@@ -843,7 +829,7 @@ class _FixedPool:
         self.plan, self.dtype, self._sums, self._order = plan, np.dtype("float32"), sums, order
 
     def evaluate(self, theta, with_grad=True):
-        per_chunk = {cid: self._sums[cid] for cid in self._order}
+        per_chunk = {cid: self._sums[cid][: 3 if with_grad else 1] for cid in self._order}
         return per_chunk, {"w": (0.0, 0.0)}
 
 
@@ -912,7 +898,7 @@ def fitted_models():
 def test_lazy_predict_and_log_proba_match_in_memory(fitted_models):
     X, pop, _ = fitted_models
     Xd = da.from_array(X, chunks=(70, -1))
-    with _computes_nothing():
+    with raise_if_dask_computes():
         pred = pop.predict(Xd)
         lp = pop.predict_proba(Xd)
         proba = pop.predict_proba(Xd, return_type="proba")
@@ -1020,8 +1006,10 @@ def test_lazy_score_sums_match_in_memory(fitted_models):
     X, pop, _ = fitted_models
     _, y, _, _ = make_population(300, 4, 2, 3, seed=6)
     labels = LABELS[y].astype(object).astype(str)
-    ll, counts = pop._lazy().score_sums(
-        da.from_array(X, chunks=(70, -1)), da.from_array(labels, chunks=(50, -1))
+    ll, counts = (
+        pop._fitted("score")
+        .lazy()
+        .score_sums(da.from_array(X, chunks=(70, -1)), da.from_array(labels, chunks=(50, -1)))
     )
     codes = np.searchsorted(pop.classes_, labels)
     lp = np.asarray(pop.predict_proba(X), np.float64)
@@ -1035,7 +1023,7 @@ def test_lazy_score_sums_match_in_memory(fitted_models):
 def test_chunk_workers_keep_freed_memory_for_reuse():
     # dask's nanny sets MALLOC_TRIM_THRESHOLD_, which made the kernels 1.4-1.7x slower in
     # workers; the actor undoes it with mallopt where glibc has it (Linux, as in CI)
-    from distglm.distribute.worker import keep_freed_memory
+    from distglm.distribute.runtime import keep_freed_memory
 
     expected = sys.platform.startswith("linux")
     assert keep_freed_memory() is expected

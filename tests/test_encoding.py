@@ -42,8 +42,13 @@ def test_roundtrip_ints(labels):
     _roundtrip(labels)
 
 
+#: numpy's fixed-width strings drop trailing NUL characters ('\x00' == ''), so labels that differ
+#: only by them are one label to numpy, and to the encoder
+_TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=5)
+
+
 @SETTINGS
-@given(_at_least_two(st.text(max_size=5)))
+@given(_at_least_two(_TEXT))
 def test_roundtrip_strings(labels):
     _roundtrip(labels)
 
@@ -55,7 +60,7 @@ def test_roundtrip_integer_valued_floats(labels):
 
 
 @SETTINGS
-@given(_at_least_two(st.tuples(st.integers(0, 3), st.text(max_size=2))))
+@given(_at_least_two(st.tuples(st.integers(0, 3), _TEXT)))
 def test_roundtrip_tuples_in_object_array(labels):
     _roundtrip(labels, as_object=True)
 

@@ -650,7 +650,7 @@ def test_public_names():
 
 def test_penalty_compiles_once_across_fits(data):
     """Equal models reuse the compiled penalty and prox (no recompilation per fit)."""
-    from distglm.solve import objective
+    from distglm.solve import penalty as objective
 
     X, _, Y = data
     ClassifierPopulationGLM(C, regularizer="Lasso", regularizer_strength=1e-3).fit(X, Y)

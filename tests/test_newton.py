@@ -8,6 +8,7 @@ the penalised objective ``sum_k mean_n nll + regularizer.penalty(coef)``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -22,6 +23,7 @@ from hypothesis import given, settings
 
 import distglm
 from distglm.cli import make_population
+from distglm.kernels.compiled import output_bucket, pad_outputs
 from distglm.kernels.newton import (
     assemble_hessian,
     class_pairs,
@@ -35,20 +37,21 @@ from distglm.solve import (
     InMemoryData,
     PenalizedObjective,
     Penalty,
+    ProblemFacts,
     ProximalGradient,
     SolverState,
+    check_solver_kwargs,
     make_solver,
     minimize,
 )
-from distglm.solve import objective as objective_module
-from distglm.solve.newton import Newton, default_hessian_rows, hessian_stride
-from distglm.solve.objective import output_bucket, pad_outputs
-from distglm.solve.solvers import (
+from distglm.solve import memory as memory_module
+from distglm.solve.choose import (
     AUTO_NEWTON_MAX_BYTES,
     AUTO_NEWTON_MAX_CACHED,
     AUTO_NEWTON_MAX_STREAMED,
     choose_solver,
 )
+from distglm.solve.newton import Newton, default_hessian_rows, hessian_stride
 
 from helpers import softmax_labels
 
@@ -152,6 +155,7 @@ def test_class_pairs_order():
     assert len(class_pairs(5)) == 5 * 4 // 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_output", [False, True])
 @pytest.mark.parametrize("n_classes", [2, 3, 4])
 def test_pass_matches_jax_oracles(x64, n_classes, per_output):
@@ -183,6 +187,7 @@ def test_pass_matches_jax_oracles(x64, n_classes, per_output):
     np.testing.assert_allclose(hw, np.broadcast_to(w.sum(axis=0), (k,)), rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_output", [False, True])
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_blocked_pass_equals_unblocked(x64, n_classes, per_output):
@@ -190,6 +195,7 @@ def test_blocked_pass_equals_unblocked(x64, n_classes, per_output):
     _assert_same_sums(_run_kernel(prob, block_rows=16), _run_kernel(prob, block_rows=None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_output", [False, True])
 @pytest.mark.parametrize(
     ("stride", "block_rows"), [(2, None), (4, None), (2, 16), (4, 16), (4, 32)]
@@ -235,6 +241,7 @@ def _padded_to(prob, n):
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(split=_chunked(), seed=st.integers(0, 2**16), per_output=st.booleans())
 def test_sums_add_over_chunks(split, seed, per_output):
@@ -263,6 +270,7 @@ def test_sums_add_over_chunks(split, seed, per_output):
 _NEWTON_OUTPUTS = jax.jit(newton_pass_outputs, static_argnames=("hess_stride", "block_rows"))
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(
     outputs=st.lists(st.integers(0, 3), min_size=4, max_size=4),
@@ -297,6 +305,7 @@ def test_pass_on_output_subset_equals_columns_of_full(outputs, seed, per_output,
 
 
 # ---------------------------------------------------------------------------- 3. padding
+@pytest.mark.slow
 @pytest.mark.parametrize("per_output", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_weight_padding_and_padding_blocks(x64, per_output, stride):
@@ -325,6 +334,7 @@ def test_zero_weight_padding_and_padding_blocks(x64, per_output, stride):
 
 
 # ---------------------------------------------------------------------------- objective's pass
+@pytest.mark.slow
 @pytest.mark.parametrize("outputs", [[0, 1, 2], [0, 2], [1]])
 def test_objective_newton_pass_matches_autodiff(x64, outputs):
     """``PenalizedObjective.newton_pass`` (padded rows, output buckets, per-output means, Ridge
@@ -457,6 +467,7 @@ SOLVER_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(SOLVER_CASES))
 def test_newton_reaches_reference_optimum(population, case):
     X, y = population
@@ -520,6 +531,7 @@ def well_conditioned():
     return X, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strength", [1e-3, 1.0])
 def test_newton_converges_in_few_passes(well_conditioned, strength):
     X, y = well_conditioned
@@ -532,7 +544,11 @@ def test_newton_converges_in_few_passes(well_conditioned, strength):
     assert model.solver_state_.converged
     assert model.n_passes_ <= 10, model.n_passes_
     # 20,000 rows, D = 33: the Hessian is estimated on every other row (8,192 rows at least)
-    assert model.solver_state_.extra["stride"] == 2
+    codes = np.searchsorted(model.classes_, y)
+    obj = PenalizedObjective(
+        InMemoryData(X, codes, 3), Penalty(Ridge(), strength, _identity, _identity)
+    )
+    assert Newton().prepare(obj, np.zeros((X.shape[1] + 1, y.shape[1], 3))).stride == 2
     ref = distglm.ClassifierPopulationGLM(
         3,
         regularizer="Ridge",
@@ -572,12 +588,18 @@ def test_step_leaves_the_previous_state_untouched(population):
     obj = PenalizedObjective(InMemoryData(X, y, C), Penalty(Ridge(), 1e-2, _identity, _identity))
     solver = Newton()
     theta = np.zeros((P + 1, K, C))
-    state = solver.init(obj, theta)
-    theta, state = solver.step(obj, theta, state)
-    snapshot = {k: v.copy() for k, v in state.extra.items() if isinstance(v, np.ndarray)}
-    solver.step(obj, theta, state)
-    changed = [k for k, v in snapshot.items() if not np.array_equal(state.extra[k], v)]
-    assert changed == [], f"step wrote into the previous state's extra {changed}"
+    context = solver.prepare(obj, theta)
+    state = solver.init(context, theta)
+    theta, state = solver.step(obj, context, theta, state)
+    fields = [f.name for f in dataclasses.fields(state)]
+    snapshot = {
+        k: getattr(state, k).copy() for k in fields if isinstance(getattr(state, k), np.ndarray)
+    }
+    solver.step(obj, context, theta, state)
+    changed = [k for k, v in snapshot.items() if not np.array_equal(getattr(state, k), v)]
+    assert changed == [], f"step wrote into the previous state's arrays {changed}"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.iteration = 0
 
 
 # ---------------------------------------------------------------------------- 6. drop-out
@@ -627,6 +649,7 @@ def uneven():
     return X, y, strength
 
 
+@pytest.mark.slow
 def test_converged_outputs_drop_out_of_passes(uneven, monkeypatch):
     X, y, strength = uneven
     k = y.shape[1]
@@ -637,14 +660,14 @@ def test_converged_outputs_drop_out_of_passes(uneven, monkeypatch):
         passes.append(np.asarray(outputs).copy())
         return newton_pass(self, theta, direction, outputs, *args)
 
-    kernel = objective_module._NEWTON
+    kernel = memory_module.NEWTON_PASS
 
     def recording_kernel(*args, **kwargs):
         compiled.append(int(args[5].shape[0]))  # the padded output indices
         return kernel(*args, **kwargs)
 
     monkeypatch.setattr(PenalizedObjective, "newton_pass", recording_pass)
-    monkeypatch.setattr(objective_module, "_NEWTON", recording_kernel)
+    monkeypatch.setattr(memory_module, "NEWTON_PASS", recording_kernel)
     obj = PenalizedObjective(
         InMemoryData(X, y, 3), Penalty(Ridge(), strength, _identity, _identity)
     )
@@ -654,7 +677,7 @@ def test_converged_outputs_drop_out_of_passes(uneven, monkeypatch):
     assert sizes[0] == k and sizes == sorted(sizes, reverse=True), sizes
     assert sizes[-1] <= 2, sizes  # the six quick outputs left, the passes go on without them
     assert set(passes[-1]) <= {6, 7}
-    assert not res.state.extra["active"][:6].any()
+    assert not res.state.active[:6].any()
     for active, size in zip(passes, compiled, strict=True):
         assert size == output_bucket(active.size, k)
     assert compiled[-1] == 2  # a quarter of the outputs (rounded up) or fewer: a cheaper pass
@@ -704,7 +727,7 @@ def test_empty_hessian_sample_raises(population):
         InMemoryData(X, y, C, weights=w), Penalty(Ridge(), 1e-2, _identity, _identity)
     )
     solver = Newton(hessian_rows=2000)
-    assert solver.init(obj, np.zeros((P + 1, K, C))).extra["stride"] == 2
+    assert solver.prepare(obj, np.zeros((P + 1, K, C))).stride == 2
     with pytest.raises(ValueError, match=r"Hessian subsample holds no rows of output\(s\) \[1\]"):
         minimize(solver, obj, np.zeros((P + 1, K, C)))
 
@@ -724,7 +747,7 @@ def test_stopping_rule_of_a_converged_fit(uneven):
     last, before = res.history[-1], res.history[-2]
     scale = max(1.0, abs(last["objective"]))
     met_tol = last["gap"] <= solver.tol * scale
-    all_out = not res.state.extra["active"].any()
+    all_out = not res.state.active.any()
     stalled = abs(last["objective"] - before["objective"]) <= 1e-7 * scale
     assert met_tol or all_out or stalled, (last, before)
 
@@ -763,18 +786,20 @@ def test_choose_solver_rules():
 
 
 def test_make_solver_auto():
-    assert make_solver("auto", {"tol": 1e-6, "maxiter": 7}) is None  # kwargs checked only
-    auto = {"smooth": True, "n_params": 33, "n_outputs": 5, "streamed": True}
-    solver = make_solver("auto", {"tol": 1e-6, "maxiter": 7}, auto=auto)
+    check_solver_kwargs("auto", {"tol": 1e-6, "maxiter": 7})  # kwargs checked only
+    with pytest.raises(ValueError, match="facts"):
+        make_solver("auto", {"tol": 1e-6, "maxiter": 7})  # never None: it needs the facts
+    auto = ProblemFacts(smooth=True, n_params=33, n_outputs=5, streamed=True)
+    solver = make_solver("auto", {"tol": 1e-6, "maxiter": 7}, facts=auto)
     assert isinstance(solver, Newton) and solver.tol == 1e-6 and solver.maxiter == 7
-    big = make_solver("auto", {"tol": 1e-6}, auto={**auto, "n_params": 3000})
+    big = make_solver("auto", {"tol": 1e-6}, facts=dataclasses.replace(auto, n_params=3000))
     assert isinstance(big, LBFGS) and big.tol == 1e-6
-    prox = make_solver("auto", None, auto={**auto, "smooth": False, "n_params": 3000})
+    prox = make_solver("auto", None, facts=dataclasses.replace(auto, smooth=False, n_params=3000))
     assert isinstance(prox, ProximalGradient)
     with pytest.raises(ValueError, match="hessian_rows"):
-        make_solver("auto", {"hessian_rows": 1})
+        check_solver_kwargs("auto", {"hessian_rows": 1})
     with pytest.raises(ValueError, match="hessian_rows"):
-        make_solver("auto", {"hessian_rows": 1}, auto=auto)
+        make_solver("auto", {"hessian_rows": 1}, facts=auto)
     with pytest.raises(ValueError, match="hessian_rows"):
         distglm.ClassifierPopulationGLM(3, solver_name="auto", solver_kwargs={"hessian_rows": 1})
     newton = make_solver(
@@ -794,6 +819,7 @@ def test_newton_trial_steps_must_lie_in_unit_interval(steps):
         make_solver("Newton", {"trial_steps": steps})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("regularizer", ["Ridge", "Lasso"])
 def test_auto_resolves_by_problem_size(regularizer):
     """In memory: Ridge -> L-BFGS; Lasso on a small block (D = 9) and enough rows -> proximal
@@ -838,9 +864,9 @@ def test_hessian_rows_zero_uses_every_row(well_conditioned):
     X, y = well_conditioned
     obj = PenalizedObjective(InMemoryData(X, y, 3), Penalty(Ridge(), 1.0, _identity, _identity))
     theta = np.zeros((11, 5, 3))
-    assert Newton(hessian_rows=0).init(obj, theta).extra["stride"] == 1
-    assert Newton().init(obj, theta).extra["stride"] == 2
-    assert Newton(hessian_rows=1000).init(obj, theta).extra["stride"] == 16
+    assert Newton(hessian_rows=0).prepare(obj, theta).stride == 1
+    assert Newton().prepare(obj, theta).stride == 2
+    assert Newton(hessian_rows=1000).prepare(obj, theta).stride == 16
 
 
 # ---------------------------------------------------------------------------- 8. update

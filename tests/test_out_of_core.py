@@ -19,12 +19,8 @@ from distributed import Client, LocalCluster
 from distglm import ClassifierPopulationGLM
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
-from distglm.distribute.worker import ChunkWorker, resolve_cache_bytes
-
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::zarr.errors.UnstableSpecificationWarning"),
-    pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
-]
+from distglm.distribute.budget import resolve_cache_bytes
+from distglm.distribute.worker import ChunkWorker
 
 N, P, K, C = 24_000, 8, 4, 3
 ROWS = 2048
@@ -68,21 +64,6 @@ def population():
 def store(population, tmp_path_factory):
     X, y = population
     return _write(tmp_path_factory.mktemp("ooc"), X, y.astype(np.int8), ROWS)
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit="2GiB",
-            dashboard_address=":0",
-        ) as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):
-        yield c
 
 
 # ---------------------------------------------------------------------------- budgets

@@ -21,7 +21,7 @@ from distglm import regularizer as dreg
 
 from helpers import softmax_labels
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
 N, P, C, K = 500, 3, 3, 2
 STRENGTH = 1e-2

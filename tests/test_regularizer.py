@@ -96,6 +96,7 @@ def test_group_lasso_penalty_matches_nemos_user_mask(strength):
     _close(ours.penalty(coef, ours.validate_strength(strength)), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_coef, _dict_coef, lambda: _coef((7, 4))])
 def test_group_lasso_penalty_matches_nemos_default_mask(make):
     coef = make()

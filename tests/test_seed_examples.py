@@ -14,6 +14,9 @@ Y4 = jnp.array([0, 0, 1, 1])
 X6 = jnp.array([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0], [4.0, 5.0], [5.0, 6.0], [6.0, 7.0]])
 
 
+pytestmark = pytest.mark.slow
+
+
 def test_set_classes_then_batched_updates():
     model = distglm.ClassifierGLM(3)
     X = np.random.default_rng(0).standard_normal((100, 5))

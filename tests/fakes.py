@@ -1,0 +1,66 @@
+"""In-process stand-ins for the cluster, so the pool's recovery logic runs without one."""
+
+from __future__ import annotations
+
+from distglm.distribute import ChunkWorker, WorkerLost
+
+
+class LocalTransport:
+    """A :class:`~distglm.distribute.Transport` whose workers are ChunkWorker objects in this
+    process, lost or added on cue.
+
+    Parameters
+    ----------
+    workers : list of str
+        Addresses of the workers alive at the start.
+    script : dict of int -> list of (str, str), optional
+        Before the n-th call (counted from 1), events ``("lose", address)`` (the worker dies:
+        its actor and cached chunks are gone, calls to it are lost) or ``("join", address)``
+        (a new worker comes up; it holds no actor until the pool starts one).
+    """
+
+    def __init__(self, workers, script=None):
+        self.live = list(workers)
+        self.actors = {}
+        self.script = dict(script or {})
+        self.calls = 0
+        self.log = []  # (call number, {worker: method})
+
+    def workers(self):
+        return sorted(self.live)
+
+    def hosts(self):
+        return dict.fromkeys(self.live, "localhost")
+
+    def start(self, args):
+        for addr, a in args.items():
+            if addr not in self.live:
+                raise WorkerLost(f"worker {addr} is gone")
+            self.actors[addr] = ChunkWorker(*a)
+
+    def _events(self):
+        for kind, addr in self.script.get(self.calls, []):
+            if kind == "lose" and addr in self.live:
+                self.live.remove(addr)
+                self.actors.pop(addr, None)
+            elif kind == "join" and addr not in self.live:
+                self.live.append(addr)
+
+    def call(self, calls):
+        self.calls += 1
+        self._events()
+        self.log.append((self.calls, {a: m for a, (m, _) in calls.items()}))
+        out = {}
+        for addr, (method, args) in calls.items():
+            actor = self.actors.get(addr)
+            if actor is None:
+                out[addr] = ("lost", ConnectionResetError(f"{addr} is gone"))
+            else:
+                out[addr] = getattr(actor, method)(*args)
+        return out
+
+    def release(self, worker):
+        self.actors.pop(worker, None)
+
+    def share(self, array):
+        return array, lambda: None
