@@ -22,6 +22,9 @@ from .solve import check_solver_kwargs
 
 __all__ = ["ClassifierParams"]
 
+#: the inverse links, by the name an estimator stores
+_LINKS = {"log_softmax": jax.nn.log_softmax}
+
 
 class ClassifierParams:
     """Constructor parameters of a categorical GLM (see :class:`distglm.ClassifierGLM`)."""
@@ -86,8 +89,12 @@ class ClassifierParams:
 
     @property
     def inverse_link_function(self):
-        """The inverse link: log-softmax (the only one a categorical GLM takes here)."""
-        return self._inverse_link_function
+        """The inverse link: log-softmax (the only one a categorical GLM takes here).
+
+        Stored by name (``"log_softmax"``), so estimators pickle; reading it gives
+        ``jax.nn.log_softmax``.
+        """
+        return _LINKS[self._inverse_link_function]
 
     @inverse_link_function.setter
     def inverse_link_function(self, fn):
@@ -96,7 +103,7 @@ class ClassifierParams:
                 "The categorical GLM's inverse link must be jax.nn.log_softmax (or None for it); "
                 f"got {fn!r}."
             )
-        self._inverse_link_function = jax.nn.log_softmax
+        self._inverse_link_function = "log_softmax"
 
     @property
     def regularizer(self) -> Regularizer:
