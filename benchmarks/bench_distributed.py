@@ -155,7 +155,8 @@ def distglm_worker(store, strength, n_workers, pin, out_path):
                 "chunk_rows": int(prof["chunk_rows"]),
                 "recoveries": int(prof["recoveries"]),
                 "pass_log": [
-                    {k: float(v) for k, v in p.items() if k != "workers"} for p in prof["passes"]
+                    {k: float(v) for k, v in p.items() if k not in ("workers", "kind")}
+                    for p in prof["passes"]
                 ],
                 "summary": _summarise_passes(prof["passes"]),
             }

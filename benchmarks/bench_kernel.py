@@ -64,7 +64,7 @@ def main(argv=None):
 
     X, y, coef, intercept = make_population(n, p, k, c, seed=0)
     data = InMemoryData(X, y, c)  # pads rows like the library does
-    Xp, yp, wp, block = data._X, data._y, data._w, data._block
+    (Xp, yp, wp), block = data.arrays, data.block_rows
     params = (jnp.asarray(0.5 * coef, jnp.float32), jnp.asarray(intercept, jnp.float32))
 
     kernel = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
@@ -105,8 +105,8 @@ def main(argv=None):
             args_b = (params, jnp.asarray(X), jnp.asarray(y, jnp.int32), jnp.ones(n, jnp.float32))
             bb = None
         else:
-            args_b = (params, d._X, d._y, d._w)
-            bb = d._block
+            args_b = (params, *d.arrays)
+            bb = d.block_rows
         rows.append(
             (f"distglm kernel, block_rows={bb}", median_time(kernel, *args_b, bb, repeats=r))
         )
