@@ -1,0 +1,392 @@
+"""Checkpointed fits: the coordinator's whole state after every iteration, and resuming it.
+
+``fit(..., checkpoint=path)`` gives the fit a :class:`Checkpointing`. Before the fit it reads
+an existing checkpoint (:meth:`Checkpointing.begin`) and checks its fingerprint against this
+fit's data, model parameters and distglm version
+(:func:`~distglm.persist.fingerprint.check_fingerprint`). The fit then runs through the fit
+driver with a :class:`CheckpointWriter` among its callbacks, which writes, after every
+iteration (or every ``checkpoint_every`` seconds): the parameters, the typed solver state, the
+iteration and pass counters, the history, the class encoding, the feature mask, the outputs and
+features, the data's fingerprint and, for distributed data, the statistics pass's results
+(merged statistics and each chunk's kept rows) so that a resumed fit need not read the store
+for them. Each write goes to a temporary file that is renamed over the previous checkpoint
+(:mod:`~distglm.persist.bundle`): a kill during a write leaves the previous one intact. When
+the fit ends the checkpoint is marked complete; resuming a complete one returns its result at
+once.
+
+A checkpoint is one ``.npz`` file (whatever the path's suffix) of JSON metadata and arrays,
+read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.stats import DataStats
+from ..exceptions import FileFormatError
+from ..fit import FitResult, ResumePoint, run_fit
+from ..solve import IterationRecord, state_from_record, state_to_record
+from .bundle import check_target, read_bundle, remove_stale_temps, write_bundle
+from .codec import decode, encode
+from .fingerprint import (
+    check_fingerprint,
+    memory_fingerprint,
+    model_fingerprint,
+    plan_fingerprint,
+    stats_fingerprint,
+)
+
+__all__ = [
+    "CHECKPOINT_KIND",
+    "CheckpointWriter",
+    "Checkpointing",
+    "FitData",
+    "SavedFit",
+    "memory_fit_data",
+    "plan_fingerprint",
+    "read_checkpoint",
+    "session_fit_data",
+]
+
+logger = logging.getLogger("distglm")
+
+CHECKPOINT_KIND = "distglm-checkpoint"
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+@dataclasses.dataclass(frozen=True)
+class FitData:
+    """What a checkpoint records about a fit's data.
+
+    Attributes
+    ----------
+    fingerprint : dict
+        The data part of the fingerprint (:mod:`~distglm.persist.fingerprint`).
+    classes : array of shape (n_classes,)
+        The class encoding.
+    outputs : array of shape (n_outputs,)
+    features : array of shape (n_features,) or None
+    stats : DataStats, optional
+        Distributed data: the statistics pass's merged results.
+    chunk_kept : int array of shape (n_chunks,), optional
+        Distributed data: each chunk's kept rows, in chunk-id order (checked on re-read).
+    """
+
+    fingerprint: dict
+    classes: np.ndarray
+    outputs: np.ndarray
+    features: np.ndarray | None = None
+    stats: DataStats | None = None
+    chunk_kept: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedFit:
+    """A checkpoint read back.
+
+    Attributes
+    ----------
+    complete : bool
+        Whether the fit it records finished.
+    fingerprint : dict
+        ``{"data": ..., "model": ..., "version": ...}``.
+    point : ResumePoint
+        Parameters, solver state, solver, history, passes and seconds so far.
+    data : FitData
+        The class encoding, outputs, features and (distributed) the statistics.
+    """
+
+    complete: bool
+    fingerprint: dict
+    point: ResumePoint
+    data: FitData
+
+    @property
+    def iteration(self) -> int:
+        """Iterations the checkpoint holds."""
+        return int(self.point.state.iteration)
+
+    def result(self) -> FitResult:
+        """The fit's result, as a completed checkpoint holds it (no pass made now)."""
+        p = self.point
+        return FitResult(p.theta, p.state, (), p.solver, 0, history_before=p.history)
+
+
+def _stats_node(stats: DataStats, arrays: dict) -> Any:
+    return encode(
+        {f.name: getattr(stats, f.name) for f in dataclasses.fields(DataStats)},
+        arrays,
+        "stats",
+    )
+
+
+def _stats_from(node: Any, arrays: dict) -> DataStats:
+    values = decode(node, arrays, "stats")
+    return DataStats(**values)
+
+
+def _data_record(data: FitData, arrays: dict) -> dict:
+    return {
+        "fingerprint": data.fingerprint,
+        "classes": encode(np.asarray(data.classes), arrays, "classes"),
+        "outputs": encode(np.asarray(data.outputs), arrays, "outputs"),
+        "features": encode(data.features, arrays, "features"),
+        "stats": None if data.stats is None else _stats_node(data.stats, arrays),
+        "chunk_kept": encode(data.chunk_kept, arrays, "chunk_kept"),
+    }
+
+
+def read_checkpoint(path) -> SavedFit:
+    """Read a checkpoint.
+
+    Raises
+    ------
+    FileFormatError
+        If the file is missing, damaged, cut short, of a newer format, or no checkpoint.
+    """
+    path = Path(path)
+    meta, arrays = read_bundle(path, CHECKPOINT_KIND)
+    try:
+        d = meta["data"]
+        data = FitData(
+            fingerprint=d["fingerprint"],
+            classes=decode(d["classes"], arrays, "classes"),
+            outputs=decode(d["outputs"], arrays, "outputs"),
+            features=decode(d["features"], arrays, "features"),
+            stats=None if d["stats"] is None else _stats_from(d["stats"], arrays),
+            chunk_kept=decode(d["chunk_kept"], arrays, "chunk_kept"),
+        )
+        state = state_from_record(
+            decode(meta["state"]["meta"], arrays, "state"),
+            decode(meta["state"]["arrays"], arrays, "state"),
+        )
+        point = ResumePoint(
+            theta=np.asarray(decode(meta["theta"], arrays, "theta"), np.float64),
+            state=state,
+            solver=str(meta["solver"]),
+            history=tuple(decode(meta["history"], arrays, "history")),
+            passes=int(meta["passes"]),
+            seconds=float(meta["seconds"]),
+        )
+        fingerprint = {
+            "data": meta["fingerprint"]["data"],
+            "model": meta["fingerprint"]["model"],
+            "version": meta["fingerprint"]["version"],
+            "model_text": meta["fingerprint"].get("model_text", {}),
+        }
+        return SavedFit(meta["status"] == "complete", fingerprint, point, data)
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, FileFormatError):
+            raise
+        raise FileFormatError(f"{path}: a malformed checkpoint ({type(e).__name__}: {e}).") from e
+
+
+class CheckpointWriter:
+    """The fit callback that writes the checkpoint (after every iteration, or every
+    ``every`` seconds), and marks it complete when the fit ends.
+
+    Parameters
+    ----------
+    path : Path
+    base : dict
+        The metadata every write repeats (class, parameters, fingerprint, data record).
+    base_arrays : dict
+        Its arrays.
+    every : float or None
+        Seconds between writes; None writes after every iteration.
+    before : ResumePoint, optional
+        The saved fit this one continues (its history starts the new one's).
+
+    Attributes
+    ----------
+    write_seconds : list of float
+        How long each write took.
+    """
+
+    def __init__(self, path: Path, base: dict, base_arrays: dict, every, before=None):
+        self.path = path
+        self.base = base
+        self.base_arrays = base_arrays
+        self.every = None if every is None else float(every)
+        self.history: list[Any] = []
+        if before is not None:
+            self.history = [encode(h, {}, "history") for h in before.history]
+        self.last_write = time.monotonic()
+        self.write_seconds: list[float] = []
+        self._checked = False
+
+    def _write(self, theta, state, solver, passes, seconds, status) -> None:
+        start = time.perf_counter()
+        arrays = dict(self.base_arrays)
+        meta_s, arrays_s = state_to_record(state)
+        meta = dict(self.base)
+        meta.update(
+            status=status,
+            solver=solver,
+            iteration=int(state.iteration),
+            passes=int(passes),
+            seconds=float(seconds),
+            history=list(self.history),
+            theta=encode(np.asarray(theta, np.float64), arrays, "theta"),
+            state={
+                "meta": encode(meta_s, arrays, "state"),
+                "arrays": encode(arrays_s, arrays, "state"),
+            },
+        )
+        if not self._checked:
+            check_target(self.path, True, CHECKPOINT_KIND)
+            self._checked = True
+        write_bundle(
+            self.path, meta, arrays, kind=CHECKPOINT_KIND, overwrite=True, npz=True, checked=True
+        )
+        self.last_write = time.monotonic()
+        elapsed = time.perf_counter() - start
+        self.write_seconds.append(elapsed)
+        logger.debug(
+            "checkpoint %s: iteration %d (%s) written in %.6f s",
+            self.path,
+            state.iteration,
+            status,
+            elapsed,
+        )
+
+    def __call__(self, record: IterationRecord) -> None:
+        self.history.append(encode(record.as_dict(), {}, "history"))
+        if self.every is None or time.monotonic() - self.last_write >= self.every:
+            self._write(
+                record.theta, record.state, record.solver, record.passes, record.seconds, "running"
+            )
+
+    def finish(self, result: FitResult) -> None:
+        """Write the fit's final parameters and state, marked complete."""
+        history = result.history
+        passes = history[-1]["passes"] if history else 0
+        seconds = history[-1]["seconds"] if history else 0.0
+        self.history = [encode(h, {}, "history") for h in history]
+        self._write(result.theta, result.state, result.solver, passes, seconds, "complete")
+
+
+class Checkpointing:
+    """One fit's checkpoint: what it resumes from, and the callback that writes it.
+
+    Parameters
+    ----------
+    path : str or path
+    every : float or None
+        ``checkpoint_every``: seconds between writes (None: after every iteration).
+    resume : bool
+        Continue from an existing checkpoint at ``path`` (checked against this fit); False
+        starts over and replaces it.
+    model : the estimator (its class and constructor parameters are fingerprinted)
+    """
+
+    def __init__(self, path, every, resume, model):
+        if every is not None and not (isinstance(every, (int, float)) and every >= 0):
+            raise ValueError(
+                f"checkpoint_every must be None (every iteration) or seconds >= 0; got {every!r}."
+            )
+        self.path = Path(path)
+        self.every = every
+        self.resume = bool(resume)
+        self.model_class = type(model).__name__
+        self.model, self.model_text = model_fingerprint(model)
+        arrays: dict[str, np.ndarray] = {}
+        from .model import params_record
+
+        self.params = params_record(model, arrays)
+        self.params_arrays = arrays
+
+    def fingerprint(self, data_fingerprint: dict) -> dict:
+        return {
+            "data": data_fingerprint,
+            "model": self.model,
+            "model_text": self.model_text,
+            "version": _version(),
+        }
+
+    def begin(self, data_fingerprint: dict) -> SavedFit | None:
+        """The checkpoint to resume from, checked against this fit; None to start fresh.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            If the checkpoint's data, model parameters or distglm version differ.
+        FileFormatError
+            If it cannot be read.
+        """
+        if not self.resume or not self.path.exists():
+            return None
+        try:
+            saved = read_checkpoint(self.path)
+        except FileFormatError as e:
+            raise FileFormatError(
+                f"Cannot resume from the checkpoint: {e} Fit with resume=False to start over "
+                "(the checkpoint is then replaced)."
+            ) from None
+        check_fingerprint(saved.fingerprint, self.fingerprint(data_fingerprint), self.path)
+        logger.info(
+            "Resuming from the checkpoint %s at iteration %d (%s)",
+            self.path,
+            saved.iteration,
+            "complete" if saved.complete else f"{saved.point.passes} passes so far",
+        )
+        return saved
+
+    def run(
+        self,
+        spec,
+        data,
+        theta0,
+        callbacks: Sequence[Callable[[IterationRecord], None]],
+        saved: SavedFit | None,
+        fit_data: FitData,
+    ) -> FitResult:
+        """Run the fit with the checkpoint written as it goes (or return a complete one's
+        result at once)."""
+        if saved is not None and saved.complete:
+            return saved.result()
+        arrays = dict(self.params_arrays)
+        base = {
+            "distglm_version": _version(),
+            "class": self.model_class,
+            "params": self.params,
+            "fingerprint": self.fingerprint(fit_data.fingerprint),
+            "data": _data_record(fit_data, arrays),
+            "mask": encode(spec.mask, arrays, "mask"),
+        }
+        remove_stale_temps(self.path)
+        writer = CheckpointWriter(
+            self.path, base, arrays, self.every, saved.point if saved else None
+        )
+        result = run_fit(
+            spec, data, theta0, callbacks=[writer, *callbacks], start=saved.point if saved else None
+        )
+        writer.finish(result)
+        return result
+
+
+def memory_fit_data(layout, X, codes, classes, outputs, dtype) -> FitData:
+    """What a checkpoint records of in-memory data: kept rows ``X`` (n, p), codes (n, k)."""
+    return FitData(memory_fingerprint(layout, X, codes, classes, dtype), classes, outputs)
+
+
+def session_fit_data(session) -> FitData:
+    """What a checkpoint records of a data session's data: its plan, statistics, chunks."""
+    fp = plan_fingerprint(session.plan, session.pool.dtype)
+    fp["counts"] = stats_fingerprint(session.stats)
+    plan = session.plan
+    return FitData(
+        fp, session.classes, plan.outputs, plan.features, session.stats, session.chunk_kept
+    )
