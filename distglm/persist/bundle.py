@@ -57,7 +57,7 @@ def is_npz_path(path) -> bool:
 
 
 def _crc(arr: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
+    return zlib.crc32(np.ascontiguousarray(arr).reshape(-1).view(np.uint8).data)
 
 
 def _canonical(meta: dict) -> bytes:
@@ -199,7 +199,8 @@ def write_bundle(
 def _write_npz(temp: Path, body: dict, arrays: dict[str, np.ndarray]) -> None:
     text = np.frombuffer(_canonical(body), dtype=np.uint8)
     with open(temp, "wb") as f:
-        np.savez(f, **{_META: text}, **arrays)
+        members: dict[str, Any] = {_META: text, **arrays}
+        np.savez(f, **members)
         f.flush()
         os.fsync(f.fileno())
 
@@ -313,7 +314,8 @@ def _zarr_arrays(path: Path, manifest: dict) -> dict[str, np.ndarray]:
     out = {}
     for name, entry in manifest.items():
         try:
-            data = np.asarray(group[name][...])
+            node: Any = group[name]
+            data = np.asarray(node[...])
         except KeyError:
             raise FileFormatError(f"{path}: the array {name!r} is missing.") from None
         except Exception as e:  # zarr/numcodecs raise many types for damaged chunks

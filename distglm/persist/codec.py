@@ -51,7 +51,7 @@ def plain_array(value: Any, where: str) -> np.ndarray:
             and converted.dtype.kind in ARRAY_KINDS
             and converted.shape == (len(items),)
         )
-        if not ok:
+        if converted is None or not ok:
             shown = sorted({t.__name__ for t in kinds})
             raise TypeError(
                 f"{where}: an object array of {shown} cannot be saved without pickle; only "
@@ -67,7 +67,7 @@ def plain_array(value: Any, where: str) -> np.ndarray:
 
 
 def _name(where: str, arrays: dict) -> str:
-    base = _NAME.sub("_", where).strip("_.") or "value"
+    base = _NAME.sub("_", where).lstrip("_.") or "value"
     name, i = base, 1
     while name in arrays:
         i += 1

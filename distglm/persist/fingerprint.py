@@ -34,7 +34,7 @@ def _digest(*parts: Any) -> str:
         if isinstance(part, np.ndarray):
             arr = np.ascontiguousarray(part)
             h.update(f"{arr.dtype.str}{arr.shape}".encode())
-            h.update(arr.reshape(-1).view(np.uint8))
+            h.update(arr.reshape(-1).view(np.uint8).data)
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()

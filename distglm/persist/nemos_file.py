@@ -73,7 +73,8 @@ def _tree(path: Path) -> dict:
                 value: Any = _leaf(npz[name])
             except ValueError:
                 value = _PICKLED
-            node, trail = root, ()
+            node = root
+            trail: tuple[Any, ...] = ()
             for kind, text in pairs[:-1]:
                 key = _key(text, path)
                 trail = (*trail, key)

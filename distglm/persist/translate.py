@@ -42,7 +42,7 @@ def _solver(name: Any, kwargs: Any, default: str, source: str) -> tuple[str | No
     if plain is not None and plain not in SOLVERS:
         warnings.warn(
             f"{source}: nemos' solver {name!r} has no distglm counterpart; the distglm model "
-            f"uses its default solver (one of {sorted(SOLVERS)}) when it is refitted.",
+            f"gets its default solver ({default}), which matters only when it is refitted.",
             UserWarning,
             stacklevel=4,
         )
