@@ -159,7 +159,8 @@ def check_fingerprint(saved: dict, now: dict, path) -> None:
                 f"{text_s.get(key, '?')}; this fit: {text_n.get(key, '?')}). {hint}"
             )
     data_s, data_n = saved.get("data", {}), now["data"]
-    for key in sorted(set(data_s) | set(data_n)):
+    # in the fingerprint's order: structure (kind, layout, rows, chunks) before digests
+    for key in [*data_n, *(k for k in data_s if k not in data_n)]:
         if key == "counts" and (key not in data_s or key not in data_n):
             continue
         a, b = data_s.get(key), data_n.get(key)
