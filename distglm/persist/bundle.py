@@ -140,7 +140,6 @@ def _replace(temp: Path, path: Path) -> None:
         os.replace(temp, path)
     else:
         os.replace(temp, path)
-    _fsync_dir(path.parent)
 
 
 def write_bundle(
@@ -152,6 +151,7 @@ def write_bundle(
     overwrite: bool,
     npz: bool | None = None,
     checked: bool = False,
+    sync_dir: bool = True,
 ) -> Path:
     """Write metadata and arrays to ``path`` (npz or Zarr by the path), atomically.
 
@@ -169,6 +169,10 @@ def write_bundle(
         Force the container (by default: npz for a ``.npz`` path or an existing file).
     checked : bool
         The caller has already checked the target (:func:`check_target`); skip reading it.
+    sync_dir : bool
+        Also flush the directory after the rename, so the new name itself survives a power
+        loss (without it the file's data is still flushed before the rename, so a crash leaves
+        the previous file or the new one, both complete).
 
     Raises
     ------
@@ -187,6 +191,8 @@ def write_bundle(
         else:
             _write_zarr(temp, body, arrays)
         _replace(temp, path)
+        if sync_dir:
+            _fsync_dir(path.parent)
     except BaseException:
         if temp.is_dir():
             shutil.rmtree(temp, ignore_errors=True)

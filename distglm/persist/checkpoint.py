@@ -20,6 +20,8 @@ read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import time
@@ -197,6 +199,12 @@ class CheckpointWriter:
     """The fit callback that writes the checkpoint (after every iteration, or every
     ``every`` seconds), and marks it complete when the fit ends.
 
+    A write is prepared at the callback (references to the iteration's parameters and frozen
+    state, which the solvers never modify afterwards) and written by one background thread
+    while the fit goes on with its next pass; at most one write is in flight (the next waits
+    for it), and an error in a write is raised at the next callback. The final write, marked
+    complete, is made before :meth:`finish` returns.
+
     Parameters
     ----------
     path : Path
@@ -212,10 +220,13 @@ class CheckpointWriter:
     Attributes
     ----------
     write_seconds : list of float
-        How long each write took.
+        How long each write took (in the background thread).
+    waited_seconds : float
+        How long the fit waited for writes in all (what checkpointing cost it).
     """
 
     def __init__(self, path: Path, base: dict, base_arrays: dict, every, before=None):
+        check_target(path, True, CHECKPOINT_KIND)  # never replace what is not a checkpoint
         self.path = path
         self.base = base
         self.base_arrays = base_arrays
@@ -225,10 +236,13 @@ class CheckpointWriter:
             self.history = [encode(h, {}, "history") for h in before.history]
         self.last_write = time.monotonic()
         self.write_seconds: list[float] = []
-        self._checked = False
+        self.waited_seconds = 0.0
+        self._thread = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="distglm-checkpoint"
+        )
+        self._pending: concurrent.futures.Future | None = None
 
-    def _write(self, theta, state, solver, passes, seconds, status) -> None:
-        start = time.perf_counter()
+    def _prepare(self, theta, state, solver, passes, seconds, status) -> tuple[dict, dict]:
         arrays = dict(self.base_arrays)
         meta_s, arrays_s = state_to_record(state)
         meta = dict(self.base)
@@ -245,37 +259,82 @@ class CheckpointWriter:
                 "arrays": encode(arrays_s, arrays, "state"),
             },
         )
-        if not self._checked:
-            check_target(self.path, True, CHECKPOINT_KIND)
-            self._checked = True
+        return meta, arrays
+
+    def _write(self, meta: dict, arrays: dict) -> None:
+        start = time.perf_counter()
         write_bundle(
-            self.path, meta, arrays, kind=CHECKPOINT_KIND, overwrite=True, npz=True, checked=True
+            self.path,
+            meta,
+            arrays,
+            kind=CHECKPOINT_KIND,
+            overwrite=True,
+            npz=True,
+            checked=True,
+            sync_dir=meta["status"] == "complete",
         )
-        self.last_write = time.monotonic()
         elapsed = time.perf_counter() - start
         self.write_seconds.append(elapsed)
         logger.debug(
             "checkpoint %s: iteration %d (%s) written in %.6f s",
             self.path,
-            state.iteration,
-            status,
+            meta["iteration"],
+            meta["status"],
             elapsed,
         )
+
+    def _wait(self) -> None:
+        """Wait for the write in flight (raising its error, if it failed)."""
+        if self._pending is None:
+            return
+        start = time.perf_counter()
+        try:
+            self._pending.result()
+        finally:
+            self._pending = None
+            self.waited_seconds += time.perf_counter() - start
 
     def __call__(self, record: IterationRecord) -> None:
         self.history.append(encode(record.as_dict(), {}, "history"))
         if self.every is None or time.monotonic() - self.last_write >= self.every:
-            self._write(
+            self._wait()
+            meta, arrays = self._prepare(
                 record.theta, record.state, record.solver, record.passes, record.seconds, "running"
             )
+            self.last_write = time.monotonic()
+            self._pending = self._thread.submit(self._write, meta, arrays)
 
     def finish(self, result: FitResult) -> None:
-        """Write the fit's final parameters and state, marked complete."""
+        """Write the fit's final parameters and state, marked complete (before returning)."""
         history = result.history
         passes = history[-1]["passes"] if history else 0
         seconds = history[-1]["seconds"] if history else 0.0
         self.history = [encode(h, {}, "history") for h in history]
-        self._write(result.theta, result.state, result.solver, passes, seconds, "complete")
+        try:
+            self._wait()
+            meta, arrays = self._prepare(
+                result.theta, result.state, result.solver, passes, seconds, "complete"
+            )
+            start = time.perf_counter()
+            self._write(meta, arrays)
+            self.waited_seconds += time.perf_counter() - start
+        finally:
+            self.close()
+        logger.debug(
+            "checkpoint %s: %d writes in %.6f s; the fit waited %.6f s for them",
+            self.path,
+            len(self.write_seconds),
+            sum(self.write_seconds),
+            self.waited_seconds,
+        )
+
+    def close(self) -> None:
+        """Let the write in flight finish (a fit that stops early leaves its last checkpoint
+        complete on disk), and stop the thread."""
+        try:
+            self._wait()
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 class Checkpointing:
@@ -370,9 +429,18 @@ class Checkpointing:
         writer = CheckpointWriter(
             self.path, base, arrays, self.every, saved.point if saved else None
         )
-        result = run_fit(
-            spec, data, theta0, callbacks=[writer, *callbacks], start=saved.point if saved else None
-        )
+        try:
+            result = run_fit(
+                spec,
+                data,
+                theta0,
+                callbacks=[writer, *callbacks],
+                start=saved.point if saved else None,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the fit's own error is the one to raise
+                writer.close()
+            raise
         writer.finish(result)
         return result
 
