@@ -186,7 +186,8 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping):
             A file (one ``.npz``, whatever the suffix) where the fit's whole state is written
             after every iteration, atomically. Called again after the process died, the same
             fit resumes from it (see ``resume``) with the remaining passes only, reusing the
-            saved statistics instead of re-reading the store for them.
+            saved statistics instead of re-reading the store for them (``init_params`` only
+            starts a fresh fit).
         checkpoint_every : float, optional
             Write the checkpoint at most every this many seconds (None: every iteration).
         resume : bool

@@ -6,9 +6,12 @@
   :mod:`~distglm.persist.nemos_file`: files nemos 0.2.8 wrote;
   :mod:`~distglm.persist.translate`: nemos <-> distglm by name; :mod:`~distglm.persist.facet`:
   the estimators' ``save_params``/``to_nemos``/``from_nemos``.
-- :mod:`~distglm.persist.checkpoint`: checkpoints of a fit in progress, and resuming them.
+- :mod:`~distglm.persist.checkpoint`: checkpoints of a fit in progress, and resuming them;
+  :mod:`~distglm.persist.fingerprint`: what a checkpoint belongs to;
+  :mod:`~distglm.persist.saved`: a checkpoint's content, :func:`read_checkpoint`.
 """
 
 from .model import load_model, save_model
+from .saved import read_checkpoint
 
-__all__ = ["load_model", "save_model"]
+__all__ = ["load_model", "read_checkpoint", "save_model"]
