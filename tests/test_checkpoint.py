@@ -48,6 +48,12 @@ def _stop_after(k):
     return callback
 
 
+def _write_store(path, X, y, rows):
+    ds = xr.Dataset({"X": (("sample", "feature"), X), "y": (("sample", "output"), y)})
+    ds.chunk({"sample": rows}).to_zarr(str(path), mode="w")
+    return da.from_zarr(str(path), component="X"), da.from_zarr(str(path), component="y")
+
+
 def _objective(model):
     return model.fit_history_[-1]["objective"]
 
@@ -199,6 +205,48 @@ def test_checkpoint_every_and_unreadable_checkpoints(tmp_path):
     assert notes.read_text() == "mine"
 
 
+def _check(returned):
+    status, value = returned
+    if status != "ok":
+        raise value
+    return value
+
+
+def test_adopted_chunks_are_read_on_the_first_pass_and_cached_within_budget(tmp_path):
+    """A worker given known statistics reads nothing until the first pass; then it keeps the
+    chunks its budget admits and streams the rest, with the sums of a worker that loaded."""
+    from distglm.data import merge_stats, plan_data
+    from distglm.distribute.worker import ChunkWorker
+
+    Xd, yd = _write_store(tmp_path / "d.zarr", X, Y, 750)
+    plan = plan_data(Xd, yd)
+    loaded = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    stats = _check(loaded.load(plan.chunks))
+    classes = merge_stats(plan, stats, C).classes
+    _check(loaded.encode(classes))
+    kept = [s.n_rows - s.n_dropped for s in stats]
+    one = plan.chunk_rows * (4 * (P + 1) + 2 * K)
+    adopted = ChunkWorker(
+        plan.session_outputs, plan.chunk_rows, plan.block_rows, cache_bytes=2 * one
+    )
+    assert _check(adopted.adopt(plan.chunks, classes, kept)) == [0, 1, 2, 3]
+    info = _check(adopted.info())
+    assert adopted.read_seconds == 0 and info["pending"] == [0, 1] and info["streamed"] == [2, 3]
+    theta = np.random.default_rng(0).normal(0, 0.1, (P + 1, K, C)).astype(np.float32)
+    want = _check(loaded.value_and_grad(theta))
+    first = _check(adopted.value_and_grad(theta))
+    assert first[0] == want[0] and np.array_equal(first[1], want[1])
+    info = _check(adopted.info())
+    assert info["pending"] == [] and info["cached"] == [0, 1] and info["streamed"] == [2, 3]
+    assert info["nbytes"] <= info["cache_bytes"]
+    second = _check(adopted.value_and_grad(theta))
+    assert np.array_equal(second[1], want[1])
+    wrong = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    _check(wrong.adopt(plan.chunks, classes, [kept[0] + 1, *kept[1:]]))
+    status, err = wrong.value_and_grad(theta)
+    assert status == "error" and "rows 0-750 (chunk 0): 750 rows without NaN/Inf" in str(err)
+
+
 KILL_IN_WRITE = textwrap.dedent(
     """
     import os, signal, sys
@@ -269,12 +317,6 @@ RESUME_CHILD = textwrap.dedent(
                               "profile_passes": len(model.fit_profile_["passes"])}))
     """
 )
-
-
-def _write_store(path, X, y, rows):
-    ds = xr.Dataset({"X": (("sample", "feature"), X), "y": (("sample", "output"), y)})
-    ds.chunk({"sample": rows}).to_zarr(str(path), mode="w")
-    return da.from_zarr(str(path), component="X"), da.from_zarr(str(path), component="y")
 
 
 @pytest.mark.cluster
