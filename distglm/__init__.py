@@ -10,6 +10,7 @@ from .data import Sessions, open_sessions
 from .distribute import DataSession, open_data, pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
+from .persist import load_model
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "Sessions",
     "__version__",
     "exceptions",
+    "load_model",
     "open_data",
     "open_sessions",
     "pin_workers_to_cores",

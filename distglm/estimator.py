@@ -21,13 +21,15 @@ import numpy as np
 import xarray as xr
 
 from .batch import BatchFitting, design_rank
-from .data import is_distributed_input
-from .distribute import DataSession, open_data
+from .data import is_distributed_input, plan_data
+from .distribute import DataSession, open_plan
 from .fit import FitResult, initial_theta, run_fit
 from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
 from .inputs import theta_from_blocks as _theta
 from .mask import check_feature_mask, mask_block
 from .params import ClassifierParams
+from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint, session_fit_data
+from .persist.facet import Keeping
 from .predict import Prediction
 from .progress import ProgressLine
 from .solve import InMemoryData
@@ -47,7 +49,7 @@ def _callbacks(callback, progress):
     return [*out, ProgressLine()] if progress else out
 
 
-class _Classifier(ClassifierParams, BatchFitting, Prediction):
+class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping):
     """Shared implementation; use :class:`ClassifierGLM` or :class:`ClassifierPopulationGLM`."""
 
     #: set to None by the constructor, and by a fit from its result
@@ -144,6 +146,9 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction):
         callback=None,
         progress=False,
         cache_bytes=None,
+        checkpoint=None,
+        checkpoint_every=None,
+        resume=True,
     ):
         """Fit the model, in memory or over a Dask cluster.
 
@@ -177,6 +182,20 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction):
             of bytes, a string a size such as ``"2 GiB"``. Chunks past the budget are re-read
             from the store on every pass (the next one read while the current one is computed),
             so a worker's memory stays within the budget plus a few chunks and its runtime.
+        checkpoint : str or path, optional
+            A file (one ``.npz``, whatever the suffix) where the fit's whole state is written
+            after every iteration, atomically. Called again after the process died, the same
+            fit resumes from it (see ``resume``) with the remaining passes only, reusing the
+            saved statistics instead of re-reading the store for them (``init_params`` only
+            starts a fresh fit).
+        checkpoint_every : float, optional
+            Write the checkpoint at most every this many seconds (None: every iteration).
+        resume : bool
+            Continue from ``checkpoint`` when it exists (a complete one returns at once); its
+            data, model parameters and distglm version must be this fit's, else
+            :class:`~distglm.exceptions.CheckpointMismatchError` names what differs. False
+            starts over and replaces it. ``n_passes_`` then counts this call's passes and
+            ``fit_history_`` holds the whole fit's history.
 
         Returns
         -------
@@ -184,26 +203,60 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction):
         """
         start = time.perf_counter()
         callbacks = _callbacks(callback, progress)
+        ckpt = (
+            None
+            if checkpoint is None
+            else Checkpointing(checkpoint, checkpoint_every, resume, self)
+        )
         if isinstance(X, DataSession):
-            self._fit_session(X, init_params, callbacks)
+            saved = None if ckpt is None else ckpt.begin(session_fit_data(X).fingerprint)
+            self._fit_session(X, init_params, callbacks, ckpt, saved)
         elif is_distributed_input(X):
-            opened = open_data(
-                X,
-                y,
-                n_classes=self.n_classes,
-                client=client,
-                population=self._population,
-                dtype=str(kernel_dtype()),
-                cache_bytes=cache_bytes,
-            )
-            with opened as session:
-                self._fit_session(session, init_params, callbacks)
+            self._fit_distributed(X, y, init_params, callbacks, client, cache_bytes, ckpt)
         else:
-            self._fit_in_memory(X, y, init_params, callbacks, cache_bytes)
+            self._fit_in_memory(X, y, init_params, callbacks, cache_bytes, ckpt)
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _fit_in_memory(self, X, y, init_params, callbacks, cache_bytes):
+    @staticmethod
+    def _run(spec, data, theta0, callbacks, ckpt, saved, fit_data):
+        if ckpt is None:
+            return run_fit(spec, data, theta0, callbacks=callbacks)
+        return ckpt.run(spec, data, theta0, callbacks, saved, fit_data)
+
+    def _fit_distributed(self, X, y, init_params, callbacks, client, cache_bytes, ckpt):
+        dtype = str(kernel_dtype())
+        plan = plan_data(X, y, self._population)
+        saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
+        if saved is not None and saved.complete:  # its result, without reading the data
+            stats = saved.data.stats
+            self._encoder.set_classes(saved.data.classes)
+            self._set_fitted(
+                saved.result(),
+                plan.layout,
+                plan.outputs,
+                plan.features,
+                stats.n_samples,
+                stats.design_rank,
+                None,
+            )
+            return
+        reuse = (
+            {}
+            if saved is None
+            else {"stats": saved.data.stats, "chunk_kept": saved.data.chunk_kept}
+        )
+        with open_plan(
+            plan,
+            n_classes=self.n_classes,
+            client=client,
+            dtype=dtype,
+            cache_bytes=cache_bytes,
+            **reuse,
+        ) as session:
+            self._fit_session(session, init_params, callbacks, ckpt, saved)
+
+    def _fit_in_memory(self, X, y, init_params, callbacks, cache_bytes, ckpt):
         if cache_bytes is not None:
             raise ValueError(
                 "cache_bytes applies to distributed inputs (dask arrays, xarray, sessions); "
@@ -220,15 +273,19 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction):
         else:
             theta0 = _theta(*self._blocks(init_params, layout, K))
         data = InMemoryData(Xs, codes, self.n_classes, dtype=kernel_dtype())
-        result = run_fit(self._spec(layout, K), data, theta0, callbacks=callbacks)
         outputs = np.arange(K)
         if isinstance(y, xr.DataArray) and y.ndim == 2 and y.dims[1] in y.coords:
             outputs = np.asarray(y.coords[y.dims[1]].values)
+        fit_data = saved = None
+        if ckpt is not None:
+            fit_data = memory_fit_data(layout, Xs, codes, self.classes_, outputs, kernel_dtype())
+            saved = ckpt.begin(fit_data.fingerprint)
+        result = self._run(self._spec(layout, K), data, theta0, callbacks, ckpt, saved, fit_data)
         self._set_fitted(
             result, layout, outputs, None, np.full(K, Xs.shape[0]), lambda: design_rank(Xs), None
         )
 
-    def _fit_session(self, session, init_params, callbacks):
+    def _fit_session(self, session, init_params, callbacks, ckpt=None, saved=None):
         if session.n_classes != self.n_classes:
             raise ValueError(
                 f"The data session was opened for n_classes={session.n_classes}; this model "
@@ -243,7 +300,8 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction):
             theta0 = _theta(*self._blocks(init_params, layout, K))
         term = session.term()
         spec = self._spec(layout, K, labels=(plan.features, plan.outputs))
-        result = run_fit(spec, term, theta0, callbacks=callbacks)
+        fit_data = None if ckpt is None else session_fit_data(session)
+        result = self._run(spec, term, theta0, callbacks, ckpt, saved, fit_data)
         profile = session.profile(term)
         self._set_fitted(
             result,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NotFittedError"]
+__all__ = ["CheckpointMismatchError", "FileFormatError", "NotFittedError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -11,3 +11,14 @@ class NotFittedError(ValueError, AttributeError):
     It derives from both :class:`ValueError` and :class:`AttributeError` so that code
     written against either convention (scikit-learn uses both) catches it.
     """
+
+
+class FileFormatError(ValueError):
+    """A saved model or checkpoint cannot be read: truncated, damaged, modified after it was
+    written, written by a newer distglm, or not a distglm file at all. The message says which."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another fit: its data, its model's parameters or the distglm
+    version differ from this fit's. The message names the part that differs; fit with
+    ``resume=False`` to start over (the checkpoint is then replaced)."""

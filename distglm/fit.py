@@ -28,6 +28,7 @@ from .spec import ModelSpec
 __all__ = [
     "BatchContext",
     "FitResult",
+    "ResumePoint",
     "init_batches",
     "initial_theta",
     "run_fit",
@@ -50,7 +51,9 @@ class FitResult:
     solver : str
         The solver that ran (what ``"auto"`` chose).
     n_passes : int
-        Passes over the data, the statistics pass included when this fit made one.
+        Passes over the data this call made, the statistics pass included when it made one.
+    history_before : tuple of dict
+        The history of the iterations a resumed fit continued (empty for a fresh fit).
     """
 
     theta: np.ndarray
@@ -58,6 +61,7 @@ class FitResult:
     records: tuple[IterationRecord, ...]
     solver: str
     n_passes: int
+    history_before: tuple[dict[str, Any], ...] = ()
 
     @property
     def converged(self) -> bool:
@@ -65,8 +69,37 @@ class FitResult:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        """Per iteration: objective, grad_norm, gap, seconds, passes (cumulative)."""
-        return [r.as_dict() for r in self.records]
+        """Per iteration, of the whole fit (a resumed one's earlier iterations included):
+        objective, grad_norm, gap, seconds, passes (cumulative)."""
+        return [*map(dict, self.history_before), *(r.as_dict() for r in self.records)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """Where an interrupted fit stopped, to continue from (read from its checkpoint).
+
+    Attributes
+    ----------
+    theta : float64 array of shape (n_features + 1, n_outputs, n_classes)
+        The parameters after the last saved iteration.
+    state : SolverState
+        The solver's state then (its context is rebuilt from the objective).
+    solver : str
+        The solver that ran (``"auto"``'s choice is kept, whatever it would choose now).
+    history : tuple of dict
+        The saved iterations' ``fit_history_`` entries.
+    passes : int
+        Passes the saved iterations made in all (their last cumulative count).
+    seconds : float
+        Their time, which the new records' seconds continue from.
+    """
+
+    theta: np.ndarray
+    state: SolverState
+    solver: str
+    history: tuple[dict[str, Any], ...] = ()
+    passes: int = 0
+    seconds: float = 0.0
 
 
 def initial_theta(n_features: int, class_counts, n_samples) -> np.ndarray:
@@ -95,6 +128,7 @@ def run_fit(
     theta0: np.ndarray,
     *,
     callbacks: Sequence[Callable[[IterationRecord], None]] = (),
+    start: ResumePoint | None = None,
 ) -> FitResult:
     """Minimise the penalised objective of ``spec`` over ``data`` from ``theta0``.
 
@@ -106,6 +140,10 @@ def run_fit(
     theta0 : array of shape (n_features + 1, n_outputs, n_classes)
     callbacks : sequence of callables(IterationRecord)
         Called after every iteration, in order (progress, logs, checkpoints).
+    start : ResumePoint, optional
+        Continue an interrupted fit from its saved parameters and solver state (``theta0`` is
+        then unused): the solver it ran, its context rebuilt, and the records' passes and
+        seconds continuing the saved ones.
 
     Returns
     -------
@@ -114,12 +152,25 @@ def run_fit(
     Raises
     ------
     ValueError
-        If the solver ends at non-finite parameters.
+        If the solver ends at non-finite parameters, or ``start``'s state is not of the
+        solver's kind.
     """
     objective = PenalizedObjective(data, spec.penalty)
+    if start is not None:
+        spec = dataclasses.replace(spec, solver_name=start.solver)
+        theta0 = start.theta
     theta = objective.prox(np.asarray(theta0, np.float64), 0.0)
     solver = spec.solver(data, theta.shape)
     context = solver.prepare(objective, theta, ridge=spec.ridge, mask=spec.mask)
+    state = None
+    if start is not None:
+        state = start.state
+        expected = type(solver.init(context, theta))
+        if type(state) is not expected:
+            raise ValueError(
+                f"The saved solver state is a {type(state).__name__}; {solver.name} needs a "
+                f"{expected.__name__}."
+            )
 
     def notify(record: IterationRecord) -> None:
         for callback in callbacks:
@@ -129,9 +180,11 @@ def run_fit(
         solver,
         objective,
         theta,
+        state=state,
         context=context,
         callback=notify,
-        passes_offset=data.stat_passes,
+        passes_offset=data.stat_passes + (start.passes if start else 0),
+        seconds_offset=start.seconds if start else 0.0,
     )
     final = objective.prox(result.theta, 0.0)
     if not np.all(np.isfinite(final)):
@@ -146,6 +199,7 @@ def run_fit(
         records=result.records,
         solver=solver.name,
         n_passes=objective.n_passes + data.stat_passes,
+        history_before=start.history if start else (),
     )
 
 

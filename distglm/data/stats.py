@@ -75,6 +75,10 @@ class DataStats:
     gram: np.ndarray
     session_grams: np.ndarray
 
+    def design_rank(self) -> int:
+        """Rank of the design over all kept rows (from the second moment)."""
+        return int(np.linalg.matrix_rank(self.gram[:-1, :-1] * self.n_rows, hermitian=True))
+
     def output_grams(self, plan) -> np.ndarray:
         """Each output's second moment of ``[X, 1]`` over the samples where it was recorded.
 

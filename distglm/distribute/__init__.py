@@ -15,7 +15,7 @@
 from .assignment import Assignment
 from .client import connect, pin_workers_to_cores
 from .pool import WorkerPool
-from .session import DataSession, open_data
+from .session import DataSession, open_data, open_plan
 from .term import DistributedData
 from .transport import DaskTransport, Transport, WorkerLost
 from .worker import ChunkWorker
@@ -31,5 +31,6 @@ __all__ = [
     "WorkerPool",
     "connect",
     "open_data",
+    "open_plan",
     "pin_workers_to_cores",
 ]

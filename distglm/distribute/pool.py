@@ -188,6 +188,25 @@ class WorkerPool:
         results = self._run("load", args_for)
         return [st for stats in results.values() for st in stats]
 
+    def adopt(self, classes, kept):
+        """Hand the workers their chunks with statistics already known (a resumed fit): no
+        read now, each chunk is read on the first pass and checked against ``kept``.
+
+        Parameters
+        ----------
+        classes : array of shape (n_classes,)
+        kept : int array of shape (n_chunks,)
+            Each chunk's kept rows, by chunk id.
+        """
+        self._classes = np.asarray(classes)
+        self._n_classes = self._classes.size
+
+        def args_for(addr):
+            cids = self.assignment.chunks_of(addr)
+            return ([self._specs[c] for c in cids], self._classes, [int(kept[c]) for c in cids])
+
+        self._run("adopt", args_for)
+
     def encode(self, classes):
         """Send the shared classes; workers encode their cached labels (no re-read)."""
         self._classes = np.asarray(classes)

@@ -21,7 +21,7 @@ from .client import connect
 from .pool import WorkerPool
 from .term import DistributedData
 
-__all__ = ["DataSession", "open_data"]
+__all__ = ["DataSession", "open_data", "open_plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ class DataSession:
         How the pool reaches its workers (a Dask client's actors by default).
     wait_for_workers : float
         Seconds a recovery waits for a live worker when every one was lost.
+    stats : DataStats, optional
+        Statistics already gathered (a fit resumed from its checkpoint): the statistics pass
+        is skipped, and the workers read their chunks on the first pass instead
+        (:meth:`~distglm.distribute.worker.ChunkWorker.adopt`).
+    chunk_kept : int array of shape (n_chunks,), optional
+        With ``stats``: each chunk's kept rows, checked as the chunks are read.
 
     Attributes
     ----------
@@ -56,6 +62,8 @@ class DataSession:
     streamed : bool
         Whether some chunks did not fit the workers' caches (they are re-read every pass).
     statistics_seconds : float
+    chunk_kept : int array of shape (n_chunks,)
+        Each chunk's rows without NaN/Inf, by chunk id.
     """
 
     def __init__(
@@ -68,6 +76,8 @@ class DataSession:
         cache_bytes=None,
         transport=None,
         wait_for_workers=60.0,
+        stats=None,
+        chunk_kept=None,
     ):
         self.plan = plan
         self.n_classes = int(n_classes)
@@ -79,18 +89,28 @@ class DataSession:
             transport=transport,
             wait_for_workers=wait_for_workers,
         )
-        self._terms = 0
+        # the first term counts the statistics pass, when this session made one
+        self._terms = 0 if stats is None else 1
         try:
             start = time.perf_counter()
-            self.stats = merge_stats(plan, self.pool.statistics(), self.n_classes)
-            self.pool.encode(self.stats.classes)
+            if stats is None:
+                per_chunk = self.pool.statistics()
+                self.stats = merge_stats(plan, per_chunk, self.n_classes)
+                kept = {st.chunk_id: st.n_rows - st.n_dropped for st in per_chunk}
+                self.chunk_kept = np.asarray([kept[c.chunk_id] for c in plan.chunks], np.int64)
+                self.pool.encode(self.stats.classes)
+            else:
+                self.stats = stats
+                self.chunk_kept = np.asarray(chunk_kept, np.int64)
+                self.pool.adopt(stats.classes, self.chunk_kept)
             self.statistics_seconds = time.perf_counter() - start
             self.streamed = any(info["streamed"] for info in self.pool.info().values())
         except BaseException:
             self.pool.close()
             raise
         logger.info(
-            "Statistics pass: %d chunks on %d workers in %.2f s (%s)",
+            "%s: %d chunks on %d workers in %.2f s (%s)",
+            "Statistics pass" if stats is None else "Statistics reused, chunks assigned",
             len(plan.chunks),
             len(self.pool.workers),
             self.statistics_seconds,
@@ -119,8 +139,7 @@ class DataSession:
 
     def design_rank(self) -> int:
         """Rank of the design over all kept rows (from the statistics pass's second moment)."""
-        gram = self.stats.gram[:-1, :-1] * self.stats.n_rows
-        return int(np.linalg.matrix_rank(gram, hermitian=True))
+        return self.stats.design_rank()
 
     def profile(self, term: DistributedData) -> dict:
         """What ``fit_profile_`` reports for a fit that used ``term``."""
@@ -159,6 +178,32 @@ class DataSession:
 
 
 @contextlib.contextmanager
+def open_plan(
+    plan, *, n_classes, client=None, dtype="float32", cache_bytes=None, stats=None, chunk_kept=None
+):
+    """Open planned data (see :func:`open_data`); with ``stats`` (and ``chunk_kept``) the
+    statistics pass is skipped and those are used (a resumed fit).
+
+    Yields
+    ------
+    DataSession
+    """
+    with (
+        connect(client) as c,
+        DataSession(
+            c,
+            plan,
+            n_classes,
+            dtype=dtype,
+            cache_bytes=cache_bytes,
+            stats=stats,
+            chunk_kept=chunk_kept,
+        ) as session,
+    ):
+        yield session
+
+
+@contextlib.contextmanager
 def open_data(
     X, y=None, *, n_classes, client=None, population=True, dtype="float32", cache_bytes=None
 ):
@@ -194,8 +239,7 @@ def open_data(
     ...             for s in (1e-1, 1e-2, 1e-3)]
     """
     plan = plan_data(X, y, population)
-    with (
-        connect(client) as c,
-        DataSession(c, plan, n_classes, dtype=dtype, cache_bytes=cache_bytes) as session,
-    ):
+    with open_plan(
+        plan, n_classes=n_classes, client=client, dtype=dtype, cache_bytes=cache_bytes
+    ) as session:
         yield session

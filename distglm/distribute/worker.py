@@ -9,6 +9,9 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
 - :meth:`ChunkWorker.encode` turns the cached labels into small integer codes once the shared
   classes are known, pads every chunk to the plan's fixed row count (weight 0) and places the
   arrays on the worker's default JAX device. No re-read.
+- :meth:`ChunkWorker.adopt` takes chunks whose statistics are already known (a fit resumed
+  from its checkpoint): nothing is read then; each chunk is read on the first pass, checked
+  against its recorded kept rows, and kept in the cache while the budget allows.
 - :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.
@@ -93,6 +96,8 @@ class ChunkWorker:
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
         self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
+        self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
+        self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
@@ -230,10 +235,49 @@ class ChunkWorker:
             del self._raw[cid]
         return sorted([*self._cache, *self._streamed])
 
+    @reported
+    def adopt(self, specs, classes, kept):
+        """Take chunks whose statistics are known, without reading them (a resumed fit).
+
+        Each chunk is admitted to the cache budget now (as :meth:`load` would) and read on the
+        first pass: a cached one is kept from then on, the others are streamed.
+
+        Parameters
+        ----------
+        specs : list of ChunkSpec
+        classes : array of shape (n_classes,), sorted
+        kept : list of int
+            Each chunk's kept rows as the statistics recorded them; a read that finds another
+            number raises (the data changed since).
+
+        Returns
+        -------
+        list of int
+            The chunk ids now ready for passes.
+        """
+        self._classes = np.asarray(classes)
+        if specs:
+            self._n_features = specs[0].X.shape[1]
+        for spec, n in zip(specs, kept, strict=True):
+            cid = spec.chunk_id
+            if cid in self._cache or cid in self._streamed or cid in self._pending:
+                continue
+            cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
+            (self._pending if cached else self._streamed)[cid] = spec
+            self._expected[cid] = int(n)
+        return sorted([*self._cache, *self._streamed, *self._pending])
+
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         X, y = self._read(spec)
         keep = kept_rows(X, y)
+        expected = self._expected.get(spec.chunk_id)
+        if expected is not None and int(keep.sum()) != expected:
+            raise ValueError(
+                f"{spec.describe()}: {int(keep.sum())} rows without NaN/Inf, but the statistics "
+                f"this fit resumed with counted {expected}: the data changed since they were "
+                "gathered. Fit with resume=False to read it afresh."
+            )
         try:
             arrays = self._encode_arrays(X[keep].astype(self._dtype), y[keep])
         except ValueError as e:
@@ -242,16 +286,19 @@ class ChunkWorker:
 
     def _chunks(self):
         """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
-        the cache, streamed ones read one ahead in the background."""
-        ids = sorted([*self._cache, *self._streamed])
-        streamed = [self._streamed[c] for c in ids if c in self._streamed]
-        stream = self._prefetched(streamed, self._read_encoded)
+        the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
+        an adopted chunk is cached once read."""
+        ids = sorted([*self._cache, *self._streamed, *self._pending])
+        to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
+        stream = self._prefetched(to_read, self._read_encoded)
         for cid in ids:
             if cid in self._cache:
                 s, X, y, w = self._cache[cid]
             else:
                 got, s, (X, y, w) = next(stream)
                 assert got == cid, (got, cid)
+                if self._pending.pop(cid, None) is not None:
+                    self._cache[cid] = (s, X, y, w)
             yield cid, s, X, y, w
 
     # ------------------------------------------------------------------ passes
@@ -422,9 +469,10 @@ class ChunkWorker:
 
         nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
         return {
-            "chunks": sorted([*self._cache, *self._streamed]),
+            "chunks": sorted([*self._cache, *self._streamed, *self._pending]),
             "cached": sorted(self._cache),
             "streamed": sorted(self._streamed),
+            "pending": sorted(self._pending),
             "nbytes": nbytes,
             "cache_bytes": self.cache_bytes,
             "device": str(jax.devices()[0]),

@@ -105,6 +105,7 @@ def minimize(
     mask: Any = None,
     callback: Callable[[IterationRecord], None] | None = None,
     passes_offset: int = 0,
+    seconds_offset: float = 0.0,
 ) -> SolveResult:
     """Run ``solver`` on ``objective`` from ``theta0`` until it stops or reaches ``maxiter``.
 
@@ -122,6 +123,8 @@ def minimize(
         Called after each iteration.
     passes_offset : int
         Added to ``objective.n_passes`` in the records (passes made before this loop).
+    seconds_offset : float
+        Added to the records' seconds (the time of the iterations a resumed fit continues).
 
     Returns
     -------
@@ -141,7 +144,7 @@ def minimize(
             objective=float(state.value if state.value is not None else np.nan),
             grad_norm=float(np.linalg.norm(state.grad)) if state.grad is not None else np.nan,
             gap=float(state.gap),
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - start + seconds_offset,
             passes=int(objective.n_passes) + passes_offset,
             solver=solver.name,
             tol=solver.tol,
