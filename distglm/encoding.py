@@ -189,14 +189,19 @@ class LabelEncoder:
             ) from err
         n_found = classes.shape[0]
         if n_found > self._n_classes:
+            continuous = classes.dtype.kind == "f" and not np.all(classes == np.round(classes))
+            hint = " y looks continuous (non-integer floats); a classifier needs class labels." * (
+                bool(continuous)
+            )
             raise ValueError(
                 f"Found {n_found} distinct labels but n_classes is {self._n_classes}; "
-                f"labels found: {_list_labels(classes)}."
+                f"labels found: {_list_labels(classes)}.{hint}"
             )
         if n_found < self._n_classes:
             raise ValueError(
                 f"Found {n_found} distinct labels but n_classes is {self._n_classes}; "
-                "pass an array that holds every class at least once."
+                + ("y holds only one class; " if n_found == 1 else "")
+                + "pass an array that holds every class at least once."
             )
         self._classes = classes
         self._is_default = classes.dtype.kind in "iuf" and bool(

@@ -32,6 +32,7 @@ from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint
 from .persist.facet import Keeping
 from .predict import Prediction
 from .progress import ProgressLine
+from .sklearn_compat import SklearnConventions
 from .solve import InMemoryData
 from .spec import kernel_dtype, model_spec
 
@@ -49,7 +50,7 @@ def _callbacks(callback, progress):
     return [*out, ProgressLine()] if progress else out
 
 
-class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping):
+class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping, SklearnConventions):
     """Shared implementation; use :class:`ClassifierGLM` or :class:`ClassifierPopulationGLM`."""
 
     #: set to None by the constructor, and by a fit from its result
@@ -263,7 +264,10 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping):
                 f"X is in memory ({type(X).__name__})."
             )
         if y is None:
-            raise ValueError("fit needs y for in-memory X (only sessions carry their labels).")
+            raise ValueError(
+                "fit requires y to be passed, but the target y is None (only sessions carry "
+                "their labels; in-memory X needs y)."
+            )
         y_arr = as_label_array(y, DesignLayout.from_design(X).n_samples(X), self._population)
         self._encoder.set_classes(y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr)
         layout, Xs, codes = self._prepare(X, y_arr, "fit")

@@ -11,11 +11,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
 
 __all__ = [
     "CoefView",
     "DesignLayout",
     "as_label_array",
+    "check_dense_real",
     "design_and_codes",
     "kept_rows",
     "params_to_block",
@@ -30,6 +32,25 @@ def _to_numpy(x, what):
         raise TypeError(
             f"{what} could not be converted to an array; got {type(x).__name__}."
         ) from e
+
+
+def _shape(a, name: str) -> tuple:
+    """The shape of an array-like, converting objects that only offer ``__array__``."""
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(_to_numpy(a, name))
+
+
+def check_dense_real(a, name: str = "X") -> None:
+    """Refuse sparse matrices and complex values in a design, naming the part and what came."""
+    if scipy.sparse.issparse(a):
+        raise TypeError(
+            f"{name} is a sparse {type(a).__name__}; sparse input is not supported: pass a "
+            f"dense array ({name}.toarray())."
+        )
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {name} must hold real numbers; got dtype {dtype}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +76,7 @@ class DesignLayout:
     @classmethod
     def from_design(cls, X) -> DesignLayout:
         """Infer the layout of ``X`` and check that it is 2-D with one sample axis."""
+        check_dense_real(X)
         if isinstance(X, dict):
             if not X:
                 raise ValueError("X is an empty dict; it needs at least one 2-D array.")
@@ -65,10 +87,12 @@ class DesignLayout:
             keys, arrays, names = None, [X], ["X"]
         widths, n = [], None
         for name, a in zip(names, arrays, strict=True):
-            shape = np.shape(a)
+            check_dense_real(a, name)
+            shape = _shape(a, name)
             if len(shape) != 2:
                 raise ValueError(
-                    f"{name} must be 2-dimensional (n_samples, n_features); got shape {shape}."
+                    f"{name} must be 2-dimensional (n_samples, n_features); got shape {shape}. "
+                    "Reshape your data: X[:, None] for one feature, X[None] for one sample."
                 )
             if n is not None and shape[0] != n:
                 raise ValueError(
@@ -77,6 +101,10 @@ class DesignLayout:
                 )
             n = shape[0]
             widths.append(int(shape[1]))
+        if sum(widths) == 0:
+            raise ValueError(
+                f"X has 0 feature(s) (shape=({n}, 0)) while a minimum of 1 is required."
+            )
         return cls(keys, tuple(widths))
 
     @classmethod
@@ -89,7 +117,7 @@ class DesignLayout:
 
     def n_samples(self, X) -> int:
         leaf = X[self.keys[0]] if self.keys is not None else X
-        return int(np.shape(leaf)[0])
+        return int(_shape(leaf, "X")[0])
 
     def check_same(self, X, fitted: DesignLayout, what="X") -> None:
         """Raise if ``X``'s structure or widths differ from the fitted layout."""

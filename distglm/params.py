@@ -166,7 +166,7 @@ class ClassifierParams:
         """Constructor parameters by name (scikit-learn's protocol)."""
         out = {}
         for name in self._param_names():
-            value = getattr(self, "_solver_name" if name == "solver_name" else name)
+            value = getattr(self, name)
             out[name] = value
             if deep and name == "regularizer":
                 out.update({f"regularizer__{k}": v for k, v in value.get_params().items()})
@@ -188,6 +188,7 @@ class ClassifierParams:
 
     def __sklearn_clone__(self):
         params = self.get_params(deep=False)
+        params["solver_name"] = self._solver_name  # None follows the penalty's default
         link = params.pop("inverse_link_function")  # a jitted function: deepcopy breaks `is`
         return type(self)(inverse_link_function=link, **copy.deepcopy(params))
 
