@@ -162,7 +162,9 @@ def run_fit(args, out=sys.stdout) -> int:
         model.fit(
             sessions,
             client=client,
-            progress=not args.no_progress,
+            # in a log file the INFO lines already show every pass and iteration
+            progress=not args.no_progress
+            and (sys.stderr.isatty() or args.log_level not in ("DEBUG", "INFO")),
             cache_bytes=args.cache_bytes,
             checkpoint=args.checkpoint,
         )
