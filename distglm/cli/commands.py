@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from typing import Literal
 
 import numpy as np
 
@@ -197,7 +198,7 @@ def run_predict(args, out=sys.stdout) -> int:
     with cluster_client(args, out):
         labels = model.predict(sessions)
         proba = model.predict_proba(sessions, return_type="proba")
-        mode = "w"
+        mode: Literal["w", "a"] = "w"
         for name in sessions:
             ds = xr.Dataset({"label": labels[name], "proba": proba[name]})
             ds["label"] = ds["label"].astype(str)  # a fixed-width string array Zarr can hold

@@ -71,7 +71,8 @@ def run_demo(args) -> int:
                 f"ms (coordinator overhead {overhead:.1f} ms); objective "
                 f"{model.fit_history_[-1]['objective']:.6f}"
             )
-            print(f"classes_: {[str(c) for c in model.classes_]}; outputs_: {len(model.outputs_)}")
+            n_out = np.asarray(model.outputs_).size
+            print(f"classes_: {[str(c) for c in model.classes_]}; outputs_: {n_out}")
             predictions = model.predict(opened)
             print("per session:  accuracy   McFadden R2")
             for name, ds in opened.items():
@@ -80,7 +81,7 @@ def run_demo(args) -> int:
                 print(f"  {name:<10} {acc:9.3f} {r2:12.4f}")
             r2_all = float(model.score(opened, score_type="pseudo-r2-McFadden"))
             print(f"  {'all':<10} {'':9} {r2_all:12.4f}")
-        order = [ids.index(o) for o in model.outputs_.tolist()]
+        order = [ids.index(o) for o in np.asarray(model.outputs_).tolist()]
         est = np.asarray(model.coef_)
         true = coef[:, order] - coef[:, order].mean(axis=2, keepdims=True)
         corr = np.corrcoef(est.ravel(), true.ravel())[0, 1]

@@ -39,6 +39,11 @@ def _add_store(p, what="the store of sessions"):
     )
 
 
+def _add_model_and_store(p):
+    p.add_argument("model", help="a saved model (distglm fit --out, save_params)")
+    _add_store(p)
+
+
 def _sub(sub, name, help, examples):
     p = sub.add_parser(
         name,
@@ -137,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write labels and probabilities per session (one Zarr group each), from the workers",
         ["distglm predict model.zarr sessions.zarr --out predictions.zarr"],
     )
-    p.add_argument("model", help="a saved model (distglm fit --out, save_params)")
-    _add_store(p)
+    _add_model_and_store(p)
     p.add_argument("--out", required=True, metavar="PRED.zarr", help="the Zarr store to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     add_cluster_arguments(p)
@@ -149,8 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "score a saved model per session and per output (log-likelihood, McFadden's R2)",
         ["distglm score model.zarr sessions.zarr", "distglm score model.npz s3://b/s.zarr --json"],
     )
-    p.add_argument("model", help="a saved model (distglm fit --out, save_params)")
-    _add_store(p)
+    _add_model_and_store(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_cluster_arguments(p)
 
