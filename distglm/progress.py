@@ -3,6 +3,7 @@ one plain line per iteration where the stream is not a terminal (a batch job's l
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Any
 
@@ -63,12 +64,17 @@ class ProgressLine:
         if self._bar is None:
             from tqdm.auto import tqdm
 
+            # a terminal that reports no size (0 x 0) gets 100 x 20: tqdm draws nothing in 0 rows
+            size = {}
+            if not in_notebook():
+                cols, rows = shutil.get_terminal_size((100, 20))
+                size = {"ncols": cols, "nrows": rows}
             self._bar = tqdm(
                 total=record.maxiter,
                 desc=f"distglm {record.solver}",
                 unit="iter",
                 file=self.stream,
-                dynamic_ncols=True,
+                **size,
             )
         self._bar.set_postfix_str(_text(record), refresh=False)
         self._bar.update(record.iteration - self._bar.n)

@@ -9,6 +9,7 @@ outputs its session recorded), and divided by each output's sample count.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
@@ -28,16 +29,16 @@ def _pass_marker(summary):
     return summary
 
 
-def _mark_on_dashboard(transport, key, summary):
-    """Submit a marker task keyed ``distglm-pass-<n>-<kind>`` (fire and forget): the actors'
-    calls are not tasks, so without it the dashboard's task stream and progress panel show no
-    passes. Transports without a Dask client (tests) are skipped."""
+def _mark_on_dashboard(transport, key, summary, markers):
+    """Submit a marker task keyed ``distglm-pass-<n>-<kind>``: the actors' calls are not
+    tasks, so without it the dashboard's task stream and progress panel show no passes. The
+    last few markers' futures are kept in ``markers`` (a bounded deque) so each one runs before
+    it is released; none outlives the data term (fire-and-forget tasks outlived the cluster and
+    were reported lost when it closed). Transports without a Dask client (tests) are skipped."""
     client = getattr(transport, "client", None) if transport is not None else None
     if client is None:
         return
-    from distributed import fire_and_forget
-
-    fire_and_forget(client.submit(_pass_marker, summary, key=key, pure=False))
+    markers.append(client.submit(_pass_marker, summary, key=key, pure=False))
 
 
 class DistributedData:
@@ -92,6 +93,7 @@ class DistributedData:
         self.streamed = bool(streamed)
         self.read_bytes = int(read_bytes)
         self._tag = uuid.uuid4().hex[:8]  # keys of this term's dashboard markers
+        self._markers: collections.deque = collections.deque(maxlen=4)
         self.n_rows = int(stats.n_rows)
         self.block_rows = self.plan.block_rows
 
@@ -115,6 +117,7 @@ class DistributedData:
             getattr(self.pool, "transport", None),
             f"distglm-pass-{n}-{kind}-{self._tag}",
             {"kind": kind, "seconds": seconds, "compute": compute, "read": read},
+            self._markers,
         )
         logger.info(
             "pass %d (%s): %.3f s, compute %.3f s, read %.3f s, %.1f MiB read, %s, %d workers, "
