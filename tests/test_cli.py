@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 import distglm
-from distglm.cli import make_sessions
+from distglm.cli import main, make_sessions
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
@@ -42,48 +42,70 @@ def store(tmp_path_factory):
     return path
 
 
-def test_version_and_help():
-    out = _distglm("--version")
-    assert out.returncode == 0 and out.stdout.strip() == f"distglm {distglm.__version__}"
-    out = _distglm("--help")
-    assert out.returncode == 0
+def _main(capsys, *args):
+    """Run the command in this process; (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse: --help, --version, usage errors
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_version_and_help(capsys):
+    code, out, _ = _main(capsys, "--version")
+    assert code == 0 and out.strip() == f"distglm {distglm.__version__}"
+    code, out, _ = _main(capsys, "--help")
+    assert code == 0
     for command in ("info", "fit", "predict", "score", "demo"):
-        assert f"distglm {command}" in out.stdout  # the examples epilog
-    assert "exit codes" in out.stdout
-    out = _distglm("fit", "--help")
-    assert out.returncode == 0 and "--scheduler-file" in out.stdout and "examples:" in out.stdout
+        assert f"distglm {command}" in out  # the examples epilog
+    assert "exit codes" in out
+    code, out, _ = _main(capsys, "fit", "--help")
+    assert code == 0 and "--scheduler-file" in out and "examples:" in out
 
 
-def test_usage_errors_exit_2(store):
-    out = _distglm("fit", store)  # --n-classes and --out missing
-    assert out.returncode == 2 and "--n-classes" in out.stderr
-    out = _distglm("fit", store, "--n-classes", "3", "--out", "m.npz", "--scheduler", "a",
-                   "--scheduler-file", "b")  # fmt: skip
-    assert out.returncode == 2 and "not allowed with" in out.stderr
-    assert _distglm("nonsense").returncode == 2
+def test_usage_errors_exit_2(store, capsys):
+    code, _, err = _main(capsys, "fit", store)  # --n-classes and --out missing
+    assert code == 2 and "--n-classes" in err
+    code, _, err = _main(
+        capsys,
+        "fit",
+        store,
+        "--n-classes",
+        "3",
+        "--out",
+        "m.npz",
+        "--scheduler",
+        "a",
+        "--scheduler-file",
+        "b",
+    )
+    assert code == 2 and "not allowed with" in err
+    assert _main(capsys, "nonsense")[0] == 2
+    assert _distglm("fit", store).returncode == 2  # the installed command's own exit code
 
 
-def test_runtime_errors_exit_1_without_traceback(tmp_path):
+def test_runtime_errors_exit_1_without_traceback(tmp_path, capsys):
     missing = tmp_path / "absent.zarr"
     out = _distglm("info", missing)
     assert out.returncode == 1
     assert "distglm info: error: Cannot open a Zarr group" in out.stderr
     assert str(missing) in out.stderr and "Traceback" not in out.stderr
-    out = _distglm("info", missing, "--debug")
-    assert out.returncode == 1 and "Traceback" in out.stderr
-    out = _distglm("info", missing, "--storage-options", "{not json")
-    assert out.returncode == 1 and "--storage-options must be a JSON object" in out.stderr
+    with pytest.raises(FileNotFoundError, match="Cannot open a Zarr group"):
+        main(["info", str(missing), "--debug"])  # --debug lets the exception through
+    code, _, err = _main(capsys, "info", missing, "--storage-options", "{not json")
+    assert code == 1 and "--storage-options must be a JSON object" in err
 
 
-def test_info_lists_sessions_outputs_and_chunks(store):
-    out = _distglm("info", store)
-    assert out.returncode == 0, out.stderr
+def test_info_lists_sessions_outputs_and_chunks(store, capsys):
+    code, out, err = _main(capsys, "info", store)
+    assert code == 0, err
     sessions = distglm.open_sessions(store)
-    assert f"{len(sessions)} sessions" in out.stdout
+    assert f"{len(sessions)} sessions" in out
     for name, ds in sessions.items():
-        line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith(name))
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
         assert f"{ds['X'].shape[0]:,}" in line and "x 1,500" in line
-    info = json.loads(_distglm("info", store, "--json").stdout)
+    info = json.loads(_main(capsys, "info", store, "--json")[1])
     assert info["n_sessions"] == 3 and info["n_features"] == 5
     assert info["outputs"] == [str(o) for o in sessions.outputs.tolist()]
     assert [s["samples"] for s in info["sessions"]] == [

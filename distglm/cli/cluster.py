@@ -35,8 +35,9 @@ def add_cluster_arguments(parser) -> None:
 
 
 @contextlib.contextmanager
-def cluster_client(args, out=sys.stdout):
+def cluster_client(args, out=None):
     """Yield a ``distributed.Client`` for ``args``; print where its dashboard is."""
+    out = sys.stdout if out is None else out
     from distributed import Client, LocalCluster
 
     if args.scheduler or args.scheduler_file:

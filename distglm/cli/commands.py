@@ -68,7 +68,8 @@ def session_table(sessions) -> list[dict]:
     return rows
 
 
-def run_info(args, out=sys.stdout) -> int:
+def run_info(args, out=None) -> int:
+    out = sys.stdout if out is None else out
     sessions = _open(args)
     rows = session_table(sessions)
     features = [] if sessions.features is None else [str(f) for f in sessions.features.tolist()]
@@ -138,7 +139,8 @@ def _strength(text):
         raise ValueError(f"--strength must be a number; got {text!r}.") from None
 
 
-def run_fit(args, out=sys.stdout) -> int:
+def run_fit(args, out=None) -> int:
+    out = sys.stdout if out is None else out
     from ..estimator import ClassifierPopulationGLM
 
     sessions = _open(args)
@@ -188,7 +190,8 @@ def _load(path):
     return load_model(path)
 
 
-def run_predict(args, out=sys.stdout) -> int:
+def run_predict(args, out=None) -> int:
+    out = sys.stdout if out is None else out
     import xarray as xr
 
     model = _load(args.model)
@@ -259,7 +262,8 @@ def score_tables(model, sessions):
     return per_session, per_output, {"session": "all", **row(ll_all, counts_all)}
 
 
-def run_score(args, out=sys.stdout) -> int:
+def run_score(args, out=None) -> int:
+    out = sys.stdout if out is None else out
     model = _load(args.model)
     sessions = _open(args)
     log = sys.stderr if args.json else out

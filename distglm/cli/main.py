@@ -177,9 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    """Send the distglm loggers to stderr (replacing the handler an earlier call added)."""
     logger = logging.getLogger("distglm")
+    for old in [h for h in logger.handlers if h.get_name() == "distglm-cli"]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("distglm-cli")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
 
