@@ -5,6 +5,8 @@ Zarr/xarray data, :func:`open_data` for a data session that several fits reuse, 
 regularizers and the exceptions.
 """
 
+import logging
+
 from . import exceptions, regularizer
 from .data import Sessions, open_sessions
 from .distribute import DataSession, open_data, pin_workers_to_cores
@@ -13,6 +15,9 @@ from .estimator import ClassifierGLM, ClassifierPopulationGLM
 from .persist import load_model
 
 __version__ = "0.1.0"
+
+# the library logs on module loggers under "distglm"; applications choose where it goes
+logging.getLogger("distglm").addHandler(logging.NullHandler())
 
 __all__ = [
     "ClassifierGLM",

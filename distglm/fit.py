@@ -9,6 +9,7 @@ one place.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = [
     "run_fit",
     "step_batch",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +176,16 @@ def run_fit(
             )
 
     def notify(record: IterationRecord) -> None:
+        logger.info(
+            "%s iteration %d: objective %.8g, gap %.2e, %d passes, %.2f s, %s",
+            record.solver,
+            record.iteration,
+            record.objective,
+            record.gap,
+            record.passes,
+            record.seconds,
+            record.status,
+        )
         for callback in callbacks:
             callback(record)
 

@@ -8,11 +8,12 @@ session, written with plain ``session.to_zarr(store, group="<session id>")``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 import xarray as xr
+
+from .stores import is_store_source, open_store, store_label
 
 __all__ = ["DEFAULT_SESSION_CHUNK_ROWS", "Sessions", "open_sessions"]
 
@@ -160,38 +161,24 @@ class Sessions(Mapping):
         )
 
 
-def _store_groups(store) -> list[str]:
-    import zarr
-
-    try:
-        root = zarr.open_group(store, mode="r")
-    except Exception as e:  # zarr raises several types for a missing or invalid store
-        raise FileNotFoundError(f"Cannot open a Zarr group at {store!r}: {e}") from e
-    groups = sorted(root.group_keys())
-    if not groups:
-        raise ValueError(
-            f"The Zarr store {store!r} has no groups: write one group per session with "
-            "session_ds.to_zarr(store, group='<session id>')."
-        )
-    return groups
-
-
-def _open_store(store) -> dict[str, xr.Dataset]:
-    return {g: xr.open_zarr(store, group=g, consolidated=False) for g in _store_groups(store)}
-
-
-def open_sessions(source) -> Sessions:
+def open_sessions(source, storage_options=None) -> Sessions:
     """Open recording sessions lazily, for :meth:`ClassifierPopulationGLM.fit`.
 
     Parameters
     ----------
-    source : str or path, list of them, list of xarray.Dataset, or dict of them
-        - a Zarr store whose groups are sessions (the group names become the session ids);
+    source : str or path, URL, store, list of them, list of xarray.Dataset, or dict of them
+        - a Zarr store whose groups are sessions (the group names become the session ids): a
+          local path, a URL (``"s3://bucket/sessions.zarr"``, any fsspec protocol), an fsspec
+          mapper, a Zarr store or group, or an ``xarray.DataTree`` (its nodes holding data);
         - a list of such stores (ids are ``"<store name>/<group>"`` when more than one store);
         - a list of Datasets (ids ``"0"``, ``"1"``, ...) or a dict ``session id -> Dataset``.
 
         Each session holds ``X`` (sample, feature) and ``y`` (sample, output) with an
         ``output`` coordinate. Datasets held in memory are chunked along samples.
+    storage_options : dict, optional
+        For URLs: fsspec's options (credentials, ``client_kwargs={"endpoint_url": ...}``).
+        They travel to the workers with the chunks' graphs; workers need the filesystem
+        package (``s3fs`` for ``s3://``) and, without explicit credentials, their own.
 
     Returns
     -------
@@ -206,18 +193,18 @@ def open_sessions(source) -> Sessions:
     """
     if isinstance(source, Sessions):
         return source
-    if isinstance(source, (str, os.PathLike)):
-        return Sessions(_open_store(source))
+    if is_store_source(source):
+        return Sessions(open_store(source, storage_options))
     if isinstance(source, xr.Dataset):
         return Sessions({"0": source})
     if isinstance(source, Mapping):
         return Sessions(dict(source))
     items = list(source)
-    if items and all(isinstance(s, (str, os.PathLike)) for s in items):
+    if items and all(is_store_source(s) for s in items):
         out = {}
         for store in items:
-            prefix = f"{os.path.basename(os.fspath(store).rstrip('/'))}/" if len(items) > 1 else ""
-            for g, ds in _open_store(store).items():
+            prefix = f"{store_label(store)}/" if len(items) > 1 else ""
+            for g, ds in open_store(store, storage_options).items():
                 name = prefix + g
                 if name in out:
                     raise ValueError(f"Two stores give the session id {name!r}; rename one.")

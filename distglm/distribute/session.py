@@ -104,7 +104,11 @@ class DataSession:
                 self.chunk_kept = np.asarray(chunk_kept, np.int64)
                 self.pool.adopt(stats.classes, self.chunk_kept)
             self.statistics_seconds = time.perf_counter() - start
-            self.streamed = any(info["streamed"] for info in self.pool.info().values())
+            streamed = {c for info in self.pool.info().values() for c in info["streamed"]}
+            self.streamed = bool(streamed)
+            self.read_bytes = sum(
+                int(c.X.nbytes + c.y.nbytes) for c in plan.chunks if c.chunk_id in streamed
+            )
         except BaseException:
             self.pool.close()
             raise
@@ -133,6 +137,7 @@ class DataSession:
             self.n_classes,
             streamed=self.streamed,
             stat_passes=1 if self._terms == 0 else 0,
+            read_bytes=self.read_bytes,
         )
         self._terms += 1
         return term

@@ -9,7 +9,10 @@ outputs its session recorded), and divided by each output's sample count.
 
 from __future__ import annotations
 
+import collections
+import logging
 import time
+import uuid
 
 import numpy as np
 
@@ -17,6 +20,25 @@ from ..solve.means import mean_value, mean_value_and_grad, newton_means
 from .reduce import reduce_in_chunk_order
 
 __all__ = ["DistributedData"]
+
+logger = logging.getLogger(__name__)
+
+
+def _pass_marker(summary):
+    """A no-op task whose key names a finished pass, so passes show on the dashboard."""
+    return summary
+
+
+def _mark_on_dashboard(transport, key, summary, markers):
+    """Submit a marker task keyed ``distglm-pass-<n>-<kind>``: the actors' calls are not
+    tasks, so without it the dashboard's task stream and progress panel show no passes. The
+    last few markers' futures are kept in ``markers`` (a bounded deque) so each one runs before
+    it is released; none outlives the data term (fire-and-forget tasks outlived the cluster and
+    were reported lost when it closed). Transports without a Dask client (tests) are skipped."""
+    client = getattr(transport, "client", None) if transport is not None else None
+    if client is None:
+        return
+    markers.append(client.submit(_pass_marker, summary, key=key, pure=False))
 
 
 class DistributedData:
@@ -46,9 +68,15 @@ class DistributedData:
         its background thread), ``overhead`` (``seconds - compute``) and ``workers``.
     streamed : bool
         Whether some chunks did not fit the workers' caches and are read on every pass.
+    read_bytes : int
+        Bytes of the streamed chunks (uncompressed), read from the store on every pass.
+
+    Every pass is logged at INFO on this module's logger: its kind, seconds, the slowest
+    worker's compute and read seconds, the bytes read, cached or streamed, and the recoveries
+    so far.
     """
 
-    def __init__(self, pool, stats, n_classes, streamed=False, stat_passes=1):
+    def __init__(self, pool, stats, n_classes, streamed=False, stat_passes=1, read_bytes=0):
         self.pool = pool
         self.plan = pool.plan
         self.n_classes = int(n_classes)
@@ -63,6 +91,9 @@ class DistributedData:
         self._gram = stats.gram if len(outputs) == 1 else stats.output_grams(self.plan)
         self.pass_log = []
         self.streamed = bool(streamed)
+        self.read_bytes = int(read_bytes)
+        self._tag = uuid.uuid4().hex[:8]  # keys of this term's dashboard markers
+        self._markers: collections.deque = collections.deque(maxlen=4)
         self.n_rows = int(stats.n_rows)
         self.block_rows = self.plan.block_rows
 
@@ -79,6 +110,27 @@ class DistributedData:
                 "overhead": seconds - compute,
                 "workers": len(timing),
             }
+        )
+        n = len(self.pass_log) + self.stat_passes
+        # pools without a Dask transport or recovery count (test doubles) log without them
+        _mark_on_dashboard(
+            getattr(self.pool, "transport", None),
+            f"distglm-pass-{n}-{kind}-{self._tag}",
+            {"kind": kind, "seconds": seconds, "compute": compute, "read": read},
+            self._markers,
+        )
+        logger.info(
+            "pass %d (%s): %.3f s, compute %.3f s, read %.3f s, %.1f MiB read, %s, %d workers, "
+            "%d recoveries",
+            n,
+            kind,
+            seconds,
+            compute,
+            read,
+            self.read_bytes / 2**20,
+            "streamed" if self.streamed else "cached",
+            len(timing),
+            getattr(self.pool, "recoveries", 0),
         )
 
     def _pass(self, theta, with_grad):
