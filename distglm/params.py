@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from .encoding import LabelEncoder
+from .observation import CategoricalObservations
 from .regularizer import Regularizer, resolve_regularizer
 from .solve import check_solver_kwargs
 
@@ -24,6 +25,19 @@ __all__ = ["ClassifierParams"]
 
 #: the inverse links, by the name an estimator stores
 _LINKS = {"log_softmax": jax.nn.log_softmax}
+
+
+def _is_log_softmax(fn) -> bool:
+    """jax's log-softmax (jitted or not, as nemos stores it) or its name."""
+    if isinstance(fn, str):
+        return fn == "log_softmax"
+    if fn is jax.nn.log_softmax:
+        return True
+    module = getattr(fn, "__module__", None) or ""
+    return getattr(fn, "__name__", None) == "log_softmax" and module.split(".")[0] in (
+        "jax",
+        "nemos",
+    )
 
 
 class ClassifierParams:
@@ -98,12 +112,18 @@ class ClassifierParams:
 
     @inverse_link_function.setter
     def inverse_link_function(self, fn):
-        if fn is not None and fn is not jax.nn.log_softmax:
+        if fn is not None and not _is_log_softmax(fn):
             raise ValueError(
-                "The categorical GLM's inverse link must be jax.nn.log_softmax (or None for it); "
-                f"got {fn!r}."
+                "The categorical GLM's inverse link must be log-softmax: jax.nn.log_softmax, "
+                f"nemos' log_softmax, the name 'log_softmax', or None for it; got {fn!r}."
             )
         self._inverse_link_function = "log_softmax"
+
+    @property
+    def observation_model(self) -> CategoricalObservations:
+        """The categorical observation model (nemos' ``observation_model``: log-likelihood,
+        deviance, pseudo-R2, samples and scale, on one-hot ``y`` and log-probabilities)."""
+        return CategoricalObservations()
 
     @property
     def regularizer(self) -> Regularizer:

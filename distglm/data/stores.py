@@ -90,7 +90,10 @@ def _session_groups(store, path, shown) -> list[str]:
     try:
         root = zarr.open_group(store, path=path or None, mode="r")
     except Exception as e:  # zarr raises several types for a missing or invalid store
-        raise FileNotFoundError(f"Cannot open a Zarr group at {shown!r}: {e}") from e
+        raise FileNotFoundError(
+            f"Cannot open a Zarr group at {shown!r}: {e}. A string X is read as the path or "
+            "URL of a Zarr store of sessions; pass an array for in-memory data."
+        ) from e
     groups = sorted(root.group_keys())
     if not groups:
         raise ValueError(

@@ -33,6 +33,11 @@ _BY_NAME: MappingProxyType[str, type[Regularizer]] = MappingProxyType(
 )
 
 
+def _is_nemos_regularizer(reg) -> bool:
+    cls = type(reg)
+    return cls.__module__.split(".")[0] == "nemos" and cls.__name__ in _BY_NAME
+
+
 def resolve_regularizer(reg: Regularizer | str | None) -> Regularizer:
     """Return a :class:`Regularizer` for an instance, a class name, or ``None``.
 
@@ -40,7 +45,9 @@ def resolve_regularizer(reg: Regularizer | str | None) -> Regularizer:
     ----------
     reg :
         A :class:`Regularizer` (returned as is), one of ``"UnRegularized"``, ``"Ridge"``,
-        ``"Lasso"``, ``"ElasticNet"``, ``"GroupLasso"``, or ``None`` (no penalty).
+        ``"Lasso"``, ``"ElasticNet"``, ``"GroupLasso"``, nemos' regularizer object of one of
+        those names (translated, with its parameters, e.g. GroupLasso's mask), or ``None``
+        (no penalty).
 
     Raises
     ------
@@ -53,6 +60,11 @@ def resolve_regularizer(reg: Regularizer | str | None) -> Regularizer:
         return UnRegularized()
     if isinstance(reg, Regularizer):
         return reg
+    if _is_nemos_regularizer(reg):
+        # nemos' own regularizer objects, translated by class name and parameters (nemos is
+        # not imported: the object came from the caller)
+        params = dict(reg.get_params()) if callable(getattr(reg, "get_params", None)) else {}
+        return _BY_NAME[type(reg).__name__](**params)
     if isinstance(reg, str):
         if reg not in _BY_NAME:
             raise ValueError(f"Unknown regularizer {reg!r}; expected one of {list(_BY_NAME)}.")

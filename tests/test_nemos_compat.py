@@ -1,0 +1,128 @@
+"""nemos 0.2.8's public behaviour beyond the estimators' own methods: the observation model,
+nemos' regularizer objects and link, and the parameters nemos code reads back."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import distglm
+
+nemos = pytest.importorskip("nemos")
+
+pytestmark = pytest.mark.parity
+
+
+def _one_hot_problem(seed, n=40, k=None, c=3):
+    rng = np.random.default_rng(seed)
+    shape = (n, c) if k is None else (n, k, c)
+    lp = np.asarray(jax.nn.log_softmax(rng.standard_normal(shape), axis=-1), np.float32)
+    codes = rng.integers(0, c, shape[:-1])
+    y = np.eye(c, dtype=np.float32)[codes]
+    return y, lp
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), outputs=st.sampled_from([None, 1, 4]))
+def test_observation_model_matches_nemos(seed, outputs):
+    y, lp = _one_hot_problem(seed, k=outputs)
+    ours = distglm.ClassifierPopulationGLM(3).observation_model
+    ref = nemos.observation_models.CategoricalObservations()
+    for name in ("log_likelihood", "likelihood"):
+        np.testing.assert_allclose(getattr(ours, name)(y, lp), getattr(ref, name)(y, lp), rtol=2e-6)
+    np.testing.assert_allclose(ours.deviance(y, lp), ref.deviance(y, lp), rtol=2e-6)
+    for score in ("pseudo-r2-McFadden", "pseudo-r2-Cohen"):
+        np.testing.assert_allclose(
+            ours.pseudo_r2(y, lp, score_type=score),
+            ref.pseudo_r2(y, lp, score_type=score),
+            rtol=2e-5,
+            atol=1e-6,
+        )
+    np.testing.assert_array_equal(ours.estimate_scale(y, lp, 3), ref.estimate_scale(y, lp, 3))
+    key = jax.random.PRNGKey(seed)
+    np.testing.assert_array_equal(ours.sample_generator(key, lp), ref.sample_generator(key, lp))
+    assert ours.scale == ref.scale == 1.0
+
+
+def test_observation_model_link_and_errors():
+    obs = distglm.ClassifierGLM(2).observation_model
+    assert obs.default_inverse_link_function is jax.nn.log_softmax
+    y, lp = _one_hot_problem(0)
+    with pytest.raises(NotImplementedError, match="pseudo-r2-McFadden"):
+        obs.pseudo_r2(y, lp, score_type="accuracy")
+    with pytest.raises(ValueError, match=r"same shape.*\(40, 3\).*\(40, 2\)"):
+        obs.log_likelihood(y, lp[:, :2])
+
+
+def test_observation_model_scores_a_fitted_model_as_score_does():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 4)).astype(np.float32)
+    y = rng.integers(0, 3, (300, 2))
+    model = distglm.ClassifierPopulationGLM(3).fit(X, y)
+    lp = np.asarray(model.predict_proba(X, return_type="log-proba"))
+    onehot = np.eye(3, dtype=np.float32)[y]
+    obs = model.observation_model
+    np.testing.assert_allclose(
+        obs.pseudo_r2(onehot, lp), model.score(X, y, score_type="pseudo-r2-McFadden"), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nemos.regularizer.Ridge(),
+        lambda: nemos.regularizer.Lasso(),
+        lambda: nemos.regularizer.ElasticNet(),
+        lambda: nemos.regularizer.UnRegularized(),
+        lambda: nemos.regularizer.GroupLasso(mask=np.array([[1, 1, 0, 0], [0, 0, 1, 1]])),
+    ],
+)
+def test_nemos_regularizer_objects_are_translated(make):
+    reg = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = distglm.ClassifierGLM(2, regularizer=reg)
+    assert type(model.regularizer).__name__ == type(reg).__name__
+    assert type(model.regularizer).__module__.startswith("distglm")
+    if type(reg).__name__ == "GroupLasso":
+        np.testing.assert_array_equal(model.regularizer.mask, reg.mask)
+
+
+def test_nemos_link_and_link_name_accepted():
+    nemos_link = nemos.glm.ClassifierGLM(2).inverse_link_function
+    for link in (nemos_link, "log_softmax", jax.nn.log_softmax, None):
+        assert distglm.ClassifierGLM(2, inverse_link_function=link).inverse_link_function is (
+            jax.nn.log_softmax
+        )
+    with pytest.raises(ValueError, match="log-softmax"):
+        distglm.ClassifierGLM(2, inverse_link_function=jax.nn.softmax)
+    with pytest.raises(ValueError, match="log-softmax"):
+        distglm.ClassifierGLM(2, inverse_link_function="softmax")
+
+
+def test_fit_with_nemos_regularizer_matches_nemos_model():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((400, 3))
+    y = (X[:, 0] + rng.standard_normal(400) > 0).astype(int)
+    kwargs = {"regularizer_strength": 0.1, "solver_kwargs": {"tol": 1e-12, "maxiter": 5000}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = nemos.glm.ClassifierGLM(
+            2, regularizer=nemos.regularizer.Ridge(), solver_name="LBFGS", **kwargs
+        ).fit(X, y)
+    ours = distglm.ClassifierGLM(2, regularizer=nemos.regularizer.Ridge(), **kwargs).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=2e-4, atol=2e-5)
+
+
+def test_a_string_x_that_names_no_store_is_refused():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((60, 3))
+    model = distglm.ClassifierGLM(2).fit(X, np.arange(60) % 2)
+    for call in (model.predict, model.predict_proba):
+        with pytest.raises(FileNotFoundError, match=r"'invalid'.*pass an array"):
+            call("invalid")
