@@ -26,6 +26,7 @@ from .distribute import DataSession, open_plan
 from .fit import FitResult, initial_theta, run_fit
 from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
 from .inputs import theta_from_blocks as _theta
+from .kernels.compile_cache import enable_compile_cache
 from .mask import check_feature_mask, mask_block
 from .params import ClassifierParams
 from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint, session_fit_data
@@ -203,6 +204,7 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping, SklearnCo
         self
         """
         start = time.perf_counter()
+        enable_compile_cache()
         callbacks = _callbacks(callback, progress)
         ckpt = (
             None

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..encoding import label_codes
 from ..inputs import kept_rows
+from .counting import design_gram, label_counts
 
 __all__ = ["ChunkStats", "DataStats", "chunk_stats", "merge_stats"]
 
@@ -106,21 +107,9 @@ def chunk_stats(chunk_id: int, X: np.ndarray, y: np.ndarray) -> tuple[ChunkStats
     ChunkStats, bool array of shape (rows,)
     """
     keep = kept_rows(X, y)
-    yk = y[keep]
-    try:
-        labels, inverse = np.unique(yk, return_inverse=True)
-    except TypeError as err:
-        raise TypeError(
-            f"Chunk {chunk_id}: class labels of dtype {y.dtype} cannot be sorted ({err})."
-        ) from err
-    inverse = inverse.reshape(yk.shape)
-    counts = np.zeros((labels.size, y.shape[1]), dtype=np.int64)
-    for j in range(y.shape[1]):
-        counts[:, j] = np.bincount(inverse[:, j], minlength=labels.size)
-    Xk = np.asarray(X[keep], np.float64)
-    ones = np.ones((Xk.shape[0], 1))
-    Z = np.concatenate([Xk, ones], axis=1)
-    stats = ChunkStats(chunk_id, int(y.shape[0]), int((~keep).sum()), labels, counts, Z.T @ Z)
+    labels, counts = label_counts(chunk_id, y[keep])
+    gram = design_gram(X[keep])
+    stats = ChunkStats(chunk_id, int(y.shape[0]), int((~keep).sum()), labels, counts, gram)
     return stats, keep
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from ..data.stats import chunk_stats
 from ..encoding import label_codes
 from ..inputs import kept_rows
+from ..kernels.compile_cache import enable_compile_cache
 from ..kernels.compiled import NEWTON_PASS, VALUE, VALUE_AND_GRAD, pad_outputs
 from ..kernels.newton import class_pairs
 from .budget import CacheLedger, resolve_cache_bytes
@@ -85,6 +86,7 @@ class ChunkWorker:
 
         if np.dtype(dtype) == np.float64:
             jax.config.update("jax_enable_x64", True)
+        self.compile_cache = enable_compile_cache()
         self.malloc_tuned = keep_freed_memory()
         self._session_outputs = [np.asarray(o) for o in session_outputs]
         self._rows = int(chunk_rows)

@@ -1,0 +1,75 @@
+"""The statistics pass's per-chunk arithmetic against plain numpy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from distglm.data.counting import design_gram, label_counts
+
+
+def _reference(y):
+    labels, inverse = np.unique(y, return_inverse=True)
+    inverse = inverse.reshape(y.shape)
+    counts = np.zeros((labels.size, y.shape[1]), np.int64)
+    for j in range(y.shape[1]):
+        counts[:, j] = np.bincount(inverse[:, j], minlength=labels.size)
+    return labels, counts
+
+
+_int_labels = st.sampled_from([np.int8, np.int16, np.int64, np.uint8]).flatmap(
+    lambda dt: hnp.arrays(
+        dt,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=9),
+        elements=st.integers(max(np.iinfo(dt).min, -100_000), min(np.iinfo(dt).max, 100_000)),
+    )
+)
+
+
+@given(_int_labels)
+def test_integer_labels_match_unique(y):
+    labels, counts = label_counts(0, y)
+    ref_labels, ref_counts = _reference(y)
+    assert labels.dtype == y.dtype
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(counts, ref_counts)
+    assert counts.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        np.array([["a", "b"], ["b", "b"], ["c", "a"]]),
+        np.array([[True, False], [True, True]]),
+        np.array([[0.5, 1.5], [1.5, 2.5]]),
+        np.array([[-(10**12), 10**12], [3, 3]]),
+    ],
+)
+def test_other_labels_match_unique(y):
+    labels, counts = label_counts(0, y)
+    ref_labels, ref_counts = _reference(y)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+def test_unsortable_labels_name_the_chunk():
+    y = np.array([[1, "a"], [None, 2]], dtype=object)
+    with pytest.raises(TypeError, match="Chunk 7: class labels of dtype object"):
+        label_counts(7, y)
+
+
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=12),
+        elements=st.floats(-1e3, 1e3, width=32),
+    )
+)
+def test_gram_matches_float64_numpy(X):
+    Z = np.concatenate([X.astype(np.float64), np.ones((X.shape[0], 1))], axis=1)
+    got = design_gram(X)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, Z.T @ Z, rtol=1e-12, atol=1e-9)
