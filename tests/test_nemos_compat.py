@@ -127,30 +127,3 @@ def test_a_string_x_that_names_no_store_is_refused():
         with pytest.raises(FileNotFoundError, match=r"'invalid'.*pass an array"):
             call("invalid")
 
-
-@pytest.mark.parametrize("nemos_order", [True, False])
-def test_batch_loop_reaches_nemos_batch_loop_optimum(nemos_order):
-    """nemos' batch loop (initialize_params, initialize_solver_and_state, update) ported as is."""
-    rng = np.random.default_rng(4)
-    X = rng.standard_normal((500, 3))
-    y = rng.choice(["a", "b", "c"], 500)
-
-    def loop(model, n_steps):
-        model.set_classes(y)
-        params = model.initialize_params(X, y)
-        if nemos_order or isinstance(model, nemos.glm.ClassifierGLM):
-            state = model.initialize_solver_and_state(X, y, params)
-        else:
-            state = model.initialize_optimizer_and_state(params, X, y)
-        for _ in range(n_steps):
-            params, state = model.update(params, state, X, y)
-        return params
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = loop(nemos.glm.ClassifierGLM(3, solver_name="LBFGS", regularizer="Ridge"), 300)
-    ours = loop(distglm.ClassifierGLM(3, regularizer="Ridge"), 300)
-    np.testing.assert_allclose(ours[0], ref[0], rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(ours[1], ref[1], rtol=1e-3, atol=1e-4)
-    with pytest.raises(RuntimeError, match="initialize_solver_and_state"):
-        distglm.ClassifierGLM(3).initialize_solver_and_state(X, y, ours)
