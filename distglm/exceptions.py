@@ -6,6 +6,7 @@ __all__ = [
     "CheckpointMismatchError",
     "FileFormatError",
     "NotFittedError",
+    "StructureMismatchError",
     "UnknownSolverOptionError",
 ]
 
@@ -32,3 +33,9 @@ class CheckpointMismatchError(ValueError):
 class UnknownSolverOptionError(NameError, ValueError):
     """``solver_kwargs`` names an option the solver does not take. A :class:`NameError`, as
     nemos raises for it, and a :class:`ValueError`, as for distglm's other bad arguments."""
+
+
+class StructureMismatchError(TypeError, ValueError):
+    """X, coef or feature_mask differ in structure (an array where a dict is expected, or
+    dicts with other keys). A :class:`TypeError`, as nemos raises for it, and a
+    :class:`ValueError`, as for distglm's other mismatches."""

@@ -178,3 +178,49 @@ def test_a_fixed_stepsize_is_the_step_taken():
 
     # one plain gradient step from zero is linear in the step
     np.testing.assert_allclose(coef(0.2), 2 * coef(0.1), rtol=1e-5, atol=1e-7)
+
+
+def _both_raise(exc, match, call):
+    """``call(module)`` raises ``exc`` with nemos' classes and with distglm's."""
+    for module in (nemos.glm, distglm):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(exc, match=match):
+                call(module)
+
+
+def test_feature_mask_shape_is_checked_at_fit_as_nemos_does():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, (40, 2))
+    for shape in [(3, 2), (5, 2, 2)]:
+        for module in (nemos.glm, distglm):
+            model = module.ClassifierPopulationGLM(2, feature_mask=np.ones(shape))  # accepted
+        # ... and refused at fit, naming coef's shape
+        _both_raise(
+            ValueError,
+            r"feature_mask.*must match coef.{0,2} shape.*\(3, 2, 2\)",
+            lambda m, s=shape: m.ClassifierPopulationGLM(2, feature_mask=np.ones(s)).fit(X, y),
+        )
+    assert model.feature_mask.shape == (5, 2, 2)
+
+
+def test_structure_mismatches_are_type_errors_as_in_nemos():
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+    X_tree = {"a": X[:, :2], "b": X[:, 2:]}
+    _both_raise(
+        TypeError,
+        "feature_mask and (coef|X) must have the same structure",
+        lambda m: m.ClassifierPopulationGLM(2, feature_mask={"a": np.ones((3, 1, 2))}).fit(
+            X, y[:, None]
+        ),
+    )
+    tree_model = distglm.ClassifierGLM(2).fit(X_tree, y)
+    ref_tree_model = nemos.glm.ClassifierGLM(2).fit(nemos.pytrees.FeaturePytree(**X_tree), y)
+    array_model = distglm.ClassifierGLM(2).fit(X, y)
+    for model, X_other in [(tree_model, X), (ref_tree_model, X), (array_model, X_tree)]:
+        with pytest.raises(TypeError, match="structure"):
+            model.predict(X_other)
+    # distglm's structure errors stay ValueErrors too, as they were
+    with pytest.raises(ValueError, match="same structure"):
+        tree_model.predict_proba(X)
