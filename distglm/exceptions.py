@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointMismatchError", "FileFormatError", "NotFittedError"]
+__all__ = [
+    "CheckpointMismatchError",
+    "FileFormatError",
+    "NotFittedError",
+    "StructureMismatchError",
+    "UnknownSolverOptionError",
+]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -22,3 +28,14 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint belongs to another fit: its data, its model's parameters or the distglm
     version differ from this fit's. The message names the part that differs; fit with
     ``resume=False`` to start over (the checkpoint is then replaced)."""
+
+
+class UnknownSolverOptionError(NameError, ValueError):
+    """``solver_kwargs`` names an option the solver does not take. A :class:`NameError`, as
+    nemos raises for it, and a :class:`ValueError`, as for distglm's other bad arguments."""
+
+
+class StructureMismatchError(TypeError, ValueError):
+    """X, coef or feature_mask differ in structure (an array where a dict is expected, or
+    dicts with other keys). A :class:`TypeError`, as nemos raises for it, and a
+    :class:`ValueError`, as for distglm's other mismatches."""

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 
+from .exceptions import StructureMismatchError
+
 __all__ = [
     "CoefView",
     "DesignLayout",
@@ -127,7 +129,7 @@ class DesignLayout:
             def describe(keys):
                 return "an array" if keys is None else f"a dict with keys {list(keys)}"
 
-            raise ValueError(
+            raise StructureMismatchError(
                 f"{what} must have the same structure as the data the model was fitted on: "
                 f"expected {describe(fitted.keys)}, got {describe(other.keys)}."
             )
@@ -157,11 +159,13 @@ class DesignLayout:
         """Inverse of :meth:`split`: stack a structured coefficient into one block."""
         if self.keys is None:
             if isinstance(tree, dict):
-                raise ValueError(f"{what} is a dict but X is an array; give {what} as an array.")
+                raise StructureMismatchError(
+                    f"{what} is a dict but X is an array; give {what} as an array."
+                )
             return tree
         if not isinstance(tree, dict) or tuple(sorted(tree)) != self.keys:
             got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
-            raise ValueError(
+            raise StructureMismatchError(
                 f"{what} must be a dict with the keys of X {list(self.keys)}; got {got}."
             )
         return jnp.concatenate([jnp.asarray(tree[k]) for k in self.keys], axis=0)
@@ -264,7 +268,7 @@ def params_to_block(params, layout: DesignLayout, n_classes: int, population: bo
     coef, intercept = params
     c = n_classes
     if layout.keys is None and isinstance(coef, dict):
-        raise ValueError("coef is a dict but X is an array; give coef as an array.")
+        raise StructureMismatchError("coef is a dict but X is an array; give coef as an array.")
     block = jnp.asarray(layout.join(coef))
     intercept = jnp.asarray(intercept)
     want_ndim = 3 if population else 2

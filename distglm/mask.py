@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .exceptions import StructureMismatchError
 from .inputs import DesignLayout
 
 __all__ = ["check_feature_mask", "mask_block"]
@@ -39,7 +40,8 @@ def check_feature_mask(mask):
     Raises
     ------
     ValueError
-        If a value is not 0 or 1, an array is not 3-D, or a DataArray's dims are wrong.
+        If a value is not 0 or 1, or a DataArray's dims are wrong. Shapes are checked
+        against the data at fit (:func:`mask_block`), where nemos checks them.
     """
     if mask is None:
         return None
@@ -56,11 +58,6 @@ def check_feature_mask(mask):
     for m in jax.tree_util.tree_leaves(mask):
         m = np.asarray(m, dtype=float)
         _check_binary(m)
-        if m.ndim != 3:
-            raise ValueError(
-                "feature_mask arrays must have shape (n_features, n_outputs, n_classes); "
-                f"got shape {m.shape}."
-            )
     if isinstance(mask, dict):
         return {k: jnp.asarray(v, float) for k, v in mask.items()}
     return jnp.asarray(mask, float)
@@ -88,7 +85,7 @@ def mask_block(mask, layout: DesignLayout, n_outputs: int, n_classes: int, label
     if isinstance(mask, xr.DataArray):
         return _aligned(mask, layout, n_outputs, n_classes, labels)
     if (layout.keys is None) != (not isinstance(mask, dict)):
-        raise ValueError(
+        raise StructureMismatchError(
             "feature_mask and X must have the same structure: "
             f"feature_mask is {'a dict' if isinstance(mask, dict) else 'an array'}, "
             f"X is {'a dict' if layout.keys is not None else 'an array'}."
@@ -96,7 +93,10 @@ def mask_block(mask, layout: DesignLayout, n_outputs: int, n_classes: int, label
     block = np.asarray(layout.join(mask, "feature_mask"))
     want = (layout.n_features, n_outputs, n_classes)
     if block.shape != want:
-        raise ValueError(f"feature_mask must match coef's shape {want}; got {block.shape}.")
+        raise ValueError(
+            "feature_mask must match coef's shape (n_features, n_outputs, n_classes) = "
+            f"{want}; got {block.shape}."
+        )
     return block
 
 

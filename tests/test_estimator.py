@@ -428,8 +428,9 @@ def test_feature_mask(data):
         m.feature_mask = np.ones((P, K, C))
     with pytest.raises(ValueError, match="0s and 1s"):
         ClassifierPopulationGLM(C, feature_mask=np.full((P, K, C), 0.5))
+    # as in nemos, the shape is checked against the data at fit, not when set
     with pytest.raises(ValueError, match="shape"):
-        ClassifierPopulationGLM(C, feature_mask=np.ones((P, K)))
+        ClassifierPopulationGLM(C, feature_mask=np.ones((P, K))).fit(X, Y)
     with pytest.raises(ValueError, match="shape"):
         ClassifierPopulationGLM(C, feature_mask=np.ones((P, K + 1, C))).fit(X, Y)
     with pytest.raises(ValueError, match="structure"):

@@ -127,3 +127,100 @@ def test_a_string_x_that_names_no_store_is_refused():
         with pytest.raises(FileNotFoundError, match=r"'invalid'.*pass an array"):
             call("invalid")
 
+
+@pytest.mark.parametrize("solver", ["GradientDescent", "ProximalGradient", "LBFGS"])
+def test_unknown_solver_options_are_refused_by_name_as_nemos_does(solver):
+    for cls in (nemos.glm.ClassifierGLM, distglm.ClassifierGLM):
+        with pytest.raises(NameError, match=r"kwargs \{'tols'\} in solver_kwargs not a kwarg for"):
+            cls(2, solver_name=solver, solver_kwargs={"tols": 1e-6})
+    # distglm's error is a ValueError too, like its other bad arguments
+    with pytest.raises(ValueError, match=r"\{'tols'\}"):
+        distglm.ClassifierGLM(2, solver_name=solver, solver_kwargs={"tol": 1e-6, "tols": 1e-6})
+
+
+@pytest.mark.parametrize(
+    ("solver", "options"),
+    [
+        ("GradientDescent", {"stepsize": 0.5, "acceleration": False}),
+        ("GradientDescent", {"stepsize": 0.0, "acceleration": True}),
+        ("ProximalGradient", {"stepsize": 0.5}),
+        ("LBFGS", {"memory_size": 5}),
+    ],
+)
+def test_nemos_solver_options_are_taken_and_reach_nemos_optimum(solver, options):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 3))
+    y = (X[:, 0] - X[:, 1] + rng.standard_normal(300) > 0).astype(int)
+    kwargs = {
+        "regularizer": "Ridge",
+        "regularizer_strength": 0.1,
+        "solver_name": solver,
+        "solver_kwargs": {"tol": 1e-10, "maxiter": 20000, **options},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = nemos.glm.ClassifierGLM(2, **kwargs).fit(X, y)
+    ours = distglm.ClassifierGLM(2, **kwargs).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-3, atol=1e-4)
+
+
+def test_a_fixed_stepsize_is_the_step_taken():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((200, 3))
+    y = (X[:, 0] > 0).astype(int)
+
+    def coef(stepsize):
+        options = {"stepsize": stepsize, "maxiter": 1, "acceleration": False}
+        model = distglm.ClassifierGLM(2, solver_name="GradientDescent", solver_kwargs=options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # one step does not converge
+            return model.fit(X, y).coef_
+
+    # one plain gradient step from zero is linear in the step
+    np.testing.assert_allclose(coef(0.2), 2 * coef(0.1), rtol=1e-5, atol=1e-7)
+
+
+def _both_raise(exc, match, call):
+    """``call(module)`` raises ``exc`` with nemos' classes and with distglm's."""
+    for module in (nemos.glm, distglm):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(exc, match=match):
+                call(module)
+
+
+def test_feature_mask_shape_is_checked_at_fit_as_nemos_does():
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, (40, 2))
+    for shape in [(3, 2), (5, 2, 2)]:
+        for module in (nemos.glm, distglm):
+            model = module.ClassifierPopulationGLM(2, feature_mask=np.ones(shape))  # accepted
+        # ... and refused at fit, naming coef's shape
+        _both_raise(
+            ValueError,
+            r"feature_mask.*must match coef.{0,2} shape.*\(3, 2, 2\)",
+            lambda m, s=shape: m.ClassifierPopulationGLM(2, feature_mask=np.ones(s)).fit(X, y),
+        )
+    assert model.feature_mask.shape == (5, 2, 2)
+
+
+def test_structure_mismatches_are_type_errors_as_in_nemos():
+    rng = np.random.default_rng(6)
+    X, y = rng.standard_normal((40, 3)), rng.integers(0, 2, 40)
+    X_tree = {"a": X[:, :2], "b": X[:, 2:]}
+    _both_raise(
+        TypeError,
+        "feature_mask and (coef|X) must have the same structure",
+        lambda m: m.ClassifierPopulationGLM(2, feature_mask={"a": np.ones((3, 1, 2))}).fit(
+            X, y[:, None]
+        ),
+    )
+    tree_model = distglm.ClassifierGLM(2).fit(X_tree, y)
+    ref_tree_model = nemos.glm.ClassifierGLM(2).fit(nemos.pytrees.FeaturePytree(**X_tree), y)
+    array_model = distglm.ClassifierGLM(2).fit(X, y)
+    for model, X_other in [(tree_model, X), (ref_tree_model, X), (array_model, X_tree)]:
+        with pytest.raises(TypeError, match="structure"):
+            model.predict(X_other)
+    # distglm's structure errors stay ValueErrors too, as they were
+    with pytest.raises(ValueError, match="same structure"):
+        tree_model.predict_proba(X)

@@ -358,3 +358,27 @@ def test_minimize_resumes_from_state(small, name, kwargs):
     assert second.n_iter == full.n_iter and second.converged == full.converged
     np.testing.assert_allclose(second.theta, full.theta, rtol=1e-10, atol=1e-12)
     assert obj.n_passes == full_obj.n_passes
+
+
+@pytest.mark.parametrize("name", ["LBFGS", "GradientDescent", "Newton"])
+def test_estimator_in_float64_mode_reaches_tol_against_scipy(small, name):
+    """With jax_enable_x64 on (as nemos' tests run), the fit's kernels are float64 and the
+    float32 stopping floor does not apply: a tol of 1e-10 is reached."""
+    from distglm import ClassifierPopulationGLM
+
+    X, y = small
+    strength = 1e-2
+    theta_ref, f_ref = _scipy_ridge(X, y, 3, strength)
+    with jax.enable_x64(True):
+        model = ClassifierPopulationGLM(
+            3,
+            regularizer="Ridge",
+            regularizer_strength=strength,
+            solver_name=name,
+            solver_kwargs={"tol": 1e-10, "maxiter": 20000},
+        ).fit(X, y)
+        assert np.asarray(model.coef_).dtype == np.float64
+    theta = np.concatenate([model.coef_, np.asarray(model.intercept_)[None]])
+    f_np, _ = _np_ridge(theta, X, y, strength)
+    assert f_np - f_ref <= 1e-10 * abs(f_ref), (f_np - f_ref, name)
+    np.testing.assert_allclose(_centred(theta), _centred(theta_ref), atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+from ..exceptions import UnknownSolverOptionError
 from .first_order import AcceleratedGradient, ProximalGradient
 from .lbfgs import LBFGS
 from .newton import Newton, default_hessian_rows
@@ -106,12 +107,13 @@ class ProblemFacts:
 
 def check_solver_kwargs(name: str, solver_kwargs: dict | None = None) -> None:
     """Raise ``ValueError`` unless ``name`` is a solver (or ``"auto"``) that accepts every
-    keyword of ``solver_kwargs``; builds nothing that needs the data."""
+    keyword of ``solver_kwargs`` (:class:`~distglm.exceptions.UnknownSolverOptionError`, also a
+    ``NameError`` as in nemos, naming the unknown ones); builds nothing that needs the data."""
     kwargs = dict(solver_kwargs or {})
     if name == "auto":
         bad = sorted(set(kwargs) - set(AUTO_KWARGS))
         if bad:
-            raise ValueError(
+            raise UnknownSolverOptionError(
                 f"solver_kwargs {bad} are not accepted with solver_name='auto', which only "
                 f"passes on {list(AUTO_KWARGS)}; name a solver to set its other options."
             )
@@ -119,19 +121,25 @@ def check_solver_kwargs(name: str, solver_kwargs: dict | None = None) -> None:
     _build(name, kwargs)
 
 
+#: nemos' names of options distglm's solvers take under another name
+NEMOS_OPTION_NAMES = {"LBFGS": {"memory_size": "history_size"}}
+
+
 def _build(name, kwargs):
     if name not in SOLVERS:
         raise ValueError(
             f"Unknown solver {name!r}; available solvers are {sorted(SOLVERS)} and 'auto'."
         )
-    try:
-        return SOLVERS[name](**kwargs)
-    except TypeError as e:
-        accepted = list(inspect.signature(SOLVERS[name]).parameters)
-        raise ValueError(
-            f"solver_kwargs {sorted(kwargs)} are not all accepted by {name}; "
-            f"it accepts {sorted(accepted)}."
-        ) from e
+    aliases = NEMOS_OPTION_NAMES.get(name, {})
+    kwargs = {aliases.get(k, k): v for k, v in kwargs.items()}
+    accepted = set(inspect.signature(SOLVERS[name]).parameters)
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise UnknownSolverOptionError(
+            f"kwargs {unknown} in solver_kwargs not a kwarg for {name}: it accepts "
+            f"{sorted(accepted | set(aliases))}."
+        )
+    return SOLVERS[name](**kwargs)
 
 
 def make_solver(

@@ -32,16 +32,22 @@ class _FISTA:
     maxiter : int
     acceleration : bool
         ``False`` gives plain (proximal) gradient descent.
+    stepsize : float
+        A fixed step, as nemos' option of that name; ``<= 0`` (the default) takes ``1 / L``
+        from the curvature bound, where nemos runs a line search.
     """
 
     name = ""
 
-    def __init__(self, tol=1e-8, maxiter=5000, acceleration=True):
+    def __init__(self, tol=1e-8, maxiter=5000, acceleration=True, stepsize=0.0):
         self.tol = float(tol)
         self.maxiter = int(maxiter)
         self.acceleration = bool(acceleration)
+        self.stepsize = float(stepsize)
 
     def prepare(self, objective, theta, ridge=0.0, mask=None) -> FirstOrderContext:
+        if self.stepsize > 0:
+            return FirstOrderContext(1.0 / self.stepsize)
         return FirstOrderContext(lipschitz_bound(objective.gram(), ridge))
 
     def init(self, context, theta) -> FirstOrderState:
@@ -88,7 +94,7 @@ class ProximalGradient(_FISTA):
 
     Parameters
     ----------
-    tol, maxiter, acceleration : see :class:`_FISTA`.
+    tol, maxiter, acceleration, stepsize : see :class:`_FISTA`.
     """
 
     name = "ProximalGradient"
@@ -100,7 +106,7 @@ class AcceleratedGradient(_FISTA):
 
     Parameters
     ----------
-    tol, maxiter, acceleration : see :class:`_FISTA`.
+    tol, maxiter, acceleration, stepsize : see :class:`_FISTA`.
     """
 
     name = "GradientDescent"
