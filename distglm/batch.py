@@ -104,6 +104,24 @@ class BatchFitting(abc.ABC):
         return init_batches(self._spec(layout, codes.shape[1]), data, theta)
 
     @support_pynapple
+    def initialize_solver_and_state(self, X, y, init_params):
+        """nemos 0.2.8's name and argument order for :meth:`initialize_optimizer_and_state`.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : array of shape (n_samples,) or (n_samples, n_outputs), labels among ``classes_``
+        init_params : (coef, intercept)
+
+        Returns
+        -------
+        distglm.solve.SolverState
+            The same state :meth:`initialize_optimizer_and_state` returns.
+        """
+        self._encoder.check_is_set("initialize_solver_and_state")
+        return self.initialize_optimizer_and_state(init_params, X, y)
+
+    @support_pynapple
     def update(self, params, opt_state, X, y, *args, n_samples=None, **kwargs):
         """One solver step on the batch ``(X, y)``.
 
