@@ -5,9 +5,10 @@ from __future__ import annotations
 import nemos as nmo
 import numpy as np
 import pytest
-from helpers import softmax_labels
 
 import distglm
+
+from helpers import softmax_labels
 
 pytestmark = pytest.mark.parity
 
