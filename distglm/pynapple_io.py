@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.sparse
 
 __all__ = ["from_pynapple", "is_feature_pytree", "is_pynapple", "support_pynapple"]
 
@@ -27,11 +28,16 @@ def is_feature_pytree(x) -> bool:
     return type(x).__name__ == "FeaturePytree" and isinstance(getattr(x, "data", None), dict)
 
 
+def _is_tree(x) -> bool:
+    """A dict of arrays (a scipy ``dok`` matrix is a dict too, but a design of its own)."""
+    return isinstance(x, dict) and not scipy.sparse.issparse(x)
+
+
 def _plain(x):
     """``x`` with pynapple objects replaced by their arrays and FeaturePytrees by dicts."""
     if is_feature_pytree(x):
         return {k: _plain(v) for k, v in x.data.items()}
-    if isinstance(x, dict):
+    if _is_tree(x):
         return {k: _plain(v) for k, v in x.items()}
     if is_pynapple(x):
         return np.asarray(x.values)
@@ -42,7 +48,7 @@ def _series(x):
     """The pynapple objects in ``x`` (itself, or the leaves of a dict / FeaturePytree)."""
     if is_feature_pytree(x):
         x = x.data
-    if isinstance(x, dict):
+    if _is_tree(x):
         return [s for v in x.values() for s in _series(v)]
     return [x] if is_pynapple(x) else []
 
