@@ -14,6 +14,7 @@ import numpy as np
 
 from .fit import init_batches, step_batch
 from .inputs import theta_from_blocks as _theta
+from .pynapple_io import support_pynapple
 from .solve import InMemoryData
 from .spec import kernel_dtype
 
@@ -58,6 +59,7 @@ class BatchFitting(abc.ABC):
     def _check_in_memory(X, method):
         """Refuse distributed data for in-memory methods."""
 
+    @support_pynapple
     def initialize_params(self, X, y):
         """Zero coefficients and intercepts matching the class frequencies of ``y``.
 
@@ -78,6 +80,7 @@ class BatchFitting(abc.ABC):
         layout, _, codes = self._prepare(X, y, "initialize_params")
         return self._user_params(self._initial(layout, codes), layout)
 
+    @support_pynapple
     def initialize_optimizer_and_state(self, init_params, X, y):
         """Set up the solver for :meth:`update` loops and return its initial state.
 
@@ -100,6 +103,25 @@ class BatchFitting(abc.ABC):
         data = InMemoryData(Xs, codes, self.n_classes, dtype=kernel_dtype())
         return init_batches(self._spec(layout, codes.shape[1]), data, theta)
 
+    @support_pynapple
+    def initialize_solver_and_state(self, X, y, init_params):
+        """nemos 0.2.8's name and argument order for :meth:`initialize_optimizer_and_state`.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features) or dict of 2-D arrays
+        y : array of shape (n_samples,) or (n_samples, n_outputs), labels among ``classes_``
+        init_params : (coef, intercept)
+
+        Returns
+        -------
+        distglm.solve.SolverState
+            The same state :meth:`initialize_optimizer_and_state` returns.
+        """
+        self._encoder.check_is_set("initialize_solver_and_state")
+        return self.initialize_optimizer_and_state(init_params, X, y)
+
+    @support_pynapple
     def update(self, params, opt_state, X, y, *args, n_samples=None, **kwargs):
         """One solver step on the batch ``(X, y)``.
 

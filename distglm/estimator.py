@@ -33,6 +33,7 @@ from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint
 from .persist.facet import Keeping
 from .predict import Prediction
 from .progress import ProgressLine
+from .pynapple_io import support_pynapple
 from .sklearn_compat import SklearnConventions
 from .solve import InMemoryData
 from .spec import kernel_dtype, model_spec
@@ -138,6 +139,7 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping, SklearnCo
         counts = np.stack([np.bincount(codes[:, j], minlength=c) for j in range(codes.shape[1])])
         return initial_theta(layout.n_features, counts, np.full(codes.shape[1], codes.shape[0]))
 
+    @support_pynapple
     def fit(
         self,
         X,

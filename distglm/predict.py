@@ -22,6 +22,7 @@ from .exceptions import NotFittedError
 from .inputs import CoefView, DesignLayout, design_and_codes, params_to_block
 from .kernels.linear import log_proba
 from .kernels.softmax import per_sample_log_likelihood
+from .pynapple_io import support_pynapple
 from .scoring import (
     check_score_type,
     null_log_likelihood_per_sample,
@@ -92,11 +93,13 @@ class Fitted:
         Xs = jnp.asarray(layout.stack(X, kernel_dtype()))
         return self._squeeze(log_proba(self.block.astype(Xs.dtype), self.intercept, Xs))
 
+    @support_pynapple
     def predict(self, X):
         if is_distributed_input(X):
             return self.lazy().predict(X)
         return self.encoder.decode(jnp.argmax(self.log_proba(X), axis=-1))
 
+    @support_pynapple
     def predict_proba(self, X, return_type):
         if return_type not in ("log-proba", "proba"):
             raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
@@ -224,6 +227,7 @@ class Prediction(abc.ABC):
             raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
         return self._fitted("predict_proba").predict_proba(X, return_type)
 
+    @support_pynapple
     def simulate(self, random_key, feedforward_input):
         """Draw one label per sample (and output) from the fitted model.
 
@@ -244,6 +248,7 @@ class Prediction(abc.ABC):
         """
         return self._fitted("simulate").simulate(random_key, feedforward_input)
 
+    @support_pynapple
     def compute_loss(self, params, X, y=None):
         """Mean negative log-likelihood over samples, summed over outputs (no penalty).
 
@@ -269,6 +274,7 @@ class Prediction(abc.ABC):
             fitted = dataclasses.replace(fitted, outputs=np.asarray(self.outputs_))
         return fitted.loss(X, y)
 
+    @support_pynapple
     def score(self, X, y=None, score_type="log-likelihood", aggregate_sample_scores=jnp.mean):
         """Score the model on ``(X, y)``.
 
