@@ -17,17 +17,56 @@ import numpy as np
 
 from .worker import ChunkWorker
 
-__all__ = ["SCATTER_BYTES", "DaskTransport", "Outcome", "Transport", "WorkerLost"]
+__all__ = [
+    "SCATTER_BYTES",
+    "DaskTransport",
+    "Outcome",
+    "SchedulerLost",
+    "Transport",
+    "WorkerLost",
+    "scheduler_workers",
+]
 
 #: parameters larger than this are scattered to the workers once per pass, not sent per call
 SCATTER_BYTES = 1 << 20
 
-#: ``("ok", result)``, ``("error", exception raised by the method)`` or ``("lost", reason)``
+#: ``("ok", result)``, ``("error", exception raised by the method)``, ``("lost", reason)`` or
+#: ``("late", TimeoutError)`` (no answer before the call's deadline)
 Outcome = tuple[str, Any]
 
 
 class WorkerLost(RuntimeError):
     """Raised when the fit cannot go on: workers were lost and could not be replaced."""
+
+
+class SchedulerLost(WorkerLost):
+    """Raised when the scheduler no longer answers."""
+
+
+#: seconds to wait for the scheduler's list of workers
+SCHEDULER_TIMEOUT = 30.0
+
+
+def scheduler_workers(client, timeout=SCHEDULER_TIMEOUT) -> dict[str, dict]:
+    """``{address: worker info}`` as the scheduler sees it now, asked of it directly.
+
+    Raises
+    ------
+    SchedulerLost
+        The scheduler gave no answer within ``timeout`` seconds (naming its address).
+    """
+    addr = getattr(client.scheduler, "address", None) or "(unknown address)"
+
+    async def ask():
+        return await asyncio.wait_for(client.scheduler.identity(n_workers=-1), timeout)
+
+    try:
+        info = client.sync(ask)
+    except (OSError, TimeoutError, asyncio.CancelledError) as e:
+        raise SchedulerLost(
+            f"The Dask scheduler at {addr} gave no answer ({type(e).__name__}: {e})."
+        ) from e
+    return dict(info.get("workers", {}))
 
 
 class Transport(Protocol):
@@ -46,8 +85,11 @@ class Transport(Protocol):
         does not start in time)."""
         ...
 
-    def call(self, calls: Mapping[str, tuple[str, tuple]]) -> dict[str, Outcome]:
-        """Run ``{worker: (method, args)}`` concurrently on the actors."""
+    def call(
+        self, calls: Mapping[str, tuple[str, tuple]], timeout: float | None = None
+    ) -> dict[str, Outcome]:
+        """Run ``{worker: (method, args)}`` concurrently on the actors; a worker with no
+        answer after ``timeout`` seconds is ``("late", TimeoutError)``."""
         ...
 
     def release(self, worker: str) -> None:
@@ -60,8 +102,9 @@ class Transport(Protocol):
         ...
 
 
-async def _call_actors(calls):
-    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors.
+async def _call_actors(calls, timeout=None):
+    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors,
+    each given ``timeout`` seconds (None: no limit).
 
     The calls go straight to each worker's ``actor_execute`` handler: dask's Actor proxy, on a
     lost connection, waits for the actor's task to be rescheduled, which for an actor pinned
@@ -80,8 +123,16 @@ async def _call_actors(calls):
             return tuple(reply["result"])  # the actor's ("ok" | "error", value)
         return ("error", reply.get("exception", RuntimeError(str(reply))))
 
+    async def timed(addr):
+        if timeout is None:
+            return await one(*calls[addr])
+        try:
+            return await asyncio.wait_for(one(*calls[addr]), timeout)
+        except TimeoutError:
+            return ("late", TimeoutError(f"worker {addr} gave no answer within {timeout:.3g} s"))
+
     addrs = list(calls)
-    outs = await asyncio.gather(*(one(*calls[a]) for a in addrs))
+    outs = await asyncio.gather(*(timed(a) for a in addrs))
     return dict(zip(addrs, outs, strict=True))
 
 
@@ -107,7 +158,9 @@ class DaskTransport:
         self._tag = uuid.uuid4().hex[:8]
 
     def _info(self):
-        return self.client.scheduler_info(n_workers=-1)["workers"]
+        """The scheduler's workers, asked of the scheduler itself (the client's cached
+        ``scheduler_info()`` can come back without them on a healthy cluster)."""
+        return scheduler_workers(self.client)
 
     def workers(self):
         return sorted(self._info())
@@ -182,12 +235,12 @@ class DaskTransport:
         """Route calls to ``worker`` through the scheduler (for tests of that path)."""
         self._direct[worker] = False
 
-    def call(self, calls):
+    def call(self, calls, timeout=None):
         requests = {
             addr: (self._rpc(addr), self._actors[addr].key, method, args)
             for addr, (method, args) in calls.items()
         }
-        return self.client.sync(_call_actors, requests)  # one hop to the event loop
+        return self.client.sync(_call_actors, requests, timeout)  # one hop to the event loop
 
     def share(self, array):
         if array.nbytes > self.scatter_bytes:
