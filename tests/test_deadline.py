@@ -42,7 +42,7 @@ def test_deadline_is_factor_times_slowest_median(calls, factor, floor):
             assert d.deadline(kind) >= floor
         elif seen:  # a kind not timed yet: the longest deadline of those timed
             timed = {k for k, _ in seen}
-            assert d.deadline(kind) == max(d.deadline(k) for k in timed)
+            assert d.deadline(kind) == max(d.deadline(k) for k in timed) + d.first_call
     assert len(d.times) <= 5 * len(KINDS) * len(WORKERS)
 
 
@@ -68,8 +68,9 @@ def test_a_frozen_worker_cannot_raise_the_deadline_it_missed():
 
 
 def test_bad_settings_and_config():
-    for kw in ({"factor": 0.5}, {"floor": 0}, {"floor": 10, "initial": 1}, {"window": 0}):
-        with pytest.raises(ValueError, match="Deadline|Initial"):
+    bad = ({"factor": 0.5}, {"floor": 0}, {"floor": 10, "initial": 1}, {"window": 0})
+    for kw in (*bad, {"first_call": -1}):
+        with pytest.raises(ValueError, match=r"Deadline|Initial"):
             Deadlines(**kw)
     with dask.config.set({"distglm.deadline.floor": 2, "distglm.deadline.initial": 7}):
         d = Deadlines.from_config()

@@ -3,14 +3,15 @@
 Every call the pool makes to a worker (a pass, the statistics pass, encoding) gets a deadline.
 Once a kind of call has been timed, its deadline is ``factor`` times the slowest worker's
 median time for it, and never less than ``floor``; a kind not timed yet gets the longest
-deadline of the kinds timed so far (the statistics pass, which reads every chunk, comes first),
-and ``initial`` seconds before anything has been timed. A worker that misses its deadline is dropped from the fit (the pool re-reads its
+deadline of the kinds timed so far (the statistics pass, which reads every chunk, comes first)
+plus ``first_call`` seconds (JAX compiles the kernel then), and ``initial`` seconds before
+anything has been timed. A worker that misses its deadline is dropped from the fit (the pool re-reads its
 chunks elsewhere and runs the pass again), so a frozen worker (a stopped process, a swapping
 node, a stalled file system) costs one deadline, never a hang.
 
 Nothing here does I/O; :class:`Deadlines` is a frozen value the pool replaces after each call.
-Its defaults can be set through Dask's configuration (``distglm.deadline.factor``,
-``distglm.deadline.floor``, ``distglm.deadline.initial``), e.g.
+Its defaults can be set through Dask's configuration (keys ``distglm.deadline.factor``,
+``.floor``, ``.initial`` and ``.first_call``), e.g.
 ``dask.config.set({"distglm.deadline.floor": 5})``; see :meth:`Deadlines.from_config`.
 """
 
@@ -36,6 +37,8 @@ class Deadlines:
     initial : float or None
         Seconds allowed for a call before any has been timed (the statistics pass); None
         waits without limit for it.
+    first_call : float
+        Seconds added to the deadline of a kind's first call (compilation).
     window : int
         Calls per worker and kind kept for the median.
     times : tuple of (kind, worker, seconds)
@@ -45,6 +48,7 @@ class Deadlines:
     factor: float = 10.0
     floor: float = 60.0
     initial: float | None = 3600.0
+    first_call: float = 300.0
     window: int = 9
     times: tuple[tuple[str, str, float], ...] = ()
 
@@ -58,13 +62,15 @@ class Deadlines:
                 f"Initial deadline must be None or >= the floor ({self.floor} s); "
                 f"got {self.initial!r}."
             )
+        if not self.first_call >= 0:
+            raise ValueError(f"Deadline first_call must be >= 0 s; got {self.first_call!r}.")
         if self.window < 1:
             raise ValueError(f"Deadline window must be >= 1; got {self.window!r}.")
 
     @classmethod
     def from_config(cls) -> Deadlines:
         """Deadlines with the values of Dask's ``distglm.deadline.*`` configuration keys
-        (``factor``, ``floor``, ``initial``; the class defaults where unset)."""
+        (``factor``, ``floor``, ``initial``, ``first_call``; the class defaults where unset)."""
         import dask
 
         d = cls()
@@ -73,6 +79,7 @@ class Deadlines:
             factor=float(dask.config.get("distglm.deadline.factor", d.factor)),
             floor=float(dask.config.get("distglm.deadline.floor", d.floor)),
             initial=None if initial is None else float(initial),
+            first_call=float(dask.config.get("distglm.deadline.first_call", d.first_call)),
         )
 
     def medians(self, kind: str) -> dict[str, float]:
@@ -90,7 +97,7 @@ class Deadlines:
             kinds = {k for k, _, _ in self.times}
             if not kinds:
                 return self.initial
-            return max(self._timed(k) for k in kinds)
+            return max(self._timed(k) for k in kinds) + self.first_call
         return self._timed(kind)
 
     def _timed(self, kind: str) -> float:

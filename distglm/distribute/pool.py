@@ -23,7 +23,7 @@ import numpy as np
 
 from .assignment import Assignment
 from .deadline import Deadlines
-from .transport import DaskTransport, Transport, WorkerLost
+from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .wire import split_flat, unpack_chunk_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
@@ -54,8 +54,9 @@ class WorkerPool:
         Seconds a recovery waits for a live worker when every one was lost.
     deadlines : Deadlines, optional
         How long a call waits for each worker (by default ``Deadlines.from_config()``: 10x
-        the slowest
-        worker's median time for that kind of call, at least 60 s; 3600 s for the first call). A worker that misses it is dropped from the fit (logged) and never used again.
+        the slowest worker's median time for that kind of call, at least 60 s; 300 s more
+        for a kind's first call, 3600 s for the very first). A worker that misses it is
+        dropped from the fit (logged) and never used again.
 
     Attributes
     ----------
@@ -209,6 +210,15 @@ class WorkerPool:
 
     def _run(self, method, args_for):
         """Call ``method`` on every actor; after a lost worker, recover and run it again."""
+        try:
+            return self._run_once(method, args_for)
+        except SchedulerLost as e:
+            raise SchedulerLost(
+                f"{e} The fit stopped in {method!r} after {self.passes} completed calls to "
+                "its workers; a fit with a checkpoint resumes from it on a new cluster."
+            ) from e
+
+    def _run_once(self, method, args_for):
         while True:
             calls = {a: (method, args_for(a)) for a in self.workers}
             results, lost = self._call(calls)

@@ -102,9 +102,11 @@ class Transport(Protocol):
         ...
 
 
-async def _call_actors(calls, timeout=None):
+async def _call_actors(calls, timeout=None, members=None, poll=1.0):
     """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors,
-    each given ``timeout`` seconds (None: no limit).
+    each given ``timeout`` seconds (None: no limit). With ``members`` (a coroutine function
+    returning the scheduler's worker addresses), every ``poll`` seconds a worker still
+    running that the scheduler no longer lists is given up as lost.
 
     The calls go straight to each worker's ``actor_execute`` handler: dask's Actor proxy, on a
     lost connection, waits for the actor's task to be rescheduled, which for an actor pinned
@@ -126,14 +128,38 @@ async def _call_actors(calls, timeout=None):
     async def timed(addr):
         if timeout is None:
             return await one(*calls[addr])
-        try:
-            return await asyncio.wait_for(one(*calls[addr]), timeout)
-        except TimeoutError:
-            return ("late", TimeoutError(f"worker {addr} gave no answer within {timeout:.3g} s"))
+        task = asyncio.ensure_future(one(*calls[addr]))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if done:
+            return task.result()
+        task.cancel()  # (``one`` reads its own cancellation as a lost worker)
+        return ("late", TimeoutError(f"worker {addr} gave no answer within {timeout:.3g} s"))
 
     addrs = list(calls)
-    outs = await asyncio.gather(*(timed(a) for a in addrs))
-    return dict(zip(addrs, outs, strict=True))
+    if members is None:
+        outs = await asyncio.gather(*(timed(a) for a in addrs))
+        return dict(zip(addrs, outs, strict=True))
+    tasks = {a: asyncio.ensure_future(timed(a)) for a in addrs}
+    out = {}
+    while True:
+        pending = [t for t in tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=poll)
+        waiting = [a for a, t in tasks.items() if not t.done()]
+        if not waiting:
+            break
+        try:  # a worker the scheduler removed is lost now, not at its deadline
+            live = await asyncio.wait_for(members(), poll)
+        except (OSError, TimeoutError):
+            continue
+        for a in waiting:
+            if a not in live:
+                tasks[a].cancel()
+                out[a] = ("lost", ConnectionError(f"the scheduler removed worker {a}"))
+    for a, t in tasks.items():
+        if a not in out:
+            out[a] = t.result()
+    return {a: out[a] for a in addrs}
 
 
 class DaskTransport:
@@ -147,10 +173,13 @@ class DaskTransport:
         Seconds to wait for an actor to start.
     scatter_bytes : int
         Arrays of more bytes than this are broadcast once per pass by :meth:`share`.
+    poll : float
+        Seconds between checks, during a call, that its workers are still the scheduler's.
     """
 
-    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES):
+    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES, poll=1.0):
         self.client = client
+        self.poll = float(poll)
         self.start_timeout = start_timeout
         self.scatter_bytes = int(scatter_bytes)
         self._actors: dict[str, Any] = {}  # worker address -> the actor's future
@@ -240,7 +269,13 @@ class DaskTransport:
             addr: (self._rpc(addr), self._actors[addr].key, method, args)
             for addr, (method, args) in calls.items()
         }
-        return self.client.sync(_call_actors, requests, timeout)  # one hop to the event loop
+        client = self.client
+
+        async def members():
+            return (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+
+        # one hop to the event loop
+        return self.client.sync(_call_actors, requests, timeout, members, self.poll)
 
     def share(self, array):
         if array.nbytes > self.scatter_bytes:
