@@ -4,12 +4,9 @@ are shortened through Dask's configuration so each scenario takes seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import dask
@@ -21,72 +18,9 @@ from distglm.cli import make_population
 from distglm.data import plan_data
 from distglm.distribute import DataSession, SchedulerLost
 
+from helpers import dask_processes
+
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
-
-
-def _popen(*args):
-    return subprocess.Popen(
-        [sys.executable, "-m", *map(str, args)],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-@contextlib.contextmanager
-def dask_processes(folder, n_workers=2):
-    """A scheduler and ``n_workers`` nanny-less workers; yields (scheduler file, scheduler
-    process, worker processes); every process is ended by its PID on exit."""
-    path = folder / "scheduler.json"
-    sched = _popen(
-        "distributed.cli.dask_scheduler",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--dashboard-address",
-        ":0",
-        "--scheduler-file",
-        path,
-    )
-    procs = [sched]
-    try:
-        deadline = time.monotonic() + 60
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert path.exists(), "the scheduler did not write its file"
-        workers = [
-            _popen(
-                "distributed.cli.dask_worker",
-                "--scheduler-file",
-                path,
-                "--host",
-                "127.0.0.1",
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--memory-limit",
-                "1GiB",
-                "--dashboard-address",
-                ":0",
-            )
-            for _ in range(n_workers)
-        ]
-        procs += workers
-        yield path, sched, workers
-    finally:
-        for p in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGCONT)
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ median time for it, and never less than ``floor``; a kind not timed yet gets the
 deadline of the kinds timed so far (the statistics pass, which reads every chunk, comes first)
 plus ``first_call`` seconds (JAX compiles the kernel then), and ``initial`` seconds before
 anything has been timed. A worker that misses its deadline is dropped from the fit (the pool
-re-reads its chunks elsewhere and runs the pass again), so a frozen worker (a stopped process, a swapping
-node, a stalled file system) costs one deadline, never a hang.
+re-reads its chunks elsewhere and runs the pass again), so a frozen worker (a stopped process,
+a swapping node, a stalled file system) costs one deadline, never a hang.
 
 Nothing here does I/O; :class:`Deadlines` is a frozen value the pool replaces after each call.
 Its defaults can be set through Dask's configuration (keys ``distglm.deadline.factor``,
