@@ -16,14 +16,19 @@ class LocalTransport:
     script : dict of int -> list of (str, str), optional
         Before the n-th call (counted from 1), events ``("lose", address)`` (the worker dies:
         its actor and cached chunks are gone, calls to it are lost) or ``("join", address)``
-        (a new worker comes up; it holds no actor until the pool starts one).
+        (a new worker comes up; it holds no actor until the pool starts one) or
+        ``("freeze", address)`` (the worker stops answering but stays listed, like a
+        SIGSTOPped process: a call to it with a deadline comes back late, one without a
+        deadline would hang and fails the test instead).
     """
 
     def __init__(self, workers, script=None):
         self.live = list(workers)
         self.actors = {}
         self.script = dict(script or {})
+        self.frozen = set()
         self.calls = 0
+        self.timeouts = []  # the deadline of each call
         self.log = []  # (call number, {worker: method})
 
     def workers(self):
@@ -34,6 +39,8 @@ class LocalTransport:
 
     def start(self, args):
         for addr, a in args.items():
+            if addr in self.frozen:
+                raise AssertionError(f"an actor started on frozen {addr} would never start")
             if addr not in self.live:
                 raise WorkerLost(f"worker {addr} is gone")
             self.actors[addr] = ChunkWorker(*a)
@@ -45,15 +52,22 @@ class LocalTransport:
                 self.actors.pop(addr, None)
             elif kind == "join" and addr not in self.live:
                 self.live.append(addr)
+            elif kind == "freeze" and addr in self.live:
+                self.frozen.add(addr)
 
-    def call(self, calls):
+    def call(self, calls, timeout=None):
         self.calls += 1
         self._events()
+        self.timeouts.append(timeout)
         self.log.append((self.calls, {a: m for a, (m, _) in calls.items()}))
         out = {}
         for addr, (method, args) in calls.items():
             actor = self.actors.get(addr)
-            if actor is None:
+            if addr in self.frozen:
+                if timeout is None:
+                    raise AssertionError(f"a call to frozen {addr} without a deadline hangs")
+                out[addr] = ("late", TimeoutError(f"{addr} gave no answer in {timeout} s"))
+            elif actor is None:
                 out[addr] = ("lost", ConnectionResetError(f"{addr} is gone"))
             else:
                 out[addr] = getattr(actor, method)(*args)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 
 
@@ -41,3 +48,70 @@ def raise_if_dask_computes(max_computes=0):
     import dask
 
     return dask.config.set(scheduler=CountingScheduler(max_computes))
+
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def _popen(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def dask_processes(folder, n_workers=2, nanny=False):
+    """A `dask scheduler` and ``n_workers`` `dask worker` processes on 127.0.0.1 (without a
+    nanny unless ``nanny``: the process is then the worker itself); yields (scheduler file,
+    scheduler process, worker processes); every process is ended by its PID on exit."""
+    path = folder / "scheduler.json"
+    sched = _popen(
+        "distributed.cli.dask_scheduler",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--dashboard-address",
+        ":0",
+        "--scheduler-file",
+        path,
+    )
+    procs = [sched]
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert path.exists(), "the scheduler did not write its file"
+        workers = [
+            _popen(
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                path,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--nanny" if nanny else "--no-nanny",
+                "--memory-limit",
+                "1GiB",
+                "--dashboard-address",
+                ":0",
+            )
+            for _ in range(n_workers)
+        ]
+        procs += workers
+        yield path, sched, workers
+    finally:
+        for p in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

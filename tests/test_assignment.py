@@ -102,26 +102,38 @@ def undisturbed(plan):
 )
 @given(
     events=st.lists(
-        st.tuples(st.integers(1, 12), st.sampled_from(["lose", "join"]), st.sampled_from(WORKERS)),
+        st.tuples(
+            st.integers(1, 12),
+            st.sampled_from(["lose", "join", "freeze"]),
+            st.sampled_from(WORKERS),
+        ),
         max_size=4,
     )
 )
 def test_fit_survives_any_sequence_of_losses(plan, undisturbed, events):
-    """Workers lost (or new ones arriving) at any call, statistics pass and encoding included:
-    the fit reaches bitwise the undisturbed objective, while one worker is left."""
+    """Workers lost, frozen (listed but silent: dropped at their deadline) or new ones
+    arriving at any call, statistics pass and encoding included: the fit reaches bitwise the
+    undisturbed objective, while one answering worker is left, and no call goes without a
+    deadline."""
     script = {}
     alive = {"w0", "w1", "w2"}
+    frozen = set()
     for call, kind, w in sorted(events):
-        if kind == "lose" and len(alive) == 1 and w in alive:
+        if kind != "join" and len(alive) == 1 and w in alive:
             continue  # keep one worker: losing every worker is tested below
-        alive = alive - {w} if kind == "lose" else alive | {w}
+        if w in frozen:
+            continue  # a frozen worker stays frozen
+        alive = alive | {w} if kind == "join" else alive - {w}
+        frozen |= {w} if kind == "freeze" else set()
         script.setdefault(call, []).append((kind, w))
     transport = LocalTransport(["w0", "w1", "w2"], script)
     model = _fit(plan, transport)
     assert model.fit_history_[-1]["objective"] == undisturbed.fit_history_[-1]["objective"]
     np.testing.assert_array_equal(model.coef_, undisturbed.coef_)
-    lost = sum(kind == "lose" for calls in script.values() for kind, _ in calls)
+    lost = sum(kind != "join" for calls in script.values() for kind, _ in calls)
     assert model.fit_profile_["recoveries"] <= lost
+    assert set(model.fit_profile_["dropped_workers"]) <= frozen
+    assert None not in transport.timeouts
 
 
 def test_losing_every_worker_is_a_clear_error(plan):

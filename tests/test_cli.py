@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +15,8 @@ import xarray as xr
 
 import distglm
 from distglm.cli import main, make_sessions
+
+from helpers import dask_processes
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
@@ -179,70 +179,13 @@ def test_fit_predict_score_on_a_local_cluster(store, tmp_path, client):
 
 @pytest.fixture(scope="module")
 def scheduler_file(tmp_path_factory):
-    """A `dask scheduler` and one `dask worker` on 127.0.0.1, as subprocesses."""
-    folder = tmp_path_factory.mktemp("dask")
-    path = folder / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                ":0",
-                "--scheduler-file",
-                path,
-            ],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert path.exists(), "the scheduler did not write its file"
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    "--scheduler-file",
-                    path,
-                    "--host",
-                    "127.0.0.1",
-                    "--nthreads",
-                    "1",
-                    "--memory-limit",
-                    "1GiB",
-                    "--dashboard-address",
-                    ":0",
-                ],
-                env=ENV,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    """A `dask scheduler` and one `dask worker` (with its nanny) on 127.0.0.1, as subprocesses."""
+    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=1, nanny=True) as (path, _, _):
         from distributed import Client
 
         with Client(scheduler_file=str(path), timeout="30s") as c:
             c.wait_for_workers(1, timeout=60)
         yield path
-    finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.mark.cluster

@@ -5,6 +5,7 @@
   outlives one fit; :mod:`~distglm.distribute.term`: the distributed data term of one fit.
 - :mod:`~distglm.distribute.pool`: the coordinator's pool of worker actors and its recovery;
   :mod:`~distglm.distribute.assignment`: which worker holds which chunk (pure);
+  :mod:`~distglm.distribute.deadline`: how long a call waits for a worker (pure);
   :mod:`~distglm.distribute.transport`: the RPC to the actors.
 - :mod:`~distglm.distribute.worker`: the actor on each worker; :mod:`~distglm.distribute.budget`:
   its cache budget; :mod:`~distglm.distribute.runtime`: its memory and malloc;
@@ -14,10 +15,11 @@
 
 from .assignment import Assignment
 from .client import connect, pin_workers_to_cores
+from .deadline import Deadlines
 from .pool import WorkerPool
 from .session import DataSession, open_data, open_plan
 from .term import DistributedData
-from .transport import DaskTransport, Transport, WorkerLost
+from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .worker import ChunkWorker
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "ChunkWorker",
     "DaskTransport",
     "DataSession",
+    "Deadlines",
     "DistributedData",
+    "SchedulerLost",
     "Transport",
     "WorkerLost",
     "WorkerPool",

@@ -35,8 +35,10 @@ def pin_workers_to_cores(client) -> dict:
     """
     if not hasattr(os, "sched_setaffinity"):
         return {}
+    from .transport import scheduler_workers
+
     cores = sorted(os.sched_getaffinity(0))
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(scheduler_workers(client))
     if len(workers) > len(cores):
         return {}
     out = {}

@@ -6,7 +6,9 @@ the pure :class:`~distglm.distribute.assignment.Assignment`, and runs passes: ea
 call per worker carrying the parameters, and returns the per-chunk partial sums keyed by chunk
 id.
 
-Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
+Every call has a deadline (:class:`~distglm.distribute.deadline.Deadlines`, from the measured
+times of earlier calls): a worker that misses it is dropped from the fit for good, like a lost
+one. Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
 remaining (or new) workers, re-read from their source, and the pass is run again. Because each
 chunk's sums are a pure function of (chunk, parameters) and the reduction is in chunk-id order,
 the result is the same as without the failure.
@@ -20,7 +22,8 @@ import time
 import numpy as np
 
 from .assignment import Assignment
-from .transport import DaskTransport, Transport, WorkerLost
+from .deadline import Deadlines
+from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .wire import split_flat, unpack_chunk_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
@@ -49,6 +52,18 @@ class WorkerPool:
         and ``scatter_bytes`` are passed to it).
     wait_for_workers : float
         Seconds a recovery waits for a live worker when every one was lost.
+    deadlines : Deadlines, optional
+        How long a call waits for each worker (by default ``Deadlines.from_config()``: 10x
+        the slowest worker's median time for that kind of call, at least 60 s; 300 s more
+        for a kind's first call, 3600 s for the very first). A worker that misses it is
+        dropped from the fit (logged) and never used again.
+
+    Attributes
+    ----------
+    dropped : set of str
+        Workers dropped for missing a deadline.
+    passes : int
+        Calls completed on every worker so far (statistics pass and encoding included).
     """
 
     def __init__(
@@ -62,6 +77,7 @@ class WorkerPool:
         cache_bytes=None,
         transport: Transport | None = None,
         wait_for_workers=60.0,
+        deadlines: Deadlines | None = None,
     ):
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
@@ -72,6 +88,9 @@ class WorkerPool:
         self.max_recoveries = int(max_recoveries)
         self.cache_bytes = cache_bytes
         self.wait_for_workers = float(wait_for_workers)
+        self.deadlines = Deadlines.from_config() if deadlines is None else deadlines
+        self.dropped: set[str] = set()
+        self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
         self._classes = None
         self._n_classes = 0
@@ -124,25 +143,46 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ calls
     def _call(self, calls):
-        """Run ``{addr: (method, args)}`` concurrently; return results and lost workers."""
-        outcomes = self.transport.call(calls)
+        """Run ``{addr: (method, args)}`` concurrently, each under its kind's deadline;
+        return results and lost workers (those late are dropped for good)."""
+        kinds = {m for m, _ in calls.values()}
+        limits = [self.deadlines.deadline(k) for k in kinds]
+        timeout = None if None in limits else max(limits, default=None)
+        start = time.monotonic()
+        outcomes = self.transport.call(calls, timeout=timeout)
+        seconds = time.monotonic() - start
         results, lost = {}, []
         for addr, (status, value) in outcomes.items():
-            if status == "lost":
+            if status == "late":
+                logger.warning(
+                    "Dropped worker %s from the fit: no answer to %r within its deadline "
+                    "(%.3g s); its chunks go to the others",
+                    addr,
+                    calls[addr][0],
+                    timeout,
+                )
+                self.dropped.add(addr)
+                lost.append(addr)
+            elif status == "lost":
                 logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
             elif status == "error":
                 raise value
             else:
                 results[addr] = value
+        if not lost and len(kinds) == 1:
+            self.deadlines = self.deadlines.record(kinds.pop(), dict.fromkeys(results, seconds))
+        if lost:
+            self.deadlines = self.deadlines.forget(lost)
         return results, lost
 
     def _live_workers(self, lost):
+        out = set(lost) | self.dropped
         deadline = time.monotonic() + self.wait_for_workers
-        workers = [w for w in self.transport.workers() if w not in lost]
+        workers = [w for w in self.transport.workers() if w not in out]
         while not workers and time.monotonic() < deadline:
             time.sleep(0.2)
-            workers = [w for w in self.transport.workers() if w not in lost]
+            workers = [w for w in self.transport.workers() if w not in out]
         return workers
 
     def _recover(self, lost):
@@ -153,7 +193,11 @@ class WorkerPool:
             self._started.discard(addr)
         workers = self._live_workers(set(lost))
         if not workers:
-            raise WorkerLost("Every worker of the Dask cluster was lost and none came back.")
+            dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
+            raise WorkerLost(
+                f"Every worker of the Dask cluster was lost{dropped} and none came back "
+                f"within {self.wait_for_workers:g} s ({self.passes} calls done)."
+            )
         self._start([w for w in workers if w not in self._started])
         self.assignment, loads = self.assignment.on_lost(lost, self.workers)
         calls = {a: ("load", ([self._specs[c] for c in cids],)) for a, cids in loads.items()}
@@ -166,10 +210,20 @@ class WorkerPool:
 
     def _run(self, method, args_for):
         """Call ``method`` on every actor; after a lost worker, recover and run it again."""
+        try:
+            return self._run_once(method, args_for)
+        except SchedulerLost as e:
+            raise SchedulerLost(
+                f"{e} The fit stopped in {method!r} after {self.passes} completed calls to "
+                "its workers; a fit with a checkpoint resumes from it on a new cluster."
+            ) from e
+
+    def _run_once(self, method, args_for):
         while True:
             calls = {a: (method, args_for(a)) for a in self.workers}
             results, lost = self._call(calls)
             if not lost:
+                self.passes += 1
                 return results
             while lost:
                 if self.recoveries >= self.max_recoveries:

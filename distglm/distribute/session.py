@@ -45,6 +45,10 @@ class DataSession:
         How the pool reaches its workers (a Dask client's actors by default).
     wait_for_workers : float
         Seconds a recovery waits for a live worker when every one was lost.
+    deadlines : Deadlines, optional
+        How long each call waits for a worker before dropping it (see
+        :class:`~distglm.distribute.deadline.Deadlines`; Dask's ``distglm.deadline.*``
+        configuration by default).
     stats : DataStats, optional
         Statistics already gathered (a fit resumed from its checkpoint): the statistics pass
         is skipped, and the workers read their chunks on the first pass instead
@@ -76,6 +80,7 @@ class DataSession:
         cache_bytes=None,
         transport=None,
         wait_for_workers=60.0,
+        deadlines=None,
         stats=None,
         chunk_kept=None,
     ):
@@ -88,6 +93,7 @@ class DataSession:
             cache_bytes=cache_bytes,
             transport=transport,
             wait_for_workers=wait_for_workers,
+            deadlines=deadlines,
         )
         # the first term counts the statistics pass, when this session made one
         self._terms = 0 if stats is None else 1
@@ -156,6 +162,7 @@ class DataSession:
             "statistics_seconds": self.statistics_seconds if term.stat_passes else 0.0,
             "passes": term.pass_log,
             "recoveries": self.pool.recoveries,
+            "dropped_workers": sorted(self.pool.dropped),
             "n_dropped": self.stats.n_dropped,
             "streamed": self.streamed,
             "cache": {

@@ -17,17 +17,56 @@ import numpy as np
 
 from .worker import ChunkWorker
 
-__all__ = ["SCATTER_BYTES", "DaskTransport", "Outcome", "Transport", "WorkerLost"]
+__all__ = [
+    "SCATTER_BYTES",
+    "DaskTransport",
+    "Outcome",
+    "SchedulerLost",
+    "Transport",
+    "WorkerLost",
+    "scheduler_workers",
+]
 
 #: parameters larger than this are scattered to the workers once per pass, not sent per call
 SCATTER_BYTES = 1 << 20
 
-#: ``("ok", result)``, ``("error", exception raised by the method)`` or ``("lost", reason)``
+#: ``("ok", result)``, ``("error", exception raised by the method)``, ``("lost", reason)`` or
+#: ``("late", TimeoutError)`` (no answer before the call's deadline)
 Outcome = tuple[str, Any]
 
 
 class WorkerLost(RuntimeError):
     """Raised when the fit cannot go on: workers were lost and could not be replaced."""
+
+
+class SchedulerLost(WorkerLost):
+    """Raised when the scheduler no longer answers."""
+
+
+#: seconds to wait for the scheduler's list of workers
+SCHEDULER_TIMEOUT = 30.0
+
+
+def scheduler_workers(client, timeout=SCHEDULER_TIMEOUT) -> dict[str, dict]:
+    """``{address: worker info}`` as the scheduler sees it now, asked of it directly.
+
+    Raises
+    ------
+    SchedulerLost
+        The scheduler gave no answer within ``timeout`` seconds (naming its address).
+    """
+    addr = getattr(client.scheduler, "address", None) or "(unknown address)"
+
+    async def ask():
+        return await asyncio.wait_for(client.scheduler.identity(n_workers=-1), timeout)
+
+    try:
+        info = client.sync(ask)
+    except (OSError, TimeoutError, asyncio.CancelledError) as e:
+        raise SchedulerLost(
+            f"The Dask scheduler at {addr} gave no answer ({type(e).__name__}: {e})."
+        ) from e
+    return dict(info.get("workers", {}))
 
 
 class Transport(Protocol):
@@ -46,8 +85,11 @@ class Transport(Protocol):
         does not start in time)."""
         ...
 
-    def call(self, calls: Mapping[str, tuple[str, tuple]]) -> dict[str, Outcome]:
-        """Run ``{worker: (method, args)}`` concurrently on the actors."""
+    def call(
+        self, calls: Mapping[str, tuple[str, tuple]], timeout: float | None = None
+    ) -> dict[str, Outcome]:
+        """Run ``{worker: (method, args)}`` concurrently on the actors; a worker with no
+        answer after ``timeout`` seconds is ``("late", TimeoutError)``."""
         ...
 
     def release(self, worker: str) -> None:
@@ -60,8 +102,11 @@ class Transport(Protocol):
         ...
 
 
-async def _call_actors(calls):
-    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors.
+async def _call_actors(calls, timeout=None, members=None, poll=1.0):
+    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors,
+    each given ``timeout`` seconds (None: no limit). With ``members`` (a coroutine function
+    returning the scheduler's worker addresses), every ``poll`` seconds a worker still
+    running that the scheduler no longer lists is given up as lost.
 
     The calls go straight to each worker's ``actor_execute`` handler: dask's Actor proxy, on a
     lost connection, waits for the actor's task to be rescheduled, which for an actor pinned
@@ -80,9 +125,41 @@ async def _call_actors(calls):
             return tuple(reply["result"])  # the actor's ("ok" | "error", value)
         return ("error", reply.get("exception", RuntimeError(str(reply))))
 
+    async def timed(addr):
+        if timeout is None:
+            return await one(*calls[addr])
+        task = asyncio.ensure_future(one(*calls[addr]))
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if done:
+            return task.result()
+        task.cancel()  # (``one`` reads its own cancellation as a lost worker)
+        return ("late", TimeoutError(f"worker {addr} gave no answer within {timeout:.3g} s"))
+
     addrs = list(calls)
-    outs = await asyncio.gather(*(one(*calls[a]) for a in addrs))
-    return dict(zip(addrs, outs, strict=True))
+    if members is None:
+        outs = await asyncio.gather(*(timed(a) for a in addrs))
+        return dict(zip(addrs, outs, strict=True))
+    tasks = {a: asyncio.ensure_future(timed(a)) for a in addrs}
+    out = {}
+    while True:
+        pending = [t for t in tasks.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=poll)
+        waiting = [a for a, t in tasks.items() if not t.done()]
+        if not waiting:
+            break
+        try:  # a worker the scheduler removed is lost now, not at its deadline
+            live = await asyncio.wait_for(members(), poll)
+        except (OSError, TimeoutError):
+            continue
+        for a in waiting:
+            if a not in live:
+                tasks[a].cancel()
+                out[a] = ("lost", ConnectionError(f"the scheduler removed worker {a}"))
+    for a, t in tasks.items():
+        if a not in out:
+            out[a] = t.result()
+    return {a: out[a] for a in addrs}
 
 
 class DaskTransport:
@@ -96,10 +173,13 @@ class DaskTransport:
         Seconds to wait for an actor to start.
     scatter_bytes : int
         Arrays of more bytes than this are broadcast once per pass by :meth:`share`.
+    poll : float
+        Seconds between checks, during a call, that its workers are still the scheduler's.
     """
 
-    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES):
+    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES, poll=1.0):
         self.client = client
+        self.poll = float(poll)
         self.start_timeout = start_timeout
         self.scatter_bytes = int(scatter_bytes)
         self._actors: dict[str, Any] = {}  # worker address -> the actor's future
@@ -107,7 +187,9 @@ class DaskTransport:
         self._tag = uuid.uuid4().hex[:8]
 
     def _info(self):
-        return self.client.scheduler_info(n_workers=-1)["workers"]
+        """The scheduler's workers, asked of the scheduler itself (the client's cached
+        ``scheduler_info()`` can come back without them on a healthy cluster)."""
+        return scheduler_workers(self.client)
 
     def workers(self):
         return sorted(self._info())
@@ -182,12 +264,18 @@ class DaskTransport:
         """Route calls to ``worker`` through the scheduler (for tests of that path)."""
         self._direct[worker] = False
 
-    def call(self, calls):
+    def call(self, calls, timeout=None):
         requests = {
             addr: (self._rpc(addr), self._actors[addr].key, method, args)
             for addr, (method, args) in calls.items()
         }
-        return self.client.sync(_call_actors, requests)  # one hop to the event loop
+        client = self.client
+
+        async def members():
+            return (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+
+        # one hop to the event loop
+        return self.client.sync(_call_actors, requests, timeout, members, self.poll)
 
     def share(self, array):
         if array.nbytes > self.scatter_bytes:

@@ -1,0 +1,123 @@
+"""How long the coordinator waits for a worker's answer: a pure policy of measured times.
+
+Every call the pool makes to a worker (a pass, the statistics pass, encoding) gets a deadline.
+Once a kind of call has been timed, its deadline is ``factor`` times the slowest worker's
+median time for it, and never less than ``floor``; a kind not timed yet gets the longest
+deadline of the kinds timed so far (the statistics pass, which reads every chunk, comes first)
+plus ``first_call`` seconds (JAX compiles the kernel then), and ``initial`` seconds before
+anything has been timed. A worker that misses its deadline is dropped from the fit (the pool
+re-reads its chunks elsewhere and runs the pass again), so a frozen worker (a stopped process,
+a swapping node, a stalled file system) costs one deadline, never a hang.
+
+Nothing here does I/O; :class:`Deadlines` is a frozen value the pool replaces after each call.
+Its defaults can be set through Dask's configuration (keys ``distglm.deadline.factor``,
+``.floor``, ``.initial`` and ``.first_call``), e.g.
+``dask.config.set({"distglm.deadline.floor": 5})``; see :meth:`Deadlines.from_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Mapping
+
+__all__ = ["Deadlines"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Deadlines:
+    """Measured call times and the deadline they imply.
+
+    Parameters
+    ----------
+    factor : float
+        Deadline as a multiple of the slowest worker's median time for that kind of call.
+    floor : float
+        Seconds; no deadline is shorter.
+    initial : float or None
+        Seconds allowed for a call before any has been timed (the statistics pass); None
+        waits without limit for it.
+    first_call : float
+        Seconds added to the deadline of a kind's first call (compilation).
+    window : int
+        Calls per worker and kind kept for the median.
+    times : tuple of (kind, worker, seconds)
+        The calls timed so far (the last ``window`` per worker and kind).
+    """
+
+    factor: float = 10.0
+    floor: float = 60.0
+    initial: float | None = 3600.0
+    first_call: float = 300.0
+    window: int = 9
+    times: tuple[tuple[str, str, float], ...] = ()
+
+    def __post_init__(self):
+        if not self.factor >= 1:
+            raise ValueError(f"Deadline factor must be >= 1; got {self.factor!r}.")
+        if not self.floor > 0:
+            raise ValueError(f"Deadline floor must be > 0 seconds; got {self.floor!r}.")
+        if self.initial is not None and not self.initial >= self.floor:
+            raise ValueError(
+                f"Initial deadline must be None or >= the floor ({self.floor} s); "
+                f"got {self.initial!r}."
+            )
+        if not self.first_call >= 0:
+            raise ValueError(f"Deadline first_call must be >= 0 s; got {self.first_call!r}.")
+        if self.window < 1:
+            raise ValueError(f"Deadline window must be >= 1; got {self.window!r}.")
+
+    @classmethod
+    def from_config(cls) -> Deadlines:
+        """Deadlines with the values of Dask's ``distglm.deadline.*`` configuration keys
+        (``factor``, ``floor``, ``initial``, ``first_call``; the class defaults where unset)."""
+        import dask
+
+        d = cls()
+        initial = dask.config.get("distglm.deadline.initial", d.initial)
+        return cls(
+            factor=float(dask.config.get("distglm.deadline.factor", d.factor)),
+            floor=float(dask.config.get("distglm.deadline.floor", d.floor)),
+            initial=None if initial is None else float(initial),
+            first_call=float(dask.config.get("distglm.deadline.first_call", d.first_call)),
+        )
+
+    def medians(self, kind: str) -> dict[str, float]:
+        """Median seconds per worker for calls of ``kind``."""
+        per: dict[str, list[float]] = {}
+        for k, w, s in self.times:
+            if k == kind:
+                per.setdefault(w, []).append(s)
+        return {w: statistics.median(v) for w, v in per.items()}
+
+    def deadline(self, kind: str) -> float | None:
+        """Seconds to wait for a call of ``kind`` (None: no limit)."""
+        med = self.medians(kind)
+        if not med:
+            kinds = {k for k, _, _ in self.times}
+            if not kinds:
+                return self.initial
+            return max(self._timed(k) for k in kinds) + self.first_call
+        return self._timed(kind)
+
+    def _timed(self, kind: str) -> float:
+        return max(self.floor, self.factor * max(self.medians(kind).values()))
+
+    def record(self, kind: str, seconds: Mapping[str, float]) -> Deadlines:
+        """These deadlines with the call times ``{worker: seconds}`` of one ``kind`` added."""
+        times = list(self.times)
+        for w, s in sorted(seconds.items()):
+            times.append((kind, w, float(s)))
+        kept: list[tuple[str, str, float]] = []
+        count: dict[tuple[str, str], int] = {}
+        for k, w, s in reversed(times):  # keep the newest ``window`` per (kind, worker)
+            n = count.get((k, w), 0)
+            if n < self.window:
+                kept.append((k, w, s))
+                count[(k, w)] = n + 1
+        return dataclasses.replace(self, times=tuple(reversed(kept)))
+
+    def forget(self, workers) -> Deadlines:
+        """These deadlines without the times of ``workers`` (dropped from the fit)."""
+        gone = set(workers)
+        return dataclasses.replace(self, times=tuple(t for t in self.times if t[1] not in gone))
