@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from .softmax import DEFAULT_BLOCK_ROWS, nll_sums, nll_value_and_grad_sums
 
-__all__ = ["fold_weights", "fold_nll_sums", "fold_value_and_grad_sums"]
+__all__ = ["fold_nll_sums", "fold_value_and_grad_sums", "fold_weights"]
 
 
 def fold_weights(weights, fold_index, fold, held_out=False):
