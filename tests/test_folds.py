@@ -90,11 +90,9 @@ def test_every_folds_sums_in_one_pass_equal_separate_passes(per_output, held, da
     seed = data.draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     n, p, k, c = _N, 3, 2, 3
-    X = rng.normal(size=(n, p))
+    X = rng.normal(size=(n, p)).astype(np.float32)
     y = softmax_labels(rng, X, rng.normal(size=(p, k, c)), np.zeros((k, c))).astype(np.int32)
     w = (rng.random((n, k)) > 0.2).astype(float) if per_output else np.ones(n)
-    shape = (n, k) if per_output else (n,)
-    fold_index = rng.integers(-1, n_folds, size=shape).astype(np.int32)
     coef = rng.normal(size=(n_folds, p, k, c)) * 0.3
     intercept = rng.normal(size=(n_folds, k, c)) * 0.3
     loss, (gc, gb) = fold_value_and_grad_sums(
@@ -107,9 +105,11 @@ def test_every_folds_sums_in_one_pass_equal_separate_passes(per_output, held, da
         if wf.ndim == 1 and per_output:
             wf = wf[:, None]
         ref_l, (ref_gc, ref_gb) = nll_value_and_grad_sums((coef[f], intercept[f]), X, y, wf, None)
-        np.testing.assert_allclose(loss[f], ref_l, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(gc[f], ref_gc, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(gb[f], ref_gb, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(loss[f], ref_l, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gc[f], ref_gc, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gb[f], ref_gb, rtol=1e-5, atol=1e-5)
         wh = np.where(fold_index == f, w if w.ndim == fold_index.ndim else w[:, None], 0.0)
-        np.testing.assert_allclose(hl[f], nll_sums((coef[f], intercept[f]), X, y, wh, None))
+        np.testing.assert_allclose(
+            hl[f], nll_sums((coef[f], intercept[f]), X, y, wh, None), rtol=1e-5
+        )
         np.testing.assert_allclose(cnt[f], np.broadcast_to(wh.reshape(n, -1), (n, k)).sum(0))
