@@ -1,0 +1,115 @@
+"""Fold assignments as data, and every fold's sums in one pass (kernels.folds)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from distglm.folds import block_folds, plan_folds, splitter_folds
+from distglm.kernels.folds import fold_nll_sums, fold_value_and_grad_sums
+from distglm.kernels.softmax import nll_sums, nll_value_and_grad_sums
+
+from helpers import softmax_labels
+
+
+def _is_contiguous_blocks(col):
+    """Each fold's held-out rows within one session form one contiguous run."""
+    runs = col[np.r_[True, np.diff(col) != 0]]
+    return len(runs) == len(set(runs.tolist()))
+
+
+@given(st.lists(st.integers(5, 40), min_size=1, max_size=4), st.integers(2, 5))
+@settings(max_examples=15, deadline=None)
+def test_int_cv_blocks_are_contiguous_within_every_session(lengths, k):
+    plan = plan_folds(lengths, k)
+    assert plan.n_folds == k and plan.index.shape == (sum(lengths),)
+    offsets = np.cumsum([0, *lengths])
+    for s in range(len(lengths)):
+        col = plan.index[offsets[s] : offsets[s + 1]]
+        assert sorted(set(col.tolist())) == list(range(k))
+        assert np.all(np.diff(col) >= 0) and _is_contiguous_blocks(col)
+    ranges = plan.row_ranges()
+    assert sum(b - a for r in ranges for a, b in r) == sum(lengths)
+    for f, r in enumerate(ranges):
+        for a, b in r:
+            assert np.all(plan.index[a:b] == f)
+
+
+def test_session_folds_leave_one_session_out_and_fall_back_for_single_session_outputs():
+    lengths = [30, 20, 25]
+    recorded = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1]], bool)
+    plan = plan_folds(lengths, "session", recorded)
+    assert plan.n_folds == 3 and plan.fallback == (2,)
+    np.testing.assert_array_equal(plan.column(0), np.repeat([0, 1, 2], lengths))
+    col = plan.column(2)
+    assert np.all(col[:50] == -1)
+    np.testing.assert_array_equal(col[50:], block_folds(25, 3))
+    # without recorded: one index for every output
+    assert plan_folds(lengths).index.ndim == 1
+    with pytest.raises(ValueError, match="at least 2 sessions"):
+        plan_folds([10])
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        plan_folds([10, 10], 1)
+
+
+def test_splitter_folds_follow_groups_and_refuse_overlapping_splits():
+    from sklearn.model_selection import GroupKFold, ShuffleSplit
+
+    groups = np.repeat([0, 1, 2, 3], 5)
+    X = np.zeros((20, 2))
+    plan = splitter_folds(GroupKFold(2), X, groups=groups)
+    assert plan.n_folds == 2
+    for g in range(4):
+        assert len(set(plan.index[groups == g].tolist())) == 1
+    with pytest.raises(ValueError, match="disjoint"):
+        splitter_folds(ShuffleSplit(3, test_size=0.5, random_state=0), X)
+
+
+_N, _FOLDS = 24, 3
+
+
+@pytest.mark.parametrize(("per_output", "held"), [(False, True), (True, False)])
+@given(st.data())
+@settings(max_examples=3, deadline=None)
+def test_every_folds_sums_in_one_pass_equal_separate_passes(per_output, held, data):
+    n_folds = _FOLDS
+    shape = (_N, 2) if per_output else (_N,)
+    fold_index = np.asarray(
+        data.draw(
+            st.lists(
+                st.integers(-1, n_folds - 1),
+                min_size=int(np.prod(shape)),
+                max_size=int(np.prod(shape)),
+            )
+        ),
+        np.int32,
+    ).reshape(shape)
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    n, p, k, c = _N, 3, 2, 3
+    X = rng.normal(size=(n, p)).astype(np.float32)
+    y = softmax_labels(rng, X, rng.normal(size=(p, k, c)), np.zeros((k, c))).astype(np.int32)
+    w = (rng.random((n, k)) > 0.2).astype(float) if per_output else np.ones(n)
+    coef = rng.normal(size=(n_folds, p, k, c)) * 0.3
+    intercept = rng.normal(size=(n_folds, k, c)) * 0.3
+    loss, (gc, gb) = fold_value_and_grad_sums(
+        (jnp.asarray(coef), jnp.asarray(intercept)), X, y, w, fold_index, held, None
+    )
+    hl, cnt = fold_nll_sums((jnp.asarray(coef), jnp.asarray(intercept)), X, y, w, fold_index)
+    for f in range(n_folds):
+        keep = (fold_index == f) if held else (fold_index != f)
+        wf = np.where(keep, w if w.ndim == fold_index.ndim else w[:, None], 0.0)
+        if wf.ndim == 1 and per_output:
+            wf = wf[:, None]
+        ref_l, (ref_gc, ref_gb) = nll_value_and_grad_sums((coef[f], intercept[f]), X, y, wf, None)
+        np.testing.assert_allclose(loss[f], ref_l, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gc[f], ref_gc, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gb[f], ref_gb, rtol=1e-5, atol=1e-5)
+        wh = np.where(fold_index == f, w if w.ndim == fold_index.ndim else w[:, None], 0.0)
+        np.testing.assert_allclose(
+            hl[f], nll_sums((coef[f], intercept[f]), X, y, wh, None), rtol=1e-5
+        )
+        np.testing.assert_allclose(cnt[f], np.broadcast_to(wh.reshape(n, -1), (n, k)).sum(0))
