@@ -27,6 +27,7 @@ from .fit import FitResult, initial_theta, run_fit
 from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
 from .inputs import theta_from_blocks as _theta
 from .kernels.compile_cache import enable_compile_cache
+from .labelled import Reporting
 from .mask import check_feature_mask, mask_block
 from .params import ClassifierParams
 from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint, session_fit_data
@@ -52,7 +53,9 @@ def _callbacks(callback, progress):
     return [*out, ProgressLine()] if progress else out
 
 
-class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping, SklearnConventions):
+class _Classifier(
+    ClassifierParams, BatchFitting, Prediction, Keeping, SklearnConventions, Reporting
+):
     """Shared implementation; use :class:`ClassifierGLM` or :class:`ClassifierPopulationGLM`."""
 
     #: set to None by the constructor, and by a fit from its result
@@ -70,6 +73,10 @@ class _Classifier(ClassifierParams, BatchFitting, Prediction, Keeping, SklearnCo
         "fit_profile_",
         "fit_time_",
     )
+
+    def __repr__(self):
+        text = ClassifierParams.__repr__(self)
+        return text if self.coef_ is None else f"{text}  # {self.fitted_description()}"
 
     # ------------------------------------------------------------------ shapes
     def _squeeze(self, arr):

@@ -14,6 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from .data import is_distributed_input
 from .data.lazy import LazyModel
@@ -26,6 +27,8 @@ from .pynapple_io import support_pynapple
 from .scoring import (
     check_score_type,
     null_log_likelihood_per_sample,
+    per_output_from_samples,
+    per_output_from_sums,
     score_from_samples,
     score_from_sums,
 )
@@ -147,7 +150,13 @@ class Fitted:
         ll, _ = self._sample_ll(X, y, "compute_loss")
         return -jnp.sum(jnp.mean(ll, axis=0))
 
-    def score(self, X, y, score_type, aggregate):
+    def _by_output(self, values, sel=None):
+        """Per-output scores as a DataArray over ``output`` (labelled by ``outputs_``)."""
+        outputs = np.asarray(self.outputs)
+        labels = outputs if sel is None else outputs[sel]
+        return xr.DataArray(np.asarray(values), dims=("output",), coords={"output": labels})
+
+    def score(self, X, y, score_type, aggregate, per_output=False, per_session=False):
         """A score of the model on ``(X, y)`` (see the estimators' ``score``)."""
         if is_distributed_input(X):
             if aggregate not in MEAN_OR_SUM:
@@ -156,15 +165,31 @@ class Fitted:
                     f"(sample, output) entries (jnp.mean, np.mean, jnp.sum, np.sum); got "
                     f"{aggregate!r}. Compute per-sample scores from predict_proba instead."
                 )
-            ll, counts = self.lazy().score_sums(X, y)
             mean = aggregate in (jnp.mean, np.mean)
-            return score_from_sums(ll, counts, score_type, mean, kernel_dtype())
+            dtype = kernel_dtype()
+            if per_session:
+                _, _, sessions = self.lazy().score_sums(X, y, per_session=True)
+                return {
+                    name: self._by_output(per_output_from_sums(ll, c, score_type, mean, dtype), sel)
+                    if per_output
+                    else score_from_sums(ll, c, score_type, mean, dtype)
+                    for name, (ll, c, sel) in sessions.items()
+                }
+            ll, counts = self.lazy().score_sums(X, y)
+            if per_output:
+                return self._by_output(per_output_from_sums(ll, counts, score_type, mean, dtype))
+            return score_from_sums(ll, counts, score_type, mean, dtype)
+        if per_session:
+            raise ValueError("per_session scores need sessions; X is in memory.")
         if y is None:
             raise ValueError("score needs y for in-memory X (only sessions carry their labels).")
         ll, codes = self._sample_ll(X, y, "score")
         ll_null = jnp.asarray(
             null_log_likelihood_per_sample(codes, self.encoder.n_classes), ll.dtype
         )
+        if per_output:
+            values = per_output_from_samples(ll, ll_null, score_type, aggregate)
+            return self._by_output(values) if isinstance(y, xr.DataArray) else values
         return score_from_samples(self._squeeze(ll), self._squeeze(ll_null), score_type, aggregate)
 
 
@@ -275,7 +300,15 @@ class Prediction(abc.ABC):
         return fitted.loss(X, y)
 
     @support_pynapple
-    def score(self, X, y=None, score_type="log-likelihood", aggregate_sample_scores=jnp.mean):
+    def score(
+        self,
+        X,
+        y=None,
+        score_type="log-likelihood",
+        aggregate_sample_scores=jnp.mean,
+        per_output=False,
+        per_session=False,
+    ):
         """Score the model on ``(X, y)``.
 
         Parameters
@@ -290,10 +323,18 @@ class Prediction(abc.ABC):
         aggregate_sample_scores : callable
             Reduces the per-sample scores, of shape (n_samples,) or (n_samples, n_outputs).
 
+        per_output : bool, default False
+            One score per output: the aggregate over that output's samples (a DataArray over
+            ``output`` for labelled or distributed data, else an array of shape (n_outputs,)).
+        per_session : bool, default False
+            Sessions only: a dict ``session id -> score`` (each a DataArray over that session's
+            outputs with ``per_output=True``), all from the same pass.
+
         Returns
         -------
-        scalar jax array
+        scalar jax array, or per output / per session as above
         """
         fitted = self._fitted("score")
         check_score_type(score_type)
-        return fitted.score(X, y, score_type, aggregate_sample_scores)
+        aggregate = aggregate_sample_scores
+        return fitted.score(X, y, score_type, aggregate, per_output, per_session)

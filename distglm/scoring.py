@@ -101,3 +101,30 @@ def score_from_sums(ll, counts, score_type, mean, dtype):
     ll_null = np.sum(counts * log_frequencies(counts), axis=1)
     # McFadden and Cohen coincide for a mean or a sum: 1 - L / L_null
     return jnp.asarray(1.0 - ll.sum() / ll_null.sum(), dtype)
+
+
+def per_output_from_sums(ll, counts, score_type, mean, dtype):
+    """One score per output from per-output sums (see :func:`score_from_sums`).
+
+    Returns
+    -------
+    jax array of shape (n_outputs,)
+        The mean (or sum) log-likelihood over each output's samples, or its pseudo-R2 against
+        that output's class frequencies.
+    """
+    counts = np.asarray(counts)
+    ll = np.asarray(ll, np.float64)
+    if score_type == "log-likelihood":
+        return jnp.asarray(ll / counts.sum(axis=1) if mean else ll, dtype)
+    ll_null = np.sum(counts * log_frequencies(counts), axis=1)
+    return jnp.asarray(1.0 - ll / ll_null, dtype)
+
+
+def per_output_from_samples(ll, ll_null, score_type, aggregate):
+    """One score per output from per-sample log-likelihoods of shape (n_samples, n_outputs):
+    ``aggregate`` reduces over samples (axis 0)."""
+
+    def over_samples(x):
+        return aggregate(x, axis=0)
+
+    return score_from_samples(ll, ll_null, score_type, over_samples)

@@ -728,3 +728,36 @@ def test_single_output_classifier_with_1d_dask_labels(population, client):
     assert isinstance(pred, da.Array) and pred.shape == (N,)
     np.testing.assert_array_equal(pred.compute(), np.asarray(dist.predict(X)))
     assert float(dist.score(Xd, yd)) == pytest.approx(float(dist.score(X, y1)), rel=1e-5)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_per_output_and_per_session_scores_from_one_pass(session_fit, session_data):
+    path, arrays = session_data
+    model = session_fit
+    sessions = distglm.open_sessions(path)
+    ll_sum = dict.fromkeys(ALL_OUTPUTS, 0.0)
+    n = dict.fromkeys(ALL_OUTPUTS, 0)
+    order = list(np.asarray(model.outputs_))
+    coef, icpt = np.asarray(model.coef_, np.float64), np.asarray(model.intercept_, np.float64)
+    classes = list(model.classes_)
+    for s, (X, labels) in arrays.items():
+        idx = [order.index(o) for o in SESSIONS[s][0]]
+        eta = np.einsum("np,pkc->nkc", X.astype(np.float64), coef[:, idx]) + icpt[idx]
+        lp = eta - np.log(np.exp(eta).sum(-1, keepdims=True))
+        codes = np.vectorize(classes.index)(labels)
+        ll = np.take_along_axis(lp, codes[..., None], -1)[..., 0]
+        for j, o in enumerate(SESSIONS[s][0]):
+            ll_sum[o] += ll[:, j].sum()
+            n[o] += ll.shape[0]
+    per_output = model.score(sessions, per_output=True)
+    assert list(per_output["output"].values) == order
+    expected = [ll_sum[o] / n[o] for o in order]
+    np.testing.assert_allclose(per_output.values, expected, rtol=1e-5)
+    per_session = model.score(sessions, score_type="pseudo-r2-McFadden", per_session=True)
+    assert set(per_session) == set(SESSIONS)
+    for s in SESSIONS:
+        alone = model.score({s: sessions[s]}, score_type="pseudo-r2-McFadden")
+        np.testing.assert_allclose(float(per_session[s]), float(alone), rtol=1e-6)
+    both = model.score(sessions, per_session=True, per_output=True)
+    assert list(both["s1"]["output"].values) == SESSIONS["s1"][0]

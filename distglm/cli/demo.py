@@ -75,12 +75,15 @@ def run_demo(args) -> int:
             print(f"classes_: {[str(c) for c in model.classes_]}; outputs_: {n_out}")
             predictions = model.predict(opened)
             print("per session:  accuracy   McFadden R2")
+            session_r2 = {}
             for name, ds in opened.items():
                 acc = float((predictions[name] == ds["y"]).mean().compute())
                 r2 = float(model.score({name: ds}, score_type="pseudo-r2-McFadden"))
+                session_r2[name] = r2
                 print(f"  {name:<10} {acc:9.3f} {r2:12.4f}")
             r2_all = float(model.score(opened, score_type="pseudo-r2-McFadden"))
             print(f"  {'all':<10} {'':9} {r2_all:12.4f}")
+            _write_plots(model, session_r2, args)
         order = [ids.index(o) for o in np.asarray(model.outputs_).tolist()]
         est = np.asarray(model.coef_)
         true = coef[:, order] - coef[:, order].mean(axis=2, keepdims=True)
@@ -91,3 +94,18 @@ def run_demo(args) -> int:
             f"relative RMS error {err:.3f}"
         )
     return 0
+
+
+def _write_plots(model, session_r2, args) -> None:
+    """The demo's plots, where matplotlib is installed (the ``plot`` extra)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("plots: skipped (matplotlib is not installed: pip install 'distglm[plot]')")
+        return
+    from distglm.plot import save_demo_plots
+
+    folder = args.plots or os.path.join(os.getcwd(), "distglm-demo-plots")
+    paths = save_demo_plots(model, session_r2, folder)
+    print(f"plots: {', '.join(paths)}")

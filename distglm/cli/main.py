@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=16_384)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--store", default=None, help="write the store here (default: a temp dir)")
+    p.add_argument(
+        "--plots", default=None, help="write the plots here (default: ./distglm-demo-plots)"
+    )
     return parser
 
 

@@ -187,7 +187,7 @@ class LazyModel:
             return {k: v[0] for k, v in out.items()}, {k: v[1] for k, v in out.items()}
         return out
 
-    def score_sums(self, X, y=None):
+    def score_sums(self, X, y=None, per_session=False):
         """Per-output log-likelihood sums, sample counts and class counts over the dataset.
 
         Rows with NaN/Inf in X or y are dropped. Computed in one pass.
@@ -196,6 +196,9 @@ class LazyModel:
         -------
         ll : float64 array of shape (n_outputs,)
         counts : int array of shape (n_outputs, n_classes)
+        sessions : dict, only with ``per_session=True``
+            ``session id -> (ll, counts, output indices)``, the same sums over that session's
+            outputs (``output indices`` into ``outputs``), from the same pass.
         """
         classes = self.classes
         c = classes.size
@@ -208,11 +211,15 @@ class LazyModel:
                 (Xd, _as_labels(sessions[name]["y"].data, Xd, True), sel)
                 for name, Xd, sel, _, _ in targets
             ]
+            names = [name for name, *_ in targets]
         else:
             targets, _ = self._targets(X)
             _, Xd, sel, _, _ = targets[0]
             yv = y.data if isinstance(y, xr.DataArray) else y
             pairs = [(Xd, _as_labels(yv, Xd, self.population), sel)]
+            names = [None]
+            if per_session:
+                raise ValueError("per_session scores need sessions; X is one dataset.")
 
         def block_sums(x, yb, coef, icpt):
             keep = kept_rows(x, yb)
@@ -248,7 +255,9 @@ class LazyModel:
             ).sum(axis=0)
             lazies.append((s, sel))
         computed = dask.compute(*[s for s, _ in lazies])
-        for (_, sel), s in zip(lazies, computed, strict=True):
+        by_session = {}
+        for name, (_, sel), s in zip(names, lazies, computed, strict=True):
             ll_tot[sel] += s[:, 0]
             counts[sel] += np.rint(s[:, 1:]).astype(np.int64)
-        return ll_tot, counts
+            by_session[name] = (s[:, 0], np.rint(s[:, 1:]).astype(np.int64), sel)
+        return (ll_tot, counts, by_session) if per_session else (ll_tot, counts)
