@@ -1,0 +1,281 @@
+"""Cross-validated choice of the regularization strength, in memory.
+
+For every fold, the warm-started regularization path (:mod:`distglm.path`) is fitted on the
+fold's training rows; every strength is then scored on every fold's held-out rows in one pass
+(:func:`distglm.kernels.folds.fold_nll_sums`, each fold at its own parameters). The population
+objective is a sum over outputs, so each output may take its own strength at no extra cost; the
+refit on all the data then uses a per-output penalty (an array strength of the coefficients'
+shape), warm-started from the full-data path.
+
+Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn splitter (with
+``groups=``, e.g. ``GroupKFold`` over sessions); rows are never shuffled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .estimator import ClassifierGLM, ClassifierPopulationGLM
+from .folds import FoldPlan, plan_folds, splitter_folds
+from .inputs import as_label_array, kept_rows
+from .kernels.folds import fold_nll_sums
+from .path import _coef_block, _resolve_strengths, path_fits, warm_start
+from .spec import kernel_dtype
+
+__all__ = ["ClassifierGLMCV", "ClassifierPopulationGLMCV"]
+
+_PARAMS = (
+    "n_classes",
+    "regularizer",
+    "strengths",
+    "cv",
+    "per_output",
+    "scoring",
+    "refit",
+    "solver_name",
+    "solver_kwargs",
+)
+
+
+class _ClassifierCV:
+    """Shared implementation; use :class:`ClassifierGLMCV` or :class:`ClassifierPopulationGLMCV`."""
+
+    _estimator: type = ClassifierPopulationGLM
+
+    def __init__(
+        self,
+        n_classes=2,
+        regularizer="Ridge",
+        strengths=None,
+        cv=5,
+        per_output=True,
+        scoring="log-likelihood",
+        refit=True,
+        solver_name=None,
+        solver_kwargs=None,
+    ):
+        self.n_classes = n_classes
+        self.regularizer = regularizer
+        self.strengths = strengths
+        self.cv = cv
+        self.per_output = per_output
+        self.scoring = scoring
+        self.refit = refit
+        self.solver_name = solver_name
+        self.solver_kwargs = solver_kwargs
+        self.strength_ = None
+        self.cv_results_ = None
+        self.path_ = None
+        self.best_estimator_ = None
+        self.n_passes_ = None
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor parameters by name (scikit-learn's protocol)."""
+        del deep
+        return {name: getattr(self, name) for name in _PARAMS}
+
+    def set_params(self, **params):
+        """Set constructor parameters by name; returns ``self``."""
+        for name, value in params.items():
+            if name not in _PARAMS:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters "
+                    f"are {sorted(_PARAMS)}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        return f"{type(self).__name__}(n_classes={self.n_classes}, regularizer={self.regularizer!r})"
+
+    def _base(self):
+        return self._estimator(
+            n_classes=self.n_classes,
+            regularizer=self.regularizer,
+            solver_name=self.solver_name,
+            solver_kwargs=self.solver_kwargs,
+        )
+
+    def _folds(self, X, y, groups) -> FoldPlan:
+        cv = self.cv
+        if hasattr(cv, "split") and not isinstance(cv, str):
+            return splitter_folds(cv, X, y, groups)
+        if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
+            if groups is not None:
+                raise ValueError(
+                    f"groups= is used by a splitter cv; cv={cv!r} cuts contiguous blocks."
+                )
+            return plan_folds([len(X)], int(cv))
+        raise ValueError(
+            "In memory, cv must be an int k >= 2 (contiguous blocks of rows) or a scikit-learn "
+            f"splitter (e.g. GroupKFold, with groups=); got {cv!r}."
+        )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y, groups=None):
+        """Choose the strength(s) by cross-validation, then refit on all the data.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : array of shape (n_samples,) (ClassifierGLMCV) or (n_samples, n_outputs)
+        groups : array of shape (n_samples,), optional
+            Group labels (e.g. sessions) for a splitter ``cv``.
+
+        Returns
+        -------
+        self
+        """
+        if self.scoring != "log-likelihood":
+            raise NotImplementedError(
+                f"scoring must be 'log-likelihood' (the held-out mean log-likelihood); got "
+                f"{self.scoring!r}."
+            )
+        X = np.asarray(X)
+        base = self._base()
+        population = base._population
+        y_arr = as_label_array(y, X.shape[0], population)
+        strengths = _resolve_strengths(base, X, y_arr, self.strengths)
+        plan = self._folds(X, y_arr, groups)
+        fold_index = np.asarray(plan.index)
+        if fold_index.ndim != 1:
+            raise ValueError("In-memory cross-validation takes one fold index per row.")
+        paths = []
+        for f in range(plan.n_folds):
+            train = fold_index != f
+            paths.append(path_fits(base, X[train], y_arr[train], strengths))
+        score, n_held, score_passes = self._held_out(base, X, y_arr, fold_index, paths)
+        mean = score.mean(axis=1)  # (strength, output)
+        if self.per_output:
+            chosen = np.argmax(mean, axis=0)
+        else:
+            chosen = np.full(mean.shape[1], np.argmax(mean.mean(axis=1)))
+        outputs = paths[0].dataset["output"].values
+        self.cv_results_ = xr.Dataset(
+            {
+                "score": (("strength", "fold", "output"), score),
+                "mean_score": (("strength", "output"), mean),
+                "n_held_out": (("fold", "output"), n_held),
+            },
+            coords={"strength": strengths, "fold": np.arange(plan.n_folds), "output": outputs},
+        )
+        values = strengths[chosen]
+        self.strength_ = values if population else float(values[0])
+        passes = sum(p.n_passes for p in paths) + score_passes
+        self.best_estimator_ = self.path_ = None
+        if self.refit:
+            full = path_fits(base, X, y_arr, strengths)
+            self.path_ = full.dataset
+            self.best_estimator_ = self._refit(base, X, y_arr, values, chosen, full)
+            passes += full.n_passes + self.best_estimator_.n_passes_
+        self.n_passes_ = int(passes)
+        return self
+
+    @staticmethod
+    def _held_out(base, X, y_arr, fold_index, paths):
+        """Held-out mean log-likelihood, (strength, fold, output), one pass per strength."""
+        model = base.__sklearn_clone__()
+        model.set_classes(paths[0].models[0].classes_)
+        _, Xs, codes = model._prepare(X, y_arr, "fit")
+        index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
+        dtype = kernel_dtype()
+        weights = np.ones(Xs.shape[0], dtype)
+        n_s, n_f = len(paths[0].models), len(paths)
+        score = np.empty((n_s, n_f, codes.shape[1]))
+        count = None
+        for i in range(n_s):
+            blocks = [_coef_block(p.models[i]) for p in paths]
+            coef = np.stack([b[0] for b in blocks]).astype(dtype)
+            intercept = np.stack([b[1] for b in blocks]).astype(dtype)
+            loss, count = fold_nll_sums((coef, intercept), Xs, codes, weights, index)
+            count = np.asarray(count, np.float64)
+            score[i] = -np.asarray(loss, np.float64) / np.maximum(count, 1.0)
+        return score, count.astype(np.int64), n_s
+
+    def _refit(self, base, X, y_arr, values, chosen, full):
+        model = base.__sklearn_clone__()
+        reg = model.regularizer
+        init = warm_start(full.dataset, chosen, model._population)
+        if np.all(values == values[0]):
+            strength = reg.with_strength(model.regularizer_strength, float(values[0]))
+        else:
+            shape = np.asarray(full.dataset["coef"].values).shape[1:]
+            strength = reg.with_strength(
+                model.regularizer_strength, reg.per_output_strength(values, shape)
+            )
+        model.regularizer_strength = strength
+        return model.fit(X, y_arr, init_params=init)
+
+    # ------------------------------------------------------------------ prediction
+    def _fitted(self):
+        if self.best_estimator_ is None:
+            raise ValueError(
+                f"This {type(self).__name__} has no refitted model: call fit with refit=True "
+                "first."
+            )
+        return self.best_estimator_
+
+    def predict(self, X):
+        """The refitted model's most probable labels (see ``ClassifierPopulationGLM``)."""
+        return self._fitted().predict(X)
+
+    def predict_proba(self, X, return_type="log-proba"):
+        """The refitted model's class (log-)probabilities."""
+        return self._fitted().predict_proba(X, return_type)
+
+    def score(self, X, y=None, score_type="log-likelihood", **kwargs):
+        """The refitted model's score on ``(X, y)``."""
+        return self._fitted().score(X, y, score_type=score_type, **kwargs)
+
+
+class ClassifierPopulationGLMCV(_ClassifierCV):
+    """A :class:`ClassifierPopulationGLM` whose strength is chosen by cross-validation.
+
+    Parameters
+    ----------
+    n_classes : int, default 2
+    regularizer : str or Regularizer, default "Ridge"
+    strengths : sequence of float, int or None
+        The candidate strengths, or the size of the default grid (None: 10 strengths
+        log-spaced over 4 decades; for Lasso, ElasticNet and GroupLasso starting at the
+        smallest strength that zeroes every coefficient).
+    cv : int or scikit-learn splitter, default 5
+        ``k`` contiguous blocks of rows, or a splitter with disjoint test sets (pass
+        ``groups=`` to fit for a group splitter such as ``GroupKFold``).
+    per_output : bool, default True
+        Each output takes the strength with its best mean held-out score; False: one strength
+        (the best mean over outputs) for all.
+    scoring : "log-likelihood"
+        The held-out mean log-likelihood per output, averaged over folds.
+    refit : bool, default True
+        Refit on all the data at the chosen strength(s).
+    solver_name, solver_kwargs : see :class:`ClassifierPopulationGLM`.
+
+    Attributes
+    ----------
+    strength_ : float64 array of shape (n_outputs,)
+    cv_results_ : xarray.Dataset
+        ``score`` (strength, fold, output), ``mean_score`` (strength, output) and
+        ``n_held_out`` (fold, output).
+    path_ : xarray.Dataset or None
+        The full-data path (see :func:`distglm.regularization_path`), when refitted.
+    best_estimator_ : ClassifierPopulationGLM or None
+        Refitted on all the data; per-output strengths are an array strength of coef_'s shape.
+    n_passes_ : int
+        Passes over the data of the whole search (every fit, the held-out scoring, the refit).
+    """
+
+    _estimator = ClassifierPopulationGLM
+
+
+class ClassifierGLMCV(_ClassifierCV):
+    """A :class:`ClassifierGLM` whose strength is chosen by cross-validation.
+
+    Parameters and attributes are those of :class:`ClassifierPopulationGLMCV`, for a single
+    output: ``y`` of shape (n_samples,), ``strength_`` a float, and ``best_estimator_`` a
+    :class:`ClassifierGLM`.
+    """
+
+    _estimator = ClassifierGLM
