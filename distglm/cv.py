@@ -88,7 +88,8 @@ class _ClassifierCV:
         return self
 
     def __repr__(self):
-        return f"{type(self).__name__}(n_classes={self.n_classes}, regularizer={self.regularizer!r})"
+        name = type(self).__name__
+        return f"{name}(n_classes={self.n_classes}, regularizer={self.regularizer!r})"
 
     def _base(self):
         return self._estimator(
@@ -212,8 +213,7 @@ class _ClassifierCV:
     def _fitted(self):
         if self.best_estimator_ is None:
             raise ValueError(
-                f"This {type(self).__name__} has no refitted model: call fit with refit=True "
-                "first."
+                f"This {type(self).__name__} has no refitted model: call fit with refit=True first."
             )
         return self.best_estimator_
 

@@ -222,4 +222,3 @@ def warm_start(ds: xr.Dataset, chosen: np.ndarray, population: bool):
     if population:
         return coef, intercept
     return coef[:, 0, :], intercept[0]
-

@@ -19,12 +19,8 @@ _EXACT = {"solver_name": "Newton", "solver_kwargs": {"tol": 1e-14}}
 @pytest.fixture
 def x64():
     """float64 kernels for the test (scores compared to 1e-6 relative)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
+    with jax.enable_x64(True):
         yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
 
 
 def _data(n=240, n_features=5, seed=0):
@@ -37,9 +33,7 @@ def _data(n=240, n_features=5, seed=0):
     return X, softmax_labels(rng, X, W, np.zeros((2, 3)))
 
 
-@pytest.mark.parametrize(
-    "regularizer", ["Lasso", "ElasticNet", distglm.regularizer.GroupLasso()]
-)
+@pytest.mark.parametrize("regularizer", ["Lasso", "ElasticNet", distglm.regularizer.GroupLasso()])
 def test_sparse_path_starts_at_the_strength_that_zeroes_every_coefficient(regularizer):
     X, y = _data(n=200)
     model = distglm.ClassifierPopulationGLM(3, regularizer=regularizer, solver_kwargs=_TIGHT)
@@ -90,9 +84,9 @@ def _brute_force(X, y, strengths, fold_index, n_folds):
     for i, s in enumerate(strengths):
         for f in range(n_folds):
             held = fold_index == f
-            model = distglm.ClassifierPopulationGLM(
-                3, regularizer_strength=float(s), **_EXACT
-            ).fit(X[~held], y[~held])
+            model = distglm.ClassifierPopulationGLM(3, regularizer_strength=float(s), **_EXACT).fit(
+                X[~held], y[~held]
+            )
             lp = np.asarray(model.predict_proba(X[held], "log-proba"))
             yh = y[held]
             ll = np.take_along_axis(lp, yh[:, :, None], axis=2)[:, :, 0]
@@ -103,9 +97,7 @@ def _brute_force(X, y, strengths, fold_index, n_folds):
 def test_per_output_choices_and_held_out_scores_match_brute_force(x64):
     X, y = _data()
     strengths = [3.0, 0.3, 0.03, 0.003]
-    search = distglm.ClassifierPopulationGLMCV(
-        3, strengths=strengths, cv=3, **_EXACT
-    ).fit(X, y)
+    search = distglm.ClassifierPopulationGLMCV(3, strengths=strengths, cv=3, **_EXACT).fit(X, y)
     fold_index = plan_folds([len(X)], 3).index
     reference = _brute_force(X, y, strengths, fold_index, 3)
     res = search.cv_results_
