@@ -13,6 +13,7 @@ Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn s
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -21,9 +22,13 @@ from .folds import FoldPlan, plan_folds, splitter_folds
 from .inputs import as_label_array, kept_rows
 from .kernels.folds import fold_nll_sums
 from .path import _coef_block, _resolve_strengths, path_fits, warm_start
+from .solve import InMemoryData
 from .spec import kernel_dtype
 
 __all__ = ["ClassifierGLMCV", "ClassifierPopulationGLMCV"]
+
+#: held-out loss sums and counts of every fold at its own parameters, compiled once per shape
+_HELD_OUT_SUMS = jax.jit(fold_nll_sums, static_argnames=("held_out", "block_rows"))
 
 _PARAMS = (
     "n_classes",
@@ -182,15 +187,19 @@ class _ClassifierCV:
         _, Xs, codes = model._prepare(X, y_arr, "fit")
         index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
         dtype = kernel_dtype()
-        weights = np.ones(Xs.shape[0], dtype)
+        data = InMemoryData(Xs, codes, model.n_classes, dtype=dtype)
+        Xp, yp, wp = data.arrays
+        index = np.concatenate([index, np.full(Xp.shape[0] - index.size, -1, index.dtype)])
         n_s, n_f = len(paths[0].models), len(paths)
-        score = np.empty((n_s, n_f, codes.shape[1]))
+        score = np.empty((n_s, n_f, yp.shape[1]))
         count = None
         for i in range(n_s):
             blocks = [_coef_block(p.models[i]) for p in paths]
             coef = np.stack([b[0] for b in blocks]).astype(dtype)
             intercept = np.stack([b[1] for b in blocks]).astype(dtype)
-            loss, count = fold_nll_sums((coef, intercept), Xs, codes, weights, index)
+            loss, count = _HELD_OUT_SUMS(
+                (coef, intercept), Xp, yp, wp, index, block_rows=data.block_rows
+            )
             count = np.asarray(count, np.float64)
             score[i] = -np.asarray(loss, np.float64) / np.maximum(count, 1.0)
         return score, count.astype(np.int64), n_s

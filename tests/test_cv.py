@@ -139,3 +139,26 @@ def test_single_output_search_with_a_group_splitter():
         distglm.ClassifierGLMCV(3, cv="session").fit(X, y[:, 0])
     with pytest.raises(NotImplementedError, match="log-likelihood"):
         distglm.ClassifierGLMCV(3, scoring="pseudo-r2-McFadden").fit(X, y[:, 0])
+
+
+@pytest.mark.parametrize("regularizer", ["ElasticNet", "GroupLasso"])
+def test_sparse_per_output_refit_equals_each_output_alone(regularizer, x64):
+    X, y = _data(n=200)
+    search = distglm.ClassifierPopulationGLMCV(
+        3, regularizer=regularizer, strengths=[0.3, 0.01], cv=2, **_EXACT
+    ).fit(X, y)
+    assert search.strength_[0] != search.strength_[1]
+    for k in range(2):
+        alone = distglm.ClassifierGLM(3, regularizer=regularizer, **_EXACT)
+        alone.regularizer_strength = alone.regularizer.with_strength(
+            alone.regularizer_strength, search.strength_[k]
+        )
+        alone.fit(X, y[:, k])
+        np.testing.assert_allclose(search.best_estimator_.coef_[:, k], alone.coef_, atol=1e-6)
+
+
+def test_group_lasso_with_a_user_mask_has_no_per_output_strength():
+    mask = np.ones((1, 5, 2, 3))
+    reg = distglm.regularizer.GroupLasso(mask=mask)
+    with pytest.raises(NotImplementedError, match="per_output=False"):
+        reg.per_output_strength(np.array([0.1, 0.2]), (5, 2, 3))
