@@ -1,11 +1,13 @@
 """Cross-validated choice of the regularization strength, in memory.
 
-For every fold, the warm-started regularization path (:mod:`distglm.path`) is fitted on the
-fold's training rows; every strength is then scored on every fold's held-out rows in one pass
-(:func:`distglm.kernels.folds.fold_nll_sums`, each fold at its own parameters). The population
-objective is a sum over outputs, so each output may take its own strength at no extra cost; the
-refit on all the data then uses a per-output penalty (an array strength of the coefficients'
-shape), warm-started from the full-data path.
+Every fold advances in the same pass over the rows: the folds are stacked as extra outputs of
+one population fit (column ``f * K + k`` is output ``k`` weighted by fold ``f``'s training
+rows), whose objective, a sum over columns of each column's mean NLL plus the penalty, is the
+sum of the folds' own objectives. That fit follows the warm-started path from strong to weak
+(:mod:`distglm.path`), and each strength's held-out sums of every fold take one more pass. The
+population objective is a sum over outputs, so each output may take its own strength at no
+extra cost; the refit on all the data then uses a per-output penalty (an array strength of the
+coefficients' shape), warm-started from the full-data path.
 
 Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn splitter (with
 ``groups=``, e.g. ``GroupKFold`` over sessions); rows are never shuffled.
@@ -14,21 +16,23 @@ Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn s
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
+from .fit import initial_theta, run_fit
 from .folds import FoldPlan, plan_folds, splitter_folds
 from .inputs import as_label_array, kept_rows
-from .kernels.folds import fold_nll_sums
-from .path import _coef_block, _resolve_strengths, path_fits, warm_start
+from .kernels.softmax import nll_sums
+from .path import _resolve_strengths, path_fits, warm_start
 from .solve import InMemoryData
 from .spec import kernel_dtype
 
 __all__ = ["ClassifierGLMCV", "ClassifierPopulationGLMCV"]
 
-#: held-out loss sums and counts of every fold at its own parameters, compiled once per shape
-_HELD_OUT_SUMS = jax.jit(fold_nll_sums, static_argnames=("held_out", "block_rows"))
+#: per-output loss sums, compiled once per shape (the held-out scores)
+_NLL_SUMS = jax.jit(nll_sums, static_argnames="block_rows")
 
 _PARAMS = (
     "n_classes",
@@ -41,6 +45,50 @@ _PARAMS = (
     "solver_name",
     "solver_kwargs",
 )
+
+
+def _stacked_search(model, X, y_arr, fold_index, n_folds, strengths):
+    """Every fold's path at once: the folds are stacked as extra outputs of one population fit.
+
+    Column ``f * K + k`` of the stacked labels is output ``k`` weighted by fold ``f``'s training
+    rows, so one pass over the rows advances every (fold, output) pair, and the objective (a
+    sum over columns of each column's mean NLL plus the penalty) separates into the folds' own
+    fits. The path is warm-started from strong to weak; each strength's held-out sums take one
+    more pass, with the held-out rows' weights.
+
+    Returns
+    -------
+    score : float64 array of shape (n_strengths, n_folds, n_outputs)
+        Held-out mean log-likelihood.
+    n_held : int64 array of shape (n_folds, n_outputs)
+    passes : int
+    """
+    y_arr = np.asarray(y_arr)
+    model.set_classes(y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr)
+    layout, Xs, codes = model._prepare(X, y_arr if y_arr.ndim == 2 else y_arr[:, None], "fit")
+    index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
+    K, C, dtype = codes.shape[1], model.n_classes, kernel_dtype()
+    folds = np.arange(n_folds)
+    held = np.repeat(index[:, None] == folds[None, :], K, axis=1).astype(dtype)
+    train = np.repeat(index[:, None] != folds[None, :], K, axis=1).astype(dtype)
+    stacked = np.tile(codes, (1, n_folds))
+    data = InMemoryData(Xs, stacked, C, weights=train, dtype=dtype)
+    counts = np.stack([np.bincount(stacked[:, j], train[:, j], C) for j in range(stacked.shape[1])])
+    theta = initial_theta(layout.n_features, counts, counts.sum(axis=1))
+    held_data = InMemoryData(Xs, stacked, C, weights=held, dtype=dtype)
+    Xp, yp, wp = held_data.arrays
+    n_held = held.sum(axis=0).reshape(n_folds, K)
+    score = np.empty((len(strengths), n_folds, K))
+    passes = 0
+    for i, value in enumerate(strengths):
+        step = model.__sklearn_clone__()
+        step.regularizer_strength = step.regularizer.with_strength(step.regularizer_strength, value)
+        result = run_fit(step._spec(layout, stacked.shape[1]), data, theta)
+        theta, passes = result.theta, passes + result.n_passes + 1
+        params = (jnp.asarray(theta[:-1], dtype), jnp.asarray(theta[-1], dtype))
+        loss = np.asarray(_NLL_SUMS(params, Xp, yp, wp, block_rows=held_data.block_rows))
+        score[i] = -loss.reshape(n_folds, K) / np.maximum(n_held, 1.0)
+    return score, n_held.astype(np.int64), passes
 
 
 class _ClassifierCV:
@@ -104,6 +152,14 @@ class _ClassifierCV:
             solver_kwargs=self.solver_kwargs,
         )
 
+    def _base_population(self):
+        return ClassifierPopulationGLM(
+            n_classes=self.n_classes,
+            regularizer=self.regularizer,
+            solver_name=self.solver_name,
+            solver_kwargs=self.solver_kwargs,
+        )
+
     def _folds(self, X, y, groups) -> FoldPlan:
         cv = self.cv
         if hasattr(cv, "split") and not isinstance(cv, str):
@@ -148,17 +204,15 @@ class _ClassifierCV:
         fold_index = np.asarray(plan.index)
         if fold_index.ndim != 1:
             raise ValueError("In-memory cross-validation takes one fold index per row.")
-        paths = []
-        for f in range(plan.n_folds):
-            train = fold_index != f
-            paths.append(path_fits(base, X[train], y_arr[train], strengths))
-        score, n_held, score_passes = self._held_out(base, X, y_arr, fold_index, paths)
+        score, n_held, search_passes = _stacked_search(
+            self._base_population(), X, y_arr, fold_index, plan.n_folds, strengths
+        )
         mean = score.mean(axis=1)  # (strength, output)
         if self.per_output:
             chosen = np.argmax(mean, axis=0)
         else:
             chosen = np.full(mean.shape[1], np.argmax(mean.mean(axis=1)))
-        outputs = paths[0].dataset["output"].values
+        outputs = np.arange(score.shape[2])
         self.cv_results_ = xr.Dataset(
             {
                 "score": (("strength", "fold", "output"), score),
@@ -169,7 +223,7 @@ class _ClassifierCV:
         )
         values = strengths[chosen]
         self.strength_ = values if population else float(values[0])
-        passes = sum(p.n_passes for p in paths) + score_passes
+        passes = search_passes
         self.best_estimator_ = self.path_ = None
         if self.refit:
             full = path_fits(base, X, y_arr, strengths)
@@ -178,31 +232,6 @@ class _ClassifierCV:
             passes += full.n_passes + self.best_estimator_.n_passes_
         self.n_passes_ = int(passes)
         return self
-
-    @staticmethod
-    def _held_out(base, X, y_arr, fold_index, paths):
-        """Held-out mean log-likelihood, (strength, fold, output), one pass per strength."""
-        model = base.__sklearn_clone__()
-        model.set_classes(paths[0].models[0].classes_)
-        _, Xs, codes = model._prepare(X, y_arr, "fit")
-        index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
-        dtype = kernel_dtype()
-        data = InMemoryData(Xs, codes, model.n_classes, dtype=dtype)
-        Xp, yp, wp = data.arrays
-        index = np.concatenate([index, np.full(Xp.shape[0] - index.size, -1, index.dtype)])
-        n_s, n_f = len(paths[0].models), len(paths)
-        score = np.empty((n_s, n_f, yp.shape[1]))
-        count = None
-        for i in range(n_s):
-            blocks = [_coef_block(p.models[i]) for p in paths]
-            coef = np.stack([b[0] for b in blocks]).astype(dtype)
-            intercept = np.stack([b[1] for b in blocks]).astype(dtype)
-            loss, count = _HELD_OUT_SUMS(
-                (coef, intercept), Xp, yp, wp, index, block_rows=data.block_rows
-            )
-            count = np.asarray(count, np.float64)
-            score[i] = -np.asarray(loss, np.float64) / np.maximum(count, 1.0)
-        return score, count.astype(np.int64), n_s
 
     def _refit(self, base, X, y_arr, values, chosen, full):
         model = base.__sklearn_clone__()
