@@ -162,3 +162,13 @@ def test_group_lasso_with_a_user_mask_has_no_per_output_strength():
     reg = distglm.regularizer.GroupLasso(mask=mask)
     with pytest.raises(NotImplementedError, match="per_output=False"):
         reg.per_output_strength(np.array([0.1, 0.2]), (5, 2, 3))
+
+
+def test_rows_with_nan_are_left_out_of_every_fold_and_the_search_clones():
+    from sklearn.base import clone
+
+    X, y = _data(n=100)
+    X[3, 1] = np.nan
+    search = clone(distglm.ClassifierPopulationGLMCV(3, strengths=[1.0, 0.1], cv=2)).fit(X, y)
+    np.testing.assert_array_equal(search.cv_results_["n_held_out"].values, [[49, 49], [50, 50]])
+    assert search.get_params()["strengths"] == [1.0, 0.1]
