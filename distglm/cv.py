@@ -7,7 +7,8 @@ sum of the folds' own objectives. That fit follows the warm-started path from st
 (:mod:`distglm.path`), and each strength's held-out sums of every fold take one more pass. The
 population objective is a sum over outputs, so each output may take its own strength at no
 extra cost; the refit on all the data then uses a per-output penalty (an array strength of the
-coefficients' shape), warm-started from the full-data path.
+coefficients' shape), warm-started from the full-data path, which is one more block of stacked
+outputs (weighted by every row) in the same passes.
 
 Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn splitter (with
 ``groups=``, e.g. ``GroupKFold`` over sessions); rows are never shuffled.
@@ -25,7 +26,7 @@ from .fit import initial_theta, run_fit
 from .folds import FoldPlan, plan_folds, splitter_folds
 from .inputs import as_label_array, kept_rows
 from .kernels.softmax import nll_sums
-from .path import _resolve_strengths, path_fits, warm_start
+from .path import _resolve_strengths, warm_start
 from .solve import InMemoryData
 from .spec import kernel_dtype
 
@@ -48,13 +49,13 @@ _PARAMS = (
 
 
 def _stacked_search(model, X, y_arr, fold_index, n_folds, strengths):
-    """Every fold's path at once: the folds are stacked as extra outputs of one population fit.
+    """Every fold's path, and the full-data path, at once: one population fit of stacked outputs.
 
     Column ``f * K + k`` of the stacked labels is output ``k`` weighted by fold ``f``'s training
-    rows, so one pass over the rows advances every (fold, output) pair, and the objective (a
-    sum over columns of each column's mean NLL plus the penalty) separates into the folds' own
-    fits. The path is warm-started from strong to weak; each strength's held-out sums take one
-    more pass, with the held-out rows' weights.
+    rows (``f = n_folds``: every row, the full-data path), so one pass over the rows advances
+    every (fold, output) pair, and the objective (a sum over columns of each column's mean NLL
+    plus the penalty) separates into the folds' own fits. The path is warm-started from strong
+    to weak; each strength's held-out sums (and the full-data loss) take one more pass.
 
     Returns
     -------
@@ -62,33 +63,53 @@ def _stacked_search(model, X, y_arr, fold_index, n_folds, strengths):
         Held-out mean log-likelihood.
     n_held : int64 array of shape (n_folds, n_outputs)
     passes : int
+    path : xarray.Dataset
+        The full-data path, as :func:`distglm.regularization_path` gives it; ``n_passes`` per
+        strength are the stacked fit's (shared by every fold).
     """
     y_arr = np.asarray(y_arr)
     model.set_classes(y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr)
     layout, Xs, codes = model._prepare(X, y_arr if y_arr.ndim == 2 else y_arr[:, None], "fit")
     index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
     K, C, dtype = codes.shape[1], model.n_classes, kernel_dtype()
-    folds = np.arange(n_folds)
-    held = np.repeat(index[:, None] == folds[None, :], K, axis=1).astype(dtype)
-    train = np.repeat(index[:, None] != folds[None, :], K, axis=1).astype(dtype)
-    stacked = np.tile(codes, (1, n_folds))
+    blocks = np.arange(n_folds + 1)  # the last block: every row (never held out)
+    held = np.repeat(index[:, None] == blocks[None, :], K, axis=1)
+    train = (~held).astype(dtype)
+    held[:, n_folds * K :] = True  # the full-data block's loss, scored with the held-out sums
+    stacked = np.tile(codes, (1, n_folds + 1))
     data = InMemoryData(Xs, stacked, C, weights=train, dtype=dtype)
     counts = np.stack([np.bincount(stacked[:, j], train[:, j], C) for j in range(stacked.shape[1])])
     theta = initial_theta(layout.n_features, counts, counts.sum(axis=1))
-    held_data = InMemoryData(Xs, stacked, C, weights=held, dtype=dtype)
+    held_data = InMemoryData(Xs, stacked, C, weights=held.astype(dtype), dtype=dtype)
     Xp, yp, wp = held_data.arrays
-    n_held = held.sum(axis=0).reshape(n_folds, K)
+    n_held = held.sum(axis=0).reshape(n_folds + 1, K)
     score = np.empty((len(strengths), n_folds, K))
-    passes = 0
+    coefs, intercepts, objectives, step_passes = [], [], [], []
     for i, value in enumerate(strengths):
         step = model.__sklearn_clone__()
         step.regularizer_strength = step.regularizer.with_strength(step.regularizer_strength, value)
         result = run_fit(step._spec(layout, stacked.shape[1]), data, theta)
-        theta, passes = result.theta, passes + result.n_passes + 1
+        theta = result.theta
+        step_passes.append(result.n_passes + 1)
         params = (jnp.asarray(theta[:-1], dtype), jnp.asarray(theta[-1], dtype))
         loss = np.asarray(_NLL_SUMS(params, Xp, yp, wp, block_rows=held_data.block_rows))
-        score[i] = -loss.reshape(n_folds, K) / np.maximum(n_held, 1.0)
-    return score, n_held.astype(np.int64), passes
+        mean_nll = loss.reshape(n_folds + 1, K) / np.maximum(n_held, 1.0)
+        score[i] = -mean_nll[:n_folds]
+        coef = theta[:-1, n_folds * K :]
+        penalty = step.regularizer.penalty(jnp.asarray(coef), step.regularizer_strength)
+        coefs.append(coef)
+        intercepts.append(theta[-1, n_folds * K :])
+        objectives.append(float(mean_nll[n_folds].sum()) + float(penalty))
+    path = xr.Dataset(
+        {
+            "coef": (("strength", "feature", "output", "class"), np.stack(coefs)),
+            "intercept": (("strength", "output", "class"), np.stack(intercepts)),
+            "objective": ("strength", np.asarray(objectives)),
+            "n_passes": ("strength", np.asarray(step_passes, np.int64)),
+        },
+        coords={"strength": strengths, "output": np.arange(K), "class": model.classes_},
+    )
+    return score, n_held[:n_folds].astype(np.int64), int(sum(step_passes)), path
 
 
 class _ClassifierCV:
@@ -204,7 +225,7 @@ class _ClassifierCV:
         fold_index = np.asarray(plan.index)
         if fold_index.ndim != 1:
             raise ValueError("In-memory cross-validation takes one fold index per row.")
-        score, n_held, search_passes = _stacked_search(
+        score, n_held, search_passes, full_path = _stacked_search(
             self._base_population(), X, y_arr, fold_index, plan.n_folds, strengths
         )
         mean = score.mean(axis=1)  # (strength, output)
@@ -224,23 +245,21 @@ class _ClassifierCV:
         values = strengths[chosen]
         self.strength_ = values if population else float(values[0])
         passes = search_passes
-        self.best_estimator_ = self.path_ = None
+        self.path_, self.best_estimator_ = full_path, None
         if self.refit:
-            full = path_fits(base, X, y_arr, strengths)
-            self.path_ = full.dataset
-            self.best_estimator_ = self._refit(base, X, y_arr, values, chosen, full)
-            passes += full.n_passes + self.best_estimator_.n_passes_
+            self.best_estimator_ = self._refit(base, X, y_arr, values, chosen, full_path)
+            passes += self.best_estimator_.n_passes_
         self.n_passes_ = int(passes)
         return self
 
-    def _refit(self, base, X, y_arr, values, chosen, full):
+    def _refit(self, base, X, y_arr, values, chosen, path):
         model = base.__sklearn_clone__()
         reg = model.regularizer
-        init = warm_start(full.dataset, chosen, model._population)
+        init = warm_start(path, chosen, model._population)
         if np.all(values == values[0]):
             strength = reg.with_strength(model.regularizer_strength, float(values[0]))
         else:
-            shape = np.asarray(full.dataset["coef"].values).shape[1:]
+            shape = np.asarray(path["coef"].values).shape[1:]
             strength = reg.with_strength(
                 model.regularizer_strength, reg.per_output_strength(values, shape)
             )
@@ -297,8 +316,9 @@ class ClassifierPopulationGLMCV(_ClassifierCV):
     cv_results_ : xarray.Dataset
         ``score`` (strength, fold, output), ``mean_score`` (strength, output) and
         ``n_held_out`` (fold, output).
-    path_ : xarray.Dataset or None
-        The full-data path (see :func:`distglm.regularization_path`), when refitted.
+    path_ : xarray.Dataset
+        The full-data path (as :func:`distglm.regularization_path` gives it), fitted in the
+        same passes as the folds; its ``n_passes`` are those shared passes.
     best_estimator_ : ClassifierPopulationGLM or None
         Refitted on all the data; per-output strengths are an array strength of coef_'s shape.
     n_passes_ : int

@@ -112,7 +112,12 @@ def test_per_output_choices_and_held_out_scores_match_brute_force(x64):
         alone.fit(X, y[:, k])
         np.testing.assert_allclose(search.best_estimator_.coef_[:, k], alone.coef_, atol=1e-6)
     np.testing.assert_array_equal(search.predict(X), search.best_estimator_.predict(X))
-    assert search.path_["coef"].shape == (4, 5, 2, 3)
+    # the full-data path came with the folds' passes, and equals regularization_path's
+    alone_path = distglm.regularization_path(
+        distglm.ClassifierPopulationGLM(3, **_EXACT), X, y, strengths
+    )
+    np.testing.assert_allclose(search.path_["coef"], alone_path["coef"], atol=1e-6)
+    np.testing.assert_allclose(search.path_["objective"], alone_path["objective"], rtol=1e-9)
     assert search.n_passes_ > int(search.path_["n_passes"].sum())
     # one shared strength: the best mean over outputs
     shared = distglm.ClassifierPopulationGLMCV(
