@@ -152,13 +152,13 @@ class _ClassifierCV:
 
     def set_params(self, **params):
         """Set constructor parameters by name; returns ``self``."""
-        for name, value in params.items():
-            if name not in _PARAMS:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters "
-                    f"are {sorted(_PARAMS)}."
-                )
-            setattr(self, name, value)
+        unknown = sorted(set(params) - set(_PARAMS))
+        if unknown:
+            raise ValueError(
+                f"Invalid parameter(s) {unknown} for {type(self).__name__}; valid parameters "
+                f"are {sorted(_PARAMS)}."
+            )
+        self.__dict__.update(params)
         return self
 
     def __repr__(self):

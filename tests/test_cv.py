@@ -177,3 +177,10 @@ def test_rows_with_nan_are_left_out_of_every_fold_and_the_search_clones():
     search = clone(distglm.ClassifierPopulationGLMCV(3, strengths=[1.0, 0.1], cv=2)).fit(X, y)
     np.testing.assert_array_equal(search.cv_results_["n_held_out"].values, [[49, 49], [50, 50]])
     assert search.get_params()["strengths"] == [1.0, 0.1]
+
+
+def test_set_params_names_unknown_parameters():
+    search = distglm.ClassifierGLMCV(3).set_params(cv=4, per_output=False)
+    assert search.get_params()["cv"] == 4 and search.per_output is False
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        search.set_params(alpha=1.0)
