@@ -8,10 +8,12 @@ regularizers and the exceptions.
 import logging
 
 from . import exceptions, regularizer
+from .cv import ClassifierGLMCV, ClassifierPopulationGLMCV
 from .data import Sessions, open_sessions
 from .distribute import DataSession, open_data, pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
+from .path import regularization_path
 from .persist import load_model
 
 __version__ = "0.1.0"
@@ -21,7 +23,9 @@ logging.getLogger("distglm").addHandler(logging.NullHandler())
 
 __all__ = [
     "ClassifierGLM",
+    "ClassifierGLMCV",
     "ClassifierPopulationGLM",
+    "ClassifierPopulationGLMCV",
     "DataSession",
     "LabelEncoder",
     "Sessions",
@@ -31,5 +35,6 @@ __all__ = [
     "open_data",
     "open_sessions",
     "pin_workers_to_cores",
+    "regularization_path",
     "regularizer",
 ]

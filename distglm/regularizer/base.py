@@ -162,6 +162,44 @@ class Regularizer(abc.ABC):
             return n_samples - np.sum(~np.isclose(coef, 0.0), axis=(0, 2)) - cm1
         return (n_samples - rank() * cm1 - cm1) * np.ones(coef.shape[1])
 
+    def zero_strength(self, grad: np.ndarray, strength: Any) -> float | None:
+        """The smallest strength at which all-zero coefficients are optimal.
+
+        Parameters
+        ----------
+        grad : array of shape (n_features, n_outputs, n_classes)
+            Gradient of the data term (sum over outputs of each output's mean NLL) at the
+            intercept-only model.
+        strength :
+            The current strength (its parts other than the overall strength are kept).
+
+        Returns
+        -------
+        float, or None for a penalty that never sets coefficients to exactly 0.
+        """
+        del grad, strength
+        return None
+
+    def with_strength(self, strength: Any, value: Any) -> Any:
+        """``strength`` with its overall strength replaced by ``value`` (a path's step)."""
+        del strength
+        return value
+
+    def per_output_strength(self, values: np.ndarray, coef_shape: tuple[int, ...]) -> Any:
+        """One strength per output, as this penalty takes it for coefficients of a shape.
+
+        Parameters
+        ----------
+        values : array of shape (n_outputs,)
+        coef_shape : (n_features, n_outputs, n_classes)
+
+        Returns
+        -------
+        array of shape ``coef_shape`` (output ``k``'s coefficients all at ``values[k]``).
+        """
+        values = np.asarray(values, np.float64)
+        return np.broadcast_to(values[None, :, None], coef_shape).copy()
+
     def check_coefficients(self, coef: Any) -> None:
         """Check that the penalty applies to coefficients of this structure and shape.
 

@@ -80,6 +80,11 @@ class Lasso(Regularizer):
 
     sparse = True
 
+    def zero_strength(self, grad: np.ndarray, strength: Any) -> float | None:
+        """``max |grad|``: the dual norm of L1 (the Lasso's lambda_max)."""
+        del strength
+        return float(np.max(np.abs(grad)))
+
     def penalty(self, coef: Any, strength: Any) -> jax.Array:
         leaves = jax.tree_util.tree_leaves(coef)
         strengths = _strength_leaves(coef, strength)
@@ -142,6 +147,19 @@ class ElasticNet(Regularizer):
                 raise ValueError(ratio_message)
         return value, ratio
 
+    def zero_strength(self, grad: np.ndarray, strength: Any) -> float | None:
+        """``max |grad| / ratio``: only the L1 part of the penalty can zero a coefficient."""
+        ratio = strength[1]
+        if not _is_scalar_ratio(ratio):
+            raise ValueError(
+                f"A path needs one ElasticNet ratio for every coefficient; got {ratio!r}."
+            )
+        return float(np.max(np.abs(grad))) / float(ratio)
+
+    def with_strength(self, strength: Any, value: Any) -> Any:
+        """``(value, ratio)``: the ratio is kept along a path."""
+        return value, strength[1]
+
     def penalty(self, coef: Any, strength: Any) -> jax.Array:
         value, ratio = strength
         leaves = jax.tree_util.tree_leaves(coef)
@@ -164,3 +182,7 @@ class ElasticNet(Regularizer):
         return _map_leaves(
             leaf_prox, coef, _strength_leaves(coef, value), _strength_leaves(coef, ratio)
         )
+
+
+def _is_scalar_ratio(ratio: Any) -> bool:
+    return not isinstance(ratio, dict) and np.ndim(ratio) == 0

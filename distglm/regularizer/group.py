@@ -186,6 +186,21 @@ class GroupLasso(Regularizer):
         sizes = sum(m.reshape(n_groups, -1).sum(axis=1) for m in masks)
         return jnp.sqrt(sq), sizes, masks
 
+    def zero_strength(self, grad: np.ndarray, strength: Any) -> float | None:
+        """``max_g ||grad_g||_2 / sqrt(|g|)``: the dual norm of the group penalty."""
+        del strength
+        norms, sizes, _ = self._group_norms(jnp.asarray(grad))
+        return float(np.max(np.asarray(norms) / np.sqrt(sizes)))
+
+    def per_output_strength(self, values: np.ndarray, coef_shape: tuple[int, ...]) -> Any:
+        """One strength per group: the default groups are (output, class) pairs in order."""
+        if self._mask is not None:
+            raise NotImplementedError(
+                "Per-output strengths need GroupLasso's default groups (one per output and "
+                "class); this one has a user mask. Pass per_output=False."
+            )
+        return np.repeat(np.asarray(values, np.float64), coef_shape[2])
+
     def penalty(self, coef: Any, strength: Any) -> jax.Array:
         norms, sizes, _ = self._group_norms(coef)
         s = self._per_group(strength, sizes.shape[0])
