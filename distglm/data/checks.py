@@ -171,8 +171,8 @@ def _check_range(spec, X, dtype) -> None:
         r, c = np.argwhere(big)[0]
         raise ValueError(
             f"{_where(spec)}: X holds {int(big.sum())} finite value(s) beyond the {dtype} range "
-            f"(first {float(X[r, c])!r} at row {spec.start + int(r)}, feature {int(c)}); they would "
-            f"become Inf. Rescale the features, or fit in float64 (jax_enable_x64)."
+            f"(first {float(X[r, c])!r} at row {spec.start + int(r)}, feature {int(c)}); they "
+            "would become Inf. Rescale the features, or fit in float64 (jax_enable_x64)."
         )
 
 
