@@ -153,13 +153,13 @@ def test_dropped_rows_are_logged_and_warned_per_session(tmp_path, caplog):
     path = _write(str(tmp_path / "s.zarr"), {"few": few, "many": many})
     plan = plan_data(open_sessions(path))
     with caplog.at_level(logging.INFO, logger="distglm"):
-        with pytest.warns(UserWarning, match=r"'many' \(10 of 256 rows, 3.9%\)") as rec:
+        with pytest.warns(UserWarning, match=r"session 'many' \(10 of 256 rows, 3.9%\)") as rec:
             stats = merge_stats(plan, _stats(plan), 2)
     assert not any("'few'" in str(w.message) for w in rec)
     assert stats.n_dropped == {"few": 1, "many": 10}
     logged = [r.getMessage() for r in caplog.records if r.name == "distglm.data"]
-    assert "Session 'few': 1 of 256 rows dropped for NaN/Inf" in logged
-    assert "Session 'many': 10 of 256 rows dropped for NaN/Inf" in logged
+    assert "session 'few': 1 of 256 rows dropped for NaN/Inf" in logged
+    assert "session 'many': 10 of 256 rows dropped for NaN/Inf" in logged
 
 
 def test_a_session_entirely_dropped_is_an_error_unless_asked(tmp_path):

@@ -200,12 +200,13 @@ def report_dropped(n_dropped: dict, n_rows: dict, drop_empty_sessions: bool = Fa
     empty, heavy = [], []
     for s, dropped in n_dropped.items():
         total = n_rows.get(s, 0)
+        name = f"session {s!r}" if s else "the data"
         if dropped:
-            logger.info("Session %r: %d of %d rows dropped for NaN/Inf", s, dropped, total)
+            logger.info("%s: %d of %d rows dropped for NaN/Inf", name, dropped, total)
         if total and dropped == total:
             empty.append(s)
         elif total and dropped > DROPPED_WARN_FRACTION * total:
-            heavy.append(f"{s!r} ({dropped} of {total} rows, {dropped / total:.1%})")
+            heavy.append(f"{name} ({dropped} of {total} rows, {dropped / total:.1%})")
     if empty and not drop_empty_sessions:
         named = "All rows of the data have" if empty == [""] else f"Session(s) {empty} have"
         raise ValueError(
@@ -222,7 +223,7 @@ def report_dropped(n_dropped: dict, n_rows: dict, drop_empty_sessions: bool = Fa
     if heavy:
         warnings.warn(
             f"Rows with NaN or Inf in X or y were dropped: more than "
-            f"{DROPPED_WARN_FRACTION:.0%} of session(s) " + ", ".join(heavy) + ".",
+            f"{DROPPED_WARN_FRACTION:.0%} of " + ", ".join(heavy) + ".",
             UserWarning,
             stacklevel=3,
         )
