@@ -216,3 +216,32 @@ def test_non_finite_objective_error_shows_the_non_finite_quantity():
         check_finite_objective(np.array([8.5, np.inf]), np.zeros(3))
     with pytest.raises(ValueError, match=r"gradient \(1 of 3 entries NaN/Inf, e.g. \[nan\]"):
         check_finite_objective(np.array([8.5, 0.1]), np.array([0.0, np.nan, 1.0]))
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_fit_refuses_missing_chunks_and_empty_sessions_unless_asked(tmp_path, client):
+    """On a real cluster: the workers' errors reach the fit with session, rows and path;
+    drop_empty_sessions fits the other sessions exactly as if the empty one were absent."""
+    from distglm import ClassifierPopulationGLM
+
+    kept = {"a": _session(float_labels=True), "b": _session(seed=1, float_labels=True)}
+    gone = _session(seed=3, float_labels=True)
+    gone["y"][:] = np.nan
+    full = _write(str(tmp_path / "full.zarr"), {**kept, "gone": gone}, write_empty_chunks=True)
+    ref = _write(str(tmp_path / "ref.zarr"), kept)
+
+    def model():
+        return ClassifierPopulationGLM(2, regularizer_strength=0.1)
+
+    with pytest.raises(ValueError, match=r"\['gone'\] have every row dropped"):
+        model().fit(full, client=client)
+    with pytest.warns(UserWarning, match=r"\['gone'\] have every row dropped"):
+        dropped = model().fit(full, client=client, drop_empty_sessions=True)
+    expected = model().fit(ref, client=client)
+    np.testing.assert_array_equal(dropped.coef_, expected.coef_)
+    np.testing.assert_array_equal(dropped.intercept_, expected.intercept_)
+
+    os.remove(_chunk_file(ref, "b", "X", 1))
+    with pytest.raises(FileNotFoundError, match=r"session 'b', rows 64-128 .*ref\.zarr/b/X"):
+        model().fit(ref, client=client)
