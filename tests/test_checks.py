@@ -101,6 +101,25 @@ def test_worker_statistics_pass_refuses_a_missing_chunk(tmp_path):
     assert "session 'a', rows 192-256" in str(err)
 
 
+def test_resumed_worker_checks_chunks_on_their_first_read(tmp_path):
+    """A worker adopting known statistics (a resumed fit) checks each chunk when it first
+    reads it, as the statistics pass would have."""
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    loaded = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    status, stats = loaded.load(plan.chunks)
+    assert status == "ok"
+    classes = merge_stats(plan, stats, 2).classes
+    os.remove(_chunk_file(path, "a", "X", 2))
+    adopted = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    kept = [st.n_rows - st.n_dropped for st in stats]
+    assert adopted.adopt(plan.chunks, classes, kept)[0] == "ok"
+    theta = np.zeros((P + 1, K, 2), np.float32)
+    status, err = adopted.value_and_grad(theta)
+    assert status != "ok" and isinstance(err, FileNotFoundError)
+    assert "session 'a', rows 128-192" in str(err)
+
+
 def test_corrupt_chunk_names_session_rows_and_path(tmp_path):
     path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
     f = _chunk_file(path, "a", "X", 1)

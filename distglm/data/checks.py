@@ -151,7 +151,12 @@ def read_block(spec, n_outputs: int, dtype, check_stored: bool):
         X = np.asarray(spec.X.compute(scheduler="sync"))
         y = np.asarray(spec.y.compute(scheduler="sync"))
     except (OSError, RuntimeError, ValueError) as e:
-        raise type(e)(f"Reading {_where(spec)} failed: {type(e).__name__}: {e}") from e
+        msg = f"Reading {_where(spec)} failed: {type(e).__name__}: {e}"
+        try:
+            named = type(e)(msg)
+        except TypeError:  # an error type that takes other arguments
+            named = RuntimeError(msg)
+        raise named from e
     if X.shape[0] != spec.rows or y.shape != (spec.rows, n_outputs):
         raise ValueError(
             f"{_where(spec)}: expected X with {spec.rows} rows and y of shape "

@@ -267,7 +267,7 @@ class ChunkWorker:
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        X, y = self._read(spec)
+        X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
         keep = kept_rows(X, y)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
