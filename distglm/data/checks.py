@@ -122,9 +122,22 @@ def _check_stored(spec, blocks) -> None:
         )
 
 
-def _where(spec) -> str:
-    paths = [b.where() for b in spec.stored]
+def _where(spec, var=None) -> str:
+    """The chunk's session and rows, and the path of its ``var`` array (both, if None)."""
+    paths = [b.where() for b in spec.stored if var is None or b.path.endswith(f"/{var}")]
     return spec.describe() + (f" at {', '.join(paths)}" if paths else "")
+
+
+def _compute(spec, var):
+    try:
+        return np.asarray(getattr(spec, var).compute(scheduler="sync"))
+    except (OSError, RuntimeError, ValueError) as e:
+        msg = f"Reading {var} of {_where(spec, var)} failed: {type(e).__name__}: {e}"
+        try:
+            named = type(e)(msg)
+        except TypeError:  # an error type that takes other arguments
+            named = RuntimeError(msg)
+        raise named from e
 
 
 def read_block(spec, n_outputs: int, dtype, check_stored: bool):
@@ -147,23 +160,14 @@ def read_block(spec, n_outputs: int, dtype, check_stored: bool):
     """
     if check_stored:
         _check_stored(spec, spec.stored)
-    try:
-        X = np.asarray(spec.X.compute(scheduler="sync"))
-        y = np.asarray(spec.y.compute(scheduler="sync"))
-    except (OSError, RuntimeError, ValueError) as e:
-        msg = f"Reading {_where(spec)} failed: {type(e).__name__}: {e}"
-        try:
-            named = type(e)(msg)
-        except TypeError:  # an error type that takes other arguments
-            named = RuntimeError(msg)
-        raise named from e
+    X, y = _compute(spec, "X"), _compute(spec, "y")
     if X.shape[0] != spec.rows or y.shape != (spec.rows, n_outputs):
         raise ValueError(
             f"{_where(spec)}: expected X with {spec.rows} rows and y of shape "
             f"{(spec.rows, n_outputs)}; read X {X.shape} and y {y.shape}."
         )
     if X.dtype.kind not in "biuf":
-        raise TypeError(f"{_where(spec)}: X must be numeric; got dtype {X.dtype}.")
+        raise TypeError(f"{_where(spec, 'X')}: X must be numeric; got dtype {X.dtype}.")
     _check_range(spec, X, np.dtype(dtype))
     return X, y
 
@@ -175,9 +179,9 @@ def _check_range(spec, X, dtype) -> None:
     if np.any(big):
         r, c = np.argwhere(big)[0]
         raise ValueError(
-            f"{_where(spec)}: X holds {int(big.sum())} finite value(s) beyond the {dtype} range "
-            f"(first {float(X[r, c])!r} at row {spec.start + int(r)}, feature {int(c)}); they "
-            "would become Inf. Rescale the features, or fit in float64 (jax_enable_x64)."
+            f"{_where(spec, 'X')}: X holds {int(big.sum())} finite value(s) beyond the {dtype} "
+            f"range (first {float(X[r, c])!r} at row {spec.start + int(r)}, feature {int(c)}); "
+            "they would become Inf. Rescale the features, or fit in float64 (jax_enable_x64)."
         )
 
 
