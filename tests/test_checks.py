@@ -234,7 +234,7 @@ def test_open_sessions_lists_groups_missing_from_consolidated_metadata(tmp_path)
 
 
 def test_non_finite_objective_error_shows_the_non_finite_quantity():
-    with pytest.raises(ValueError, match=r"objective \(\[inf\] at output\(s\) \[1\]\)"):
+    with pytest.raises(ValueError, match=r"objective \(1 of 2 entries NaN/Inf, e.g. \[inf\]\)"):
         check_finite_objective(np.array([8.5, np.inf]), np.zeros(3))
     with pytest.raises(ValueError, match=r"gradient \(1 of 3 entries NaN/Inf, e.g. \[nan\]"):
         check_finite_objective(np.array([8.5, 0.1]), np.array([0.0, np.nan, 1.0]))

@@ -1,10 +1,11 @@
 """Checks that keep a fit from losing data silently, and errors that name where a problem is.
 
-- Where a chunk is stored: :func:`stored_blocks` (on the client, when the data is planned)
-  lists the Zarr chunk keys behind one row block; :func:`read_block` (on a worker) checks those
-  keys exist before reading, since Zarr reads a missing chunk back as its fill value (NaN rows
-  would then be dropped without a word), and names the session, rows and path of any failure
-  (decompression errors, shapes that disagree, values beyond float32 range).
+- Where a chunk is stored: :func:`zarr_layout` (on the client, once per session and
+  variable, when the data is planned) lists the Zarr chunk keys behind each row block;
+  :func:`read_block` (on a worker) checks those keys exist before reading, since Zarr reads
+  a missing chunk back as its fill value (NaN rows would then be dropped without a word),
+  and names the session, rows and path of any failure (decompression errors, shapes that
+  disagree, values beyond float32 range).
 - Rows dropped for NaN/Inf: :func:`report_dropped` logs them per session, warns above
   :data:`DROPPED_WARN_FRACTION` of a session, and refuses a session with no row left.
 """
@@ -20,10 +21,11 @@ import numpy as np
 __all__ = [
     "DROPPED_WARN_FRACTION",
     "StoredBlock",
+    "ZarrLayout",
     "mark_zarr_source",
     "read_block",
     "report_dropped",
-    "stored_blocks",
+    "zarr_layout",
 ]
 
 logger = logging.getLogger("distglm.data")
@@ -70,33 +72,51 @@ def mark_zarr_source(ds, store, group: str, shown: str) -> None:
             ds.variables[var].encoding[_SOURCE_KEY] = (store, f"{group}/{var}", shown)
 
 
-def stored_blocks(variable, start: int, stop: int) -> tuple:
-    """The Zarr chunks behind rows ``start:stop`` of ``variable`` (an xarray variable opened by
-    :func:`~distglm.data.stores.open_store`); empty when it was not opened from a Zarr store.
+@dataclasses.dataclass(frozen=True, eq=False)
+class ZarrLayout:
+    """How one variable's rows map onto its Zarr chunks (read once per session, on the
+    client), to list the chunk keys behind any row block."""
 
-    Returns
-    -------
-    tuple of StoredBlock (zero or one)
-    """
+    store: object
+    path: str
+    shown: str
+    metadata: object
+    rows: int
+    n_cols: int
+    fill_is_data: bool
+
+    def block(self, start: int, stop: int) -> StoredBlock:
+        """The chunks holding rows ``start:stop``."""
+        keys = tuple(
+            f"{self.path}/{self.metadata.encode_chunk_key((i, j))}"
+            for i in range(start // self.rows, (stop - 1) // self.rows + 1)
+            for j in range(self.n_cols)
+        )
+        return StoredBlock(self.store, self.path, self.shown, keys, self.fill_is_data)
+
+
+def zarr_layout(variable) -> ZarrLayout | None:
+    """The Zarr layout of ``variable`` (an xarray variable opened by
+    :func:`~distglm.data.stores.open_store`), or None when it was not opened from a store."""
     source = getattr(variable, "encoding", {}).get(_SOURCE_KEY)
     if source is None:
-        return ()
+        return None
     import zarr
 
     store, path, shown = source
     arr = zarr.open_array(store, path=path, mode="r")
     meta = arr.metadata
     grid = getattr(getattr(meta, "chunk_grid", None), "chunk_shape", None) or arr.chunks
-    rows, cols = int(grid[0]), int(grid[1])
-    n_cols = -(-int(arr.shape[1]) // cols)
-    keys = tuple(
-        f"{path}/{meta.encode_chunk_key((i, j))}"
-        for i in range(start // rows, (stop - 1) // rows + 1)
-        for j in range(n_cols)
-    )
     fill = np.asarray(arr.fill_value)
-    fill_is_data = bool(fill.dtype.kind not in "fc" or np.all(np.isfinite(fill)))
-    return (StoredBlock(store, path, str(shown), keys, fill_is_data),)
+    return ZarrLayout(
+        store,
+        path,
+        str(shown),
+        meta,
+        int(grid[0]),
+        -(-int(arr.shape[1]) // int(grid[1])),
+        bool(fill.dtype.kind not in "fc" or np.all(np.isfinite(fill))),
+    )
 
 
 def _check_stored(spec, blocks) -> None:

@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..inputs import DesignLayout
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS
-from .checks import stored_blocks
+from .checks import zarr_layout
 from .sessions import Sessions, _dim_labels, open_sessions
 
 __all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data"]
@@ -194,16 +194,13 @@ def _as_labels(y, X, population, name="y"):
 
 
 def _block_specs(Xd, yd, session, session_index, first_id, ds=None):
+    layouts = [] if ds is None else [zarr_layout(ds.variables[v]) for v in ("X", "y")]
     specs, start = [], 0
     for i, rows in enumerate(Xd.chunks[0]):
         (xb,) = dask.optimize(Xd.blocks[i])  # culled: the graph of this block only
         (yb,) = dask.optimize(yd.blocks[i])
         stop = start + int(rows)
-        stored = (
-            ()
-            if ds is None
-            else sum((stored_blocks(ds.variables[v], start, stop) for v in ("X", "y")), ())
-        )
+        stored = tuple(lay.block(start, stop) for lay in layouts if lay is not None)
         specs.append(ChunkSpec(first_id + i, session, session_index, start, stop, xb, yb, stored))
         start = stop
     return specs

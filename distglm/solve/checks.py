@@ -22,7 +22,7 @@ def check_finite_objective(value, grad) -> None:
         bad = np.flatnonzero(~np.isfinite(v.ravel()))
         shown = v.ravel()[bad[:5]].tolist()
         what = (
-            f"objective ({shown} at output(s) {bad[:5].tolist()})"
+            f"objective ({bad.size} of {v.size} entries NaN/Inf, e.g. {shown})"
             if v.ndim
             else f"objective ({value})"
         )
