@@ -160,6 +160,7 @@ class _Classifier(
         checkpoint=None,
         checkpoint_every=None,
         resume=True,
+        drop_empty_sessions=False,
     ):
         """Fit the model, in memory or over a Dask cluster.
 
@@ -207,6 +208,10 @@ class _Classifier(
             :class:`~distglm.exceptions.CheckpointMismatchError` names what differs. False
             starts over and replaces it. ``n_passes_`` then counts this call's passes and
             ``fit_history_`` holds the whole fit's history.
+        drop_empty_sessions : bool
+            Distributed inputs only: leave out (with a warning) a session whose rows are all
+            dropped for NaN/Inf, instead of refusing it. Dropped rows are logged per session
+            (logger ``distglm.data``) and warned about above 1% of a session.
 
         Returns
         -------
@@ -224,7 +229,9 @@ class _Classifier(
             saved = None if ckpt is None else ckpt.begin(session_fit_data(X).fingerprint)
             self._fit_session(X, init_params, callbacks, ckpt, saved)
         elif is_distributed_input(X):
-            self._fit_distributed(X, y, init_params, callbacks, client, cache_bytes, ckpt)
+            self._fit_distributed(
+                X, y, init_params, callbacks, client, (cache_bytes, drop_empty_sessions), ckpt
+            )
         else:
             self._fit_in_memory(X, y, init_params, callbacks, cache_bytes, ckpt)
         self.fit_time_ = time.perf_counter() - start
@@ -236,7 +243,8 @@ class _Classifier(
             return run_fit(spec, data, theta0, callbacks=callbacks)
         return ckpt.run(spec, data, theta0, callbacks, saved, fit_data)
 
-    def _fit_distributed(self, X, y, init_params, callbacks, client, cache_bytes, ckpt):
+    def _fit_distributed(self, X, y, init_params, callbacks, client, options, ckpt):
+        cache_bytes, drop_empty_sessions = options
         dtype = str(kernel_dtype())
         plan = plan_data(X, y, self._population)
         saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
@@ -264,6 +272,7 @@ class _Classifier(
             client=client,
             dtype=dtype,
             cache_bytes=cache_bytes,
+            drop_empty_sessions=drop_empty_sessions,
             **reuse,
         ) as session:
             self._fit_session(session, init_params, callbacks, ckpt, saved)

@@ -616,8 +616,14 @@ def test_merge_stats_output_without_samples():
     s2 = _session(20, ["n1", "n9"], 1, nan_rows=range(20))
     s1["y"][:3] = [[0, 0], [1, 1], [2, 2]]
     plan = plan_data({"s1": s1, "s2": s2})
-    with pytest.raises(ValueError, match="no samples") as err:
-        merge_stats(plan, _stats_of(plan), 3)
+    stats = _stats_of(plan)
+    with pytest.raises(ValueError, match=r"Session\(s\) \['s2'\] have every row dropped"):
+        merge_stats(plan, stats, 3)
+    with (
+        pytest.warns(UserWarning, match="'s2'"),
+        pytest.raises(ValueError, match=r"no samples.*session\(s\) 's2' \(20 of 20") as err,
+    ):
+        merge_stats(plan, stats, 3, drop_empty_sessions=True)
     assert "'n9'" in str(err.value) and "'n1'" not in str(err.value)
 
 

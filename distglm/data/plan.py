@@ -20,6 +20,7 @@ import xarray as xr
 
 from ..inputs import DesignLayout
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS
+from .checks import zarr_layout
 from .sessions import Sessions, _dim_labels, open_sessions
 
 __all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data"]
@@ -41,6 +42,9 @@ class ChunkSpec:
     X, y : dask arrays
         The block's design (rows, n_features) and labels (rows, n_session_outputs), each with
         a graph culled to this block.
+    stored : tuple of StoredBlock
+        The Zarr chunks behind X and y, when the session was opened from a store (checked to
+        exist before the block is first read); empty otherwise.
     """
 
     chunk_id: int
@@ -50,6 +54,7 @@ class ChunkSpec:
     stop: int
     X: da.Array
     y: da.Array
+    stored: tuple = ()
 
     @property
     def rows(self) -> int:
@@ -188,15 +193,16 @@ def _as_labels(y, X, population, name="y"):
     return yd
 
 
-def _block_specs(Xd, yd, session, session_index, first_id):
+def _block_specs(Xd, yd, session, session_index, first_id, ds=None):
+    layouts = [] if ds is None else [zarr_layout(ds.variables[v]) for v in ("X", "y")]
     specs, start = [], 0
     for i, rows in enumerate(Xd.chunks[0]):
         (xb,) = dask.optimize(Xd.blocks[i])  # culled: the graph of this block only
         (yb,) = dask.optimize(yd.blocks[i])
-        specs.append(
-            ChunkSpec(first_id + i, session, session_index, start, start + int(rows), xb, yb)
-        )
-        start += int(rows)
+        stop = start + int(rows)
+        stored = tuple(lay.block(start, stop) for lay in layouts if lay is not None)
+        specs.append(ChunkSpec(first_id + i, session, session_index, start, stop, xb, yb, stored))
+        start = stop
     return specs
 
 
@@ -241,7 +247,7 @@ def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> Data
         for s, (name, ds) in enumerate(sessions.items()):
             Xd, layout = _as_design(ds["X"].data, f"session {name!r} X")
             yd = _as_labels(ds["y"].data, Xd, True, f"session {name!r} y")
-            chunks += _block_specs(Xd, yd, name, s, len(chunks))
+            chunks += _block_specs(Xd, yd, name, s, len(chunks), ds)
             ids = np.asarray(ds["y"].coords["output"].values).tolist()
             sess_outputs.append(np.asarray([out_index[o] for o in ids], dtype=np.int64))
         rows, block = _fixed_rows(chunks, block_rows)

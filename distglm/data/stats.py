@@ -15,6 +15,7 @@ import numpy as np
 
 from ..encoding import label_codes
 from ..inputs import kept_rows
+from .checks import report_dropped
 from .counting import design_gram, label_counts
 
 __all__ = ["ChunkStats", "DataStats", "chunk_stats", "merge_stats"]
@@ -125,7 +126,9 @@ def _fmt(values) -> str:
     return f"[{shown}{more}]"
 
 
-def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
+def merge_stats(
+    plan, stats: list[ChunkStats], n_classes: int, drop_empty_sessions: bool = False
+) -> DataStats:
     """Merge per-chunk statistics (in chunk-id order) and check the label set.
 
     Parameters
@@ -133,6 +136,9 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
     plan : DataPlan
     stats : list of ChunkStats, one per chunk of ``plan`` (any order)
     n_classes : int
+    drop_empty_sessions : bool
+        Whether a session whose rows are all dropped for NaN/Inf is left out (with a warning)
+        rather than refused.
 
     Returns
     -------
@@ -143,7 +149,8 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
     ValueError
         If the labels across all chunks are not exactly ``n_classes`` distinct values (the
         message lists where each unexpected label was found), label types differ between
-        sessions, or an output has no usable sample.
+        sessions, a session has no row left (unless ``drop_empty_sessions``), or an output
+        has no usable sample (the message names the sessions recording it).
     """
     by_id = {s.chunk_id: s for s in stats}
     missing = [c.chunk_id for c in plan.chunks if c.chunk_id not in by_id]
@@ -182,6 +189,7 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
     class_counts = np.zeros((K, n_classes), dtype=np.int64)
     n_samples = np.zeros(K, dtype=np.int64)
     n_dropped = {s: 0 for s in plan.sessions}
+    session_rows = {s: 0 for s in plan.sessions}
     session_grams = np.zeros((len(plan.sessions), *ordered[0].gram.shape))
     n_rows = 0
     for spec, st in zip(plan.chunks, ordered, strict=True):
@@ -191,13 +199,20 @@ def merge_stats(plan, stats: list[ChunkStats], n_classes: int) -> DataStats:
         np.add.at(class_counts, (outs[None, :], codes[:, None]), st.counts)
         n_samples[outs] += kept
         n_dropped[spec.session] += st.n_dropped
+        session_rows[spec.session] += st.n_rows
         session_grams[spec.session_index] += st.gram
         n_rows += kept
+    report_dropped(n_dropped, session_rows, drop_empty_sessions)
     empty = np.flatnonzero(n_samples == 0)
     if empty.size:
+        recorded = [
+            f"{s!r} ({n_dropped[s]} of {session_rows[s]} rows dropped)"
+            for s, outs in zip(plan.sessions, plan.session_outputs, strict=True)
+            if np.isin(outs, empty).any()
+        ]
         raise ValueError(
             f"Output(s) {_fmt(plan.outputs[empty])} have no samples left after dropping rows "
-            "with NaN or Inf."
+            f"with NaN or Inf; recorded by session(s) " + ", ".join(recorded) + "."
         )
     gram = session_grams.sum(axis=0) / max(n_rows, 1)
     return DataStats(classes, class_counts, n_samples, n_dropped, n_rows, gram, session_grams)

@@ -16,6 +16,8 @@ from typing import Any
 
 import xarray as xr
 
+from .checks import mark_zarr_source
+
 __all__ = ["is_store_source", "open_store", "store_label"]
 
 
@@ -88,7 +90,8 @@ def _session_groups(store, path, shown) -> list[str]:
     import zarr
 
     try:
-        root = zarr.open_group(store, path=path or None, mode="r")
+        # the store's own listing, not consolidated metadata that may predate a new group
+        root = zarr.open_group(store, path=path or None, mode="r", use_consolidated=False)
     except Exception as e:  # zarr raises several types for a missing or invalid store
         raise FileNotFoundError(
             f"Cannot open a Zarr group at {shown!r}: {e}. A string X is read as the path or "
@@ -141,7 +144,14 @@ def open_store(source, storage_options: dict[str, Any] | None = None) -> dict[st
     store, path = _zarr_store(source, storage_options)
     shown = source if isinstance(source, (str, os.PathLike)) else repr(source)
     prefix = f"{path}/" if path else ""
-    return {
-        g: xr.open_zarr(store, group=prefix + g, consolidated=False)
-        for g in _session_groups(store, path, shown)
-    }
+    out = {}
+    for g in _session_groups(store, path, shown):
+        try:
+            out[g] = xr.open_zarr(store, group=prefix + g, consolidated=False)
+        except ValueError as e:  # e.g. X and y with different row counts
+            raise ValueError(
+                f"Session {g!r} (group {prefix + g!r} of {shown!r}) cannot be opened: {e}. "
+                "Expected X (sample, feature) and y (sample, output) with as many rows."
+            ) from e
+        mark_zarr_source(out[g], store, prefix + g, str(shown))
+    return out

@@ -55,6 +55,8 @@ class DataSession:
         (:meth:`~distglm.distribute.worker.ChunkWorker.adopt`).
     chunk_kept : int array of shape (n_chunks,), optional
         With ``stats``: each chunk's kept rows, checked as the chunks are read.
+    drop_empty_sessions : bool
+        Whether a session with every row dropped for NaN/Inf is left out rather than refused.
 
     Attributes
     ----------
@@ -83,6 +85,7 @@ class DataSession:
         deadlines=None,
         stats=None,
         chunk_kept=None,
+        drop_empty_sessions=False,
     ):
         self.plan = plan
         self.n_classes = int(n_classes)
@@ -101,7 +104,7 @@ class DataSession:
             start = time.perf_counter()
             if stats is None:
                 per_chunk = self.pool.statistics()
-                self.stats = merge_stats(plan, per_chunk, self.n_classes)
+                self.stats = merge_stats(plan, per_chunk, self.n_classes, drop_empty_sessions)
                 kept = {st.chunk_id: st.n_rows - st.n_dropped for st in per_chunk}
                 self.chunk_kept = np.asarray([kept[c.chunk_id] for c in plan.chunks], np.int64)
                 self.pool.encode(self.stats.classes)
@@ -191,7 +194,15 @@ class DataSession:
 
 @contextlib.contextmanager
 def open_plan(
-    plan, *, n_classes, client=None, dtype="float32", cache_bytes=None, stats=None, chunk_kept=None
+    plan,
+    *,
+    n_classes,
+    client=None,
+    dtype="float32",
+    cache_bytes=None,
+    stats=None,
+    chunk_kept=None,
+    drop_empty_sessions=False,
 ):
     """Open planned data (see :func:`open_data`); with ``stats`` (and ``chunk_kept``) the
     statistics pass is skipped and those are used (a resumed fit).
@@ -210,6 +221,7 @@ def open_plan(
             cache_bytes=cache_bytes,
             stats=stats,
             chunk_kept=chunk_kept,
+            drop_empty_sessions=drop_empty_sessions,
         ) as session,
     ):
         yield session
@@ -217,7 +229,15 @@ def open_plan(
 
 @contextlib.contextmanager
 def open_data(
-    X, y=None, *, n_classes, client=None, population=True, dtype="float32", cache_bytes=None
+    X,
+    y=None,
+    *,
+    n_classes,
+    client=None,
+    population=True,
+    dtype="float32",
+    cache_bytes=None,
+    drop_empty_sessions=False,
 ):
     """Open distributed data for fitting: plan it, read it once, keep it on the workers.
 
@@ -238,6 +258,9 @@ def open_data(
         Kernel dtype on the workers.
     cache_bytes : None, float, int or str
         Each worker's chunk-cache budget (see ``fit``).
+    drop_empty_sessions : bool
+        Leave out (with a warning) a session whose rows are all dropped for NaN/Inf, instead
+        of refusing it (see ``fit``).
 
     Yields
     ------
@@ -252,6 +275,11 @@ def open_data(
     """
     plan = plan_data(X, y, population)
     with open_plan(
-        plan, n_classes=n_classes, client=client, dtype=dtype, cache_bytes=cache_bytes
+        plan,
+        n_classes=n_classes,
+        client=client,
+        dtype=dtype,
+        cache_bytes=cache_bytes,
+        drop_empty_sessions=drop_empty_sessions,
     ) as session:
         yield session

@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 
+from ..data.checks import read_block
 from ..data.stats import chunk_stats
 from ..encoding import label_codes
 from ..inputs import kept_rows
@@ -130,20 +131,12 @@ class ChunkWorker:
         )
 
     # ------------------------------------------------------------------ loading
-    def _read(self, spec):
+    def _read(self, spec, check_stored=False):
         """Read one chunk from its source, check it; returns (X, y) as read."""
         t = time.perf_counter()
-        X = np.asarray(spec.X.compute(scheduler="sync"))
-        y = np.asarray(spec.y.compute(scheduler="sync"))
-        self.read_seconds += time.perf_counter() - t
         want = len(self._session_outputs[spec.session_index])
-        if X.shape[0] != spec.rows or y.shape != (spec.rows, want):
-            raise ValueError(
-                f"{spec.describe()}: expected X with {spec.rows} rows and y of shape "
-                f"{(spec.rows, want)}; read X {X.shape} and y {y.shape}."
-            )
-        if X.dtype.kind not in "biuf":
-            raise TypeError(f"{spec.describe()}: X must be numeric; got dtype {X.dtype}.")
+        X, y = read_block(spec, want, self._dtype, check_stored)
+        self.read_seconds += time.perf_counter() - t
         return X, y
 
     @reported
@@ -164,7 +157,7 @@ class ChunkWorker:
         todo = [spec for spec in specs if spec.chunk_id not in self._stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
-        for spec, (X, y) in zip(todo, self._prefetched(todo, self._read), strict=True):
+        for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
@@ -177,6 +170,9 @@ class ChunkWorker:
                 self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
         return [self._stats[spec.chunk_id] for spec in specs]
+
+    def _read_checked(self, spec):
+        return self._read(spec, check_stored=True)
 
     def _prefetched(self, items, read):
         """Yield ``read(item)`` for each item, the next one read in the background thread."""
@@ -271,7 +267,7 @@ class ChunkWorker:
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        X, y = self._read(spec)
+        X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
         keep = kept_rows(X, y)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:

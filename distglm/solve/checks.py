@@ -17,7 +17,22 @@ def check_finite_objective(value, grad) -> None:
     grad_ok = bool(np.all(np.isfinite(grad)))
     if value_ok and grad_ok:
         return
-    what = f"objective {value}" if not value_ok else f"gradient (the objective is {value})"
+    if not value_ok:
+        v = np.asarray(value)
+        bad = np.flatnonzero(~np.isfinite(v.ravel()))
+        shown = v.ravel()[bad[:5]].tolist()
+        what = (
+            f"objective ({bad.size} of {v.size} entries NaN/Inf, e.g. {shown})"
+            if v.ndim
+            else f"objective ({value})"
+        )
+    else:
+        g = np.asarray(grad)
+        n_bad = int((~np.isfinite(g)).sum())
+        what = (
+            f"gradient ({n_bad} of {g.size} entries NaN/Inf, e.g. "
+            f"{g[~np.isfinite(g)][:3].tolist()}; the objective is {value})"
+        )
     raise ValueError(
         f"The {what} became non-finite during the fit, so the solution is invalid: the data or "
         "the parameters contain NaN or Inf. Check the inputs, or try rescaling the features or "

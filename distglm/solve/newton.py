@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .checks import check_finite
+from .checks import check_finite, check_finite_objective
 from .state import NewtonContext, NewtonState, Status
 
 __all__ = ["Newton", "default_hessian_rows", "hessian_stride"]
@@ -325,12 +325,7 @@ class Newton:
         trial, value, grad, hess = objective.newton_pass(
             theta, ex["direction"], outputs, steps, t_eval, ex["stride"]
         )
-        if not (np.all(np.isfinite(value)) and np.all(np.isfinite(grad))):
-            raise ValueError(
-                f"The objective became non-finite ({value.sum()}) during the fit, so the "
-                "solution is invalid: the data or the parameters contain NaN or Inf. Check "
-                "the inputs, or try rescaling the features or a larger regularizer_strength."
-            )
+        check_finite_objective(value, grad)
         F_total = float(np.sum(value)) if first else float(np.sum(ex["F"]))
         floor = objective.precision * max(1.0, abs(F_total)) / K
         fresh = np.zeros(K, bool)  # derivatives taken at the output's new point this pass

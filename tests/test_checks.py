@@ -1,0 +1,269 @@
+"""Nothing lost silently, every error names where: missing, corrupt and out-of-range chunks,
+rows dropped for NaN/Inf, stale consolidated metadata (real Zarr stores in ``tmp_path``, no
+cluster: the chunk reads and statistics are called directly)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from distglm import open_sessions
+from distglm.data import merge_stats, plan_data
+from distglm.data.checks import DROPPED_WARN_FRACTION, read_block, report_dropped
+from distglm.data.stats import chunk_stats
+from distglm.distribute.worker import ChunkWorker
+from distglm.solve.checks import check_finite_objective
+
+ROWS, P, K = 64, 3, 2
+
+
+def _session(n=256, seed=0, float_labels=False, X=None):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, P)) if X is None else X
+    y = rng.integers(1, 3, size=(n, K))
+    y = y.astype(np.float64) if float_labels else y
+    return xr.Dataset(
+        {"X": (("sample", "feature"), X), "y": (("sample", "output"), y)},
+        coords={"output": [f"u{j}" for j in range(K)]},
+    )
+
+
+def _write(path, sessions, write_empty_chunks=None):
+    for name, ds in sessions.items():
+        ds.chunk({"sample": ROWS}).to_zarr(
+            path, group=name, mode="a", zarr_format=3, write_empty_chunks=write_empty_chunks
+        )
+    return path
+
+
+def _chunk_file(path, session, var, i):
+    return os.path.join(path, session, var, "c", str(i), "0")
+
+
+def _spec(plan, session, start):
+    return next(c for c in plan.chunks if c.session == session and c.start == start)
+
+
+def _read(plan, spec, dtype="float32"):
+    k = len(plan.session_outputs[spec.session_index])
+    return read_block(spec, k, np.dtype(dtype), check_stored=True)
+
+
+def test_missing_x_chunk_is_an_error_naming_session_rows_and_path(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session(), "b": _session(seed=1)})
+    os.remove(_chunk_file(path, "b", "X", 2))
+    plan = plan_data(open_sessions(path))
+    spec = _spec(plan, "b", 2 * ROWS)
+    with pytest.raises(FileNotFoundError) as e:
+        _read(plan, spec)
+    msg = str(e.value)
+    assert "session 'b'" in msg and f"rows {2 * ROWS}-{3 * ROWS}" in msg
+    assert "b/X/c/2/0" in msg and path in msg
+    # the other chunks read as written
+    X, _ = _read(plan, _spec(plan, "b", ROWS))
+    np.testing.assert_array_equal(X, _session(seed=1)["X"].values[ROWS : 2 * ROWS])
+
+
+def test_chunk_replaced_by_a_directory_is_missing(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session(float_labels=True)})
+    f = _chunk_file(path, "a", "y", 1)
+    os.remove(f)
+    os.mkdir(f)
+    plan = plan_data(open_sessions(path))
+    with pytest.raises(FileNotFoundError, match=r"session 'a', rows 64-128 .*a/y/c/1/0"):
+        _read(plan, _spec(plan, "a", ROWS))
+
+
+def test_unwritten_chunk_with_finite_fill_reads_as_its_fill(tmp_path):
+    """Zarr does not write a chunk equal to the fill value (int labels all 0): not an error."""
+    ds = _session()
+    ds["y"][ROWS : 2 * ROWS] = 0
+    path = _write(str(tmp_path / "s.zarr"), {"a": ds})
+    assert not os.path.exists(_chunk_file(path, "a", "y", 1))
+    plan = plan_data(open_sessions(path))
+    _, y = _read(plan, _spec(plan, "a", ROWS))
+    assert (y == 0).all()
+
+
+def test_worker_statistics_pass_refuses_a_missing_chunk(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    os.remove(_chunk_file(path, "a", "X", 3))
+    plan = plan_data(open_sessions(path))
+    worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    status, err = worker.load(plan.chunks)
+    assert status != "ok" and isinstance(err, FileNotFoundError)
+    assert "session 'a', rows 192-256" in str(err)
+
+
+def test_resumed_worker_checks_chunks_on_their_first_read(tmp_path):
+    """A worker adopting known statistics (a resumed fit) checks each chunk when it first
+    reads it, as the statistics pass would have."""
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    loaded = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    status, stats = loaded.load(plan.chunks)
+    assert status == "ok"
+    classes = merge_stats(plan, stats, 2).classes
+    os.remove(_chunk_file(path, "a", "X", 2))
+    adopted = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    kept = [st.n_rows - st.n_dropped for st in stats]
+    assert adopted.adopt(plan.chunks, classes, kept)[0] == "ok"
+    theta = np.zeros((P + 1, K, 2), np.float32)
+    status, err = adopted.value_and_grad(theta)
+    assert status != "ok" and isinstance(err, FileNotFoundError)
+    assert "session 'a', rows 128-192" in str(err)
+
+
+def test_corrupt_chunk_names_session_rows_and_path(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    f = _chunk_file(path, "a", "X", 1)
+    with open(f, "r+b") as fh:
+        data = fh.read()
+        fh.seek(0)
+        fh.write(b"\x00garbage" + data[: len(data) // 3])
+        fh.truncate()
+    plan = plan_data(open_sessions(path))
+    with pytest.raises(
+        Exception,
+        match=r"Reading X of session 'a', rows 64-128 \(chunk 1\) at \S*s\.zarr/a/X failed",
+    ):
+        _read(plan, _spec(plan, "a", ROWS))
+
+
+def test_x_and_y_row_counts_differ_names_the_session(tmp_path):
+    path = str(tmp_path / "s.zarr")
+    _write(path, {"a": _session()})
+    other = _session(n=100)
+    other[["X"]].to_zarr(path, group="b", mode="a", zarr_format=3)
+    _session(n=90).to_zarr(path, group="tmp", mode="a", zarr_format=3)
+    shutil.move(os.path.join(path, "tmp", "y"), os.path.join(path, "b", "y"))
+    shutil.move(os.path.join(path, "tmp", "output"), os.path.join(path, "b", "output"))
+    shutil.rmtree(os.path.join(path, "tmp"))
+    with pytest.raises(ValueError, match=r"Session 'b' \(group 'b' of .*s\.zarr'\)"):
+        open_sessions(path)
+
+
+def test_values_beyond_float32_are_refused_naming_session_and_chunk(tmp_path):
+    X = np.random.default_rng(0).normal(size=(256, P))
+    X[130, 1] = 3e39  # finite in float64, Inf in float32
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session(X=X)})
+    plan = plan_data(open_sessions(path))
+    spec = _spec(plan, "a", 2 * ROWS)
+    with pytest.raises(
+        ValueError, match=r"rows 128-192 \(chunk 2\) at \S*a/X: .*3e\+39 at row 130, feature 1"
+    ):
+        _read(plan, spec)
+    X64, _ = _read(plan, spec, dtype="float64")  # representable in float64
+    assert X64[2, 1] == 3e39
+
+
+def _stats(plan):
+    return [chunk_stats(c.chunk_id, *_read(plan, c))[0] for c in plan.chunks]
+
+
+def test_dropped_rows_are_logged_and_warned_per_session(tmp_path, caplog):
+    few = _session(seed=1, float_labels=True)
+    few["y"][5, 0] = np.nan  # 1 of 256 rows: logged only
+    many = _session(seed=2, float_labels=True)
+    many["X"][:10, 0] = np.inf  # 10 of 256 rows: above 1%, warned
+    path = _write(str(tmp_path / "s.zarr"), {"few": few, "many": many})
+    plan = plan_data(open_sessions(path))
+    with caplog.at_level(logging.INFO, logger="distglm"):
+        with pytest.warns(UserWarning, match=r"session 'many' \(10 of 256 rows, 3.9%\)") as rec:
+            stats = merge_stats(plan, _stats(plan), 2)
+    assert not any("'few'" in str(w.message) for w in rec)
+    assert stats.n_dropped == {"few": 1, "many": 10}
+    logged = [r.getMessage() for r in caplog.records if r.name == "distglm.data"]
+    assert "session 'few': 1 of 256 rows dropped for NaN/Inf" in logged
+    assert "session 'many': 10 of 256 rows dropped for NaN/Inf" in logged
+
+
+def test_a_session_entirely_dropped_is_an_error_unless_asked(tmp_path):
+    gone = _session(seed=3, float_labels=True)
+    gone["y"][:] = np.nan
+    path = str(tmp_path / "s.zarr")
+    _write(path, {"a": _session(float_labels=True), "gone": gone}, write_empty_chunks=True)
+    plan = plan_data(open_sessions(path))
+    stats = _stats(plan)
+    with pytest.raises(ValueError, match=r"Session\(s\) \['gone'\] have every row dropped"):
+        merge_stats(plan, stats, 2)
+    with pytest.warns(UserWarning, match=r"\['gone'\] have every row dropped.*without them"):
+        merged = merge_stats(plan, stats, 2, drop_empty_sessions=True)
+    assert merged.n_dropped["gone"] == 256 and merged.n_rows == 256
+
+
+def test_outputs_with_no_samples_name_their_sessions(tmp_path):
+    gone = _session(seed=3, float_labels=True).assign_coords(output=["v0", "v1"])
+    gone["y"][:] = np.nan
+    path = str(tmp_path / "s.zarr")
+    _write(path, {"a": _session(float_labels=True), "gone": gone}, write_empty_chunks=True)
+    plan = plan_data(open_sessions(path))
+    stats = _stats(plan)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(
+            ValueError, match=r"\['v0', 'v1'\] have no samples left.*'gone' \(256 of 256 rows"
+        ),
+    ):
+        merge_stats(plan, stats, 2, drop_empty_sessions=True)
+
+
+def test_report_dropped_threshold():
+    n = 10_000
+    at = int(DROPPED_WARN_FRACTION * n)
+    assert report_dropped({"s": at}, {"s": n}) == []  # at the threshold: no warning
+    with pytest.warns(UserWarning, match="'s'"):
+        report_dropped({"s": at + 1}, {"s": n})
+    with pytest.raises(ValueError, match="All rows of the data"):
+        report_dropped({"": 5}, {"": 5})
+
+
+def test_open_sessions_lists_groups_missing_from_consolidated_metadata(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session(), "b": _session(seed=1)})
+    zarr.consolidate_metadata(path)
+    _write(path, {"c": _session(seed=2)})  # added without consolidating again
+    assert sorted(open_sessions(path)) == ["a", "b", "c"]
+    shutil.rmtree(os.path.join(path, "b"))
+    assert sorted(open_sessions(path)) == ["a", "c"]
+
+
+def test_non_finite_objective_error_shows_the_non_finite_quantity():
+    with pytest.raises(ValueError, match=r"objective \(1 of 2 entries NaN/Inf, e.g. \[inf\]\)"):
+        check_finite_objective(np.array([8.5, np.inf]), np.zeros(3))
+    with pytest.raises(ValueError, match=r"gradient \(1 of 3 entries NaN/Inf, e.g. \[nan\]"):
+        check_finite_objective(np.array([8.5, 0.1]), np.array([0.0, np.nan, 1.0]))
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_fit_refuses_missing_chunks_and_empty_sessions_unless_asked(tmp_path, client):
+    """On a real cluster: the workers' errors reach the fit with session, rows and path;
+    drop_empty_sessions fits the other sessions exactly as if the empty one were absent."""
+    from distglm import ClassifierPopulationGLM
+
+    kept = {"a": _session(float_labels=True), "b": _session(seed=1, float_labels=True)}
+    gone = _session(seed=3, float_labels=True)
+    gone["y"][:] = np.nan
+    full = _write(str(tmp_path / "full.zarr"), {**kept, "gone": gone}, write_empty_chunks=True)
+    ref = _write(str(tmp_path / "ref.zarr"), kept)
+
+    def model():
+        return ClassifierPopulationGLM(2, regularizer_strength=0.1)
+
+    with pytest.raises(ValueError, match=r"\['gone'\] have every row dropped"):
+        model().fit(full, client=client)
+    with pytest.warns(UserWarning, match=r"\['gone'\] have every row dropped"):
+        dropped = model().fit(full, client=client, drop_empty_sessions=True)
+    expected = model().fit(ref, client=client)
+    np.testing.assert_array_equal(dropped.coef_, expected.coef_)
+    np.testing.assert_array_equal(dropped.intercept_, expected.intercept_)
+
+    os.remove(_chunk_file(ref, "b", "X", 1))
+    with pytest.raises(FileNotFoundError, match=r"session 'b', rows 64-128 .*ref\.zarr/b/X"):
+        model().fit(ref, client=client)
