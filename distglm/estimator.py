@@ -33,24 +33,13 @@ from .params import ClassifierParams
 from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint, session_fit_data
 from .persist.facet import Keeping
 from .predict import Prediction
-from .progress import ProgressLine
+from .progress import fit_callbacks
 from .pynapple_io import support_pynapple
 from .sklearn_compat import SklearnConventions
 from .solve import InMemoryData
 from .spec import kernel_dtype, model_spec
 
 __all__ = ["ClassifierGLM", "ClassifierPopulationGLM"]
-
-
-def _callbacks(callback, progress):
-    out = (
-        []
-        if callback is None
-        else list(callback)
-        if isinstance(callback, (list, tuple))
-        else [callback]
-    )
-    return [*out, ProgressLine()] if progress else out
 
 
 class _Classifier(
@@ -219,7 +208,7 @@ class _Classifier(
         """
         start = time.perf_counter()
         enable_compile_cache()
-        callbacks = _callbacks(callback, progress)
+        callbacks = fit_callbacks(callback, progress)
         ckpt = (
             None
             if checkpoint is None

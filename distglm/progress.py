@@ -9,7 +9,7 @@ from typing import Any
 
 from .solve import IterationRecord
 
-__all__ = ["ProgressLine", "in_notebook"]
+__all__ = ["ProgressLine", "fit_callbacks", "in_notebook"]
 
 
 def in_notebook() -> bool:
@@ -82,3 +82,15 @@ class ProgressLine:
             self._bar.set_description_str(f"distglm {record.solver} {record.status}")
             self._bar.close()
             self._bar = None
+
+
+def fit_callbacks(callback, progress):
+    """The fit's callbacks: the user's (one, a list, or None), then the progress display."""
+    out = (
+        []
+        if callback is None
+        else list(callback)
+        if isinstance(callback, (list, tuple))
+        else [callback]
+    )
+    return [*out, ProgressLine()] if progress else out
