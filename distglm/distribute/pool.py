@@ -25,7 +25,7 @@ import numpy as np
 from .assignment import Assignment
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
-from .wire import split_flat, unpack_chunk_sums
+from .wire import unpack_chunk_sums, unpack_newton_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
@@ -409,21 +409,9 @@ class WorkerPool:
             np.asarray(t_eval),
             hess_stride,
         )
-        T = np.asarray(steps).shape[0]
-        p, c = self.plan.n_features, self._n_classes
-        session_of = {spec.chunk_id: spec.session_index for spec in self.plan.chunks}
-        active = set(outputs.tolist())
-        counts = [sum(int(o) in active for o in outs) for outs in self.plan.session_outputs]
-        per_chunk, hess, timing = {}, {}, {}
-
-        def shapes(cid):
-            k = counts[session_of[cid]]
-            return [(T, k), (k,), (p, k, c), (k, c)]
-
-        for addr, (ids, sums, h, hw, seconds, read) in results.items():
-            timing[addr] = (seconds, read)
-            hess[addr] = (h, hw)
-            per_chunk.update(split_flat(ids, sums, shapes))
+        per_chunk, hess, timing = unpack_newton_sums(
+            self.plan, self._n_classes, outputs, np.asarray(steps).shape[0], results
+        )
         self._check_complete(per_chunk)
         return per_chunk, hess, timing
 
