@@ -4,8 +4,10 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointMismatchError",
+    "ChunkReadTimeout",
     "FileFormatError",
     "NotFittedError",
+    "StoreChangedError",
     "StructureMismatchError",
     "UnknownSolverOptionError",
 ]
@@ -39,3 +41,14 @@ class StructureMismatchError(TypeError, ValueError):
     """X, coef or feature_mask differ in structure (an array where a dict is expected, or
     dicts with other keys). A :class:`TypeError`, as nemos raises for it, and a
     :class:`ValueError`, as for distglm's other mismatches."""
+
+
+class ChunkReadTimeout(TimeoutError):
+    """Reading one chunk took longer than its deadline (``distglm.deadline.read_floor``, or
+    ``distglm.deadline.factor`` times the worker's median read): the store stalled. The
+    message names the session, the chunk's rows and its path."""
+
+
+class StoreChangedError(ValueError):
+    """A chunk read during a fit differs from what the fit's statistics pass read: the store
+    was modified mid-fit. The message names the session, the chunk's rows and its path."""

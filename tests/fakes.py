@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distglm.distribute import ChunkWorker, WorkerLost
+from distglm.distribute import ChunkWorker
 
 
 class LocalTransport:
@@ -30,6 +30,7 @@ class LocalTransport:
         self.calls = 0
         self.timeouts = []  # the deadline of each call
         self.log = []  # (call number, {worker: method})
+        self.starts = []  # the workers of each start
 
     def workers(self):
         return sorted(self.live)
@@ -38,12 +39,17 @@ class LocalTransport:
         return dict.fromkeys(self.live, "localhost")
 
     def start(self, args):
+        self.starts.append(sorted(args))
+        out = {}
         for addr, a in args.items():
             if addr in self.frozen:
-                raise AssertionError(f"an actor started on frozen {addr} would never start")
-            if addr not in self.live:
-                raise WorkerLost(f"worker {addr} is gone")
-            self.actors[addr] = ChunkWorker(*a)
+                out[addr] = ("late", TimeoutError(f"no actor started on frozen {addr}"))
+            elif addr not in self.live:
+                out[addr] = ("lost", ConnectionResetError(f"worker {addr} is gone"))
+            else:
+                self.actors[addr] = ChunkWorker(*a)
+                out[addr] = ("ok", None)
+        return out
 
     def _events(self):
         for kind, addr in self.script.get(self.calls, []):

@@ -85,3 +85,9 @@ class CacheLedger:
         if self.used + size <= self.budget:
             return True, CacheLedger(self.budget, self.used + size)
         return False, self
+
+    def release(self, size: int) -> CacheLedger:
+        """The ledger after a cached chunk of ``size`` bytes left the cache."""
+        if not 0 <= size <= self.used:
+            raise ValueError(f"Cannot release {size} bytes from a cache holding {self.used}.")
+        return CacheLedger(self.budget, self.used - size)

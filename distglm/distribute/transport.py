@@ -9,6 +9,7 @@ whose workers can be lost on cue.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -43,18 +44,30 @@ class SchedulerLost(WorkerLost):
     """Raised when the scheduler no longer answers."""
 
 
-#: seconds to wait for the scheduler's list of workers
+#: seconds to wait for the scheduler's list of workers, unless the Dask configuration key
+#: ``distglm.deadline.scheduler`` says otherwise
 SCHEDULER_TIMEOUT = 30.0
 
 
-def scheduler_workers(client, timeout=SCHEDULER_TIMEOUT) -> dict[str, dict]:
+def scheduler_workers(client, timeout=None) -> dict[str, dict]:
     """``{address: worker info}`` as the scheduler sees it now, asked of it directly.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    timeout : float, optional
+        Seconds to wait for the answer; by default the Dask configuration key
+        ``distglm.deadline.scheduler`` (30 s).
 
     Raises
     ------
     SchedulerLost
         The scheduler gave no answer within ``timeout`` seconds (naming its address).
     """
+    import dask.config
+
+    if timeout is None:
+        timeout = float(dask.config.get("distglm.deadline.scheduler", SCHEDULER_TIMEOUT))
     addr = getattr(client.scheduler, "address", None) or "(unknown address)"
 
     async def ask():
@@ -80,9 +93,11 @@ class Transport(Protocol):
         """The host of each live worker."""
         ...
 
-    def start(self, args: Mapping[str, tuple]) -> None:
-        """Start one actor per worker with these constructor arguments (``WorkerLost`` if one
-        does not start in time)."""
+    def start(self, args: Mapping[str, tuple]) -> dict[str, Outcome]:
+        """Start one actor per worker with these constructor arguments; the outcome for each
+        worker: ``("ok", None)``, ``("lost", reason)`` (the worker went away), ``("late",
+        TimeoutError)`` (not started in time) or ``("error", exception)`` (the constructor
+        raised)."""
         ...
 
     def call(
@@ -215,17 +230,49 @@ class DaskTransport:
             )
             for addr, a in args.items()
         }
-        # the actors exist once their futures finish; calls then go to them by key. (Each
-        # future waits through its own client: distributed.wait would use the default one.)
-        for addr, fut in futures.items():
+        # the actors exist once their futures finish; calls then go to them by key. A worker
+        # the scheduler no longer lists is given up at once (its actor task would wait for it
+        # for ever), one that does not start its actor in time is late. (Each future waits
+        # through its own client: distributed.wait would use the default one.)
+        out: dict[str, Outcome] = {}
+        pending = dict(futures)
+        deadline = time.monotonic() + self.start_timeout
+        checked = time.monotonic()
+        while pending:
+            addr, fut = next(iter(pending.items()))
             try:
-                fut.result(timeout=self.start_timeout)
-            except TimeoutError as e:
-                raise WorkerLost(
-                    f"distglm's actor did not start on worker {addr} within "
-                    f"{self.start_timeout} s (status {fut.status!r})."
-                ) from e
-            self._actors[addr] = fut
+                fut.result(timeout=min(self.poll, max(deadline - time.monotonic(), 0.01)))
+            except TimeoutError:
+                pass
+            except Exception as e:  # the actor's constructor raised: the caller decides
+                out[addr] = ("error", e)
+                del pending[addr]
+            for a, f in list(pending.items()):
+                if f.status == "finished":
+                    out[a] = ("ok", None)
+                    self._actors[a] = f
+                    del pending[a]
+            if not pending:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                for a, f in pending.items():
+                    f.cancel()
+                    out[a] = (
+                        "late",
+                        TimeoutError(
+                            f"distglm's actor did not start on worker {a} within "
+                            f"{self.start_timeout} s (status {f.status!r})"
+                        ),
+                    )
+                break
+            if now - checked >= self.poll:
+                checked = now
+                live = set(self._info())
+                for a in [a for a in pending if a not in live]:
+                    pending.pop(a).cancel()
+                    out[a] = ("lost", ConnectionError(f"the scheduler removed worker {a}"))
+        return {a: out[a] for a in args}
 
     def release(self, worker):
         fut = self._actors.pop(worker, None)

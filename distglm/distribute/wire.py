@@ -12,7 +12,13 @@ import functools
 
 import numpy as np
 
-__all__ = ["flatten_sums", "reported", "split_flat", "unpack_chunk_sums"]
+__all__ = [
+    "flatten_sums",
+    "reported",
+    "split_flat",
+    "unpack_chunk_sums",
+    "unpack_newton_sums",
+]
 
 
 def flatten_sums(parts, dtype):
@@ -75,3 +81,41 @@ def split_flat(chunk_ids, sums, shapes):
     if offset != sums.size:
         raise RuntimeError(f"Got {sums.size} sums for chunks {list(chunk_ids)}; expected {offset}.")
     return out
+
+
+def unpack_newton_sums(plan, n_classes, outputs, n_trials, results):
+    """The workers' answers to a Newton pass on ``outputs``, unpacked.
+
+    Parameters
+    ----------
+    plan : DataPlan
+    n_classes : int
+    outputs : int array of shape (k,)
+        The global outputs of the pass.
+    n_trials : int
+        Step sizes tried per output.
+    results : dict worker address -> (chunk ids, flat sums, pair sums, weights, seconds,
+        read seconds)
+
+    Returns
+    -------
+    per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
+        grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
+    hess : dict worker address -> (pair sums, weights)
+    timing : dict worker address -> (seconds, read seconds)
+    """
+    p, c, T = plan.n_features, n_classes, n_trials
+    session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
+    active = set(np.asarray(outputs).tolist())
+    counts = [sum(int(o) in active for o in outs) for outs in plan.session_outputs]
+    per_chunk, hess, timing = {}, {}, {}
+
+    def shapes(cid):
+        k = counts[session_of[cid]]
+        return [(T, k), (k,), (p, k, c), (k, c)]
+
+    for addr, (ids, sums, h, hw, seconds, read) in results.items():
+        timing[addr] = (seconds, read)
+        hess[addr] = (h, hw)
+        per_chunk.update(split_flat(ids, sums, shapes))
+    return per_chunk, hess, timing

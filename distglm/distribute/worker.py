@@ -31,19 +31,23 @@ from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`di
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import dataclasses
 import time
 
 import numpy as np
 
-from ..data.checks import read_block
+from ..data.checks import check_fingerprint, chunk_where, read_block
 from ..data.stats import chunk_stats
 from ..encoding import label_codes
+from ..exceptions import ChunkReadTimeout
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
 from ..kernels.compiled import NEWTON_PASS, VALUE, VALUE_AND_GRAD, pad_outputs
 from ..kernels.newton import class_pairs
 from .budget import CacheLedger, resolve_cache_bytes
+from .deadline import read_deadline
 from .runtime import keep_freed_memory, process_memory
 from .wire import flatten_sums, reported
 
@@ -72,6 +76,9 @@ class ChunkWorker:
         streamed from their source on every pass.
     workers_on_host : int
         Workers sharing this machine (they share its memory when they have no memory limit).
+    read_limits : (float, float)
+        ``(factor, floor)`` of the deadline on each chunk read (see
+        :func:`~distglm.distribute.deadline.read_deadline`).
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class ChunkWorker:
         dtype="float32",
         cache_bytes=None,
         workers_on_host=1,
+        read_limits=(10.0, 60.0),
     ):
         import jax
 
@@ -101,9 +109,12 @@ class ChunkWorker:
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
         self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
         self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
+        self._prints = {}  # chunk_id -> content fingerprint the statistics pass took
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
+        self._read_limits = (float(read_limits[0]), float(read_limits[1]))
+        self._read_times: collections.deque[float] = collections.deque(maxlen=32)
         jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
         self.memory_start = process_memory(reset_peak=True)
 
@@ -136,11 +147,13 @@ class ChunkWorker:
         t = time.perf_counter()
         want = len(self._session_outputs[spec.session_index])
         X, y = read_block(spec, want, self._dtype, check_stored)
-        self.read_seconds += time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        self.read_seconds += seconds
+        self._read_times.append(seconds)
         return X, y
 
     @reported
-    def load(self, specs):
+    def load(self, specs, fingerprints=None):
         """Read chunks from their source; return their statistics.
 
         Chunks are kept (decoded) while the cache budget allows; the others are remembered by
@@ -149,6 +162,9 @@ class ChunkWorker:
         Parameters
         ----------
         specs : list of ChunkSpec
+        fingerprints : dict of chunk id -> int, optional
+            What the statistics pass read (chunks moved here from another worker): a chunk
+            that reads otherwise raises :class:`~distglm.exceptions.StoreChangedError`.
 
         Returns
         -------
@@ -157,8 +173,12 @@ class ChunkWorker:
         todo = [spec for spec in specs if spec.chunk_id not in self._stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
+        known = fingerprints or {}
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
+            fp = check_fingerprint(spec, known.get(spec.chunk_id), X, y)
+            self._prints[spec.chunk_id] = fp
             stats, keep = chunk_stats(spec.chunk_id, X, y)
+            stats = dataclasses.replace(stats, fingerprint=fp)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
                 self._raw[spec.chunk_id] = (
@@ -180,10 +200,27 @@ class ChunkWorker:
             return
         pending = self._reader.submit(read, items[0])
         for i in range(len(items)):
-            result = pending.result()
+            result = self._wait_read(pending, items[i])
             pending = self._reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
             yield result
             del result
+
+    def _wait_read(self, pending, spec):
+        """The result of a background read, or :class:`ChunkReadTimeout` past its deadline
+        (the stuck reader thread is abandoned; later reads get a new one)."""
+        limit = read_deadline(list(self._read_times), *self._read_limits)
+        try:
+            return pending.result(timeout=limit)
+        except concurrent.futures.TimeoutError:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="distglm-read"
+            )
+            raise ChunkReadTimeout(
+                f"Reading {chunk_where(spec)} took more than {limit:.3g} s (the deadline on "
+                "one chunk read: the Dask configuration key distglm.deadline.read_floor, or "
+                "distglm.deadline.factor x this worker's median read); the store stalled."
+            ) from None
 
     def _encode_arrays(self, X, y):
         """Codes among the classes, padded to the fixed row count, as host arrays."""
@@ -268,6 +305,7 @@ class ChunkWorker:
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
+        check_fingerprint(spec, self._prints.get(spec.chunk_id), X, y)
         keep = kept_rows(X, y)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
@@ -457,6 +495,31 @@ class ChunkWorker:
             time.perf_counter() - start,
             self.read_seconds - read_before,
         )
+
+    @reported
+    def forget(self, chunk_ids):
+        """Drop chunks another worker now holds (a worker joined): free their cache space.
+
+        Parameters
+        ----------
+        chunk_ids : list of int
+
+        Returns
+        -------
+        list of int
+            The chunk ids this worker still holds.
+        """
+        for cid in chunk_ids:
+            self._stats.pop(cid, None)
+            self._expected.pop(cid, None)
+            self._prints.pop(cid, None)
+            self._streamed.pop(cid, None)
+            held = self._cache.pop(cid, None) or self._raw.pop(cid, None)
+            if held is None and (spec := self._pending.pop(cid, None)) is not None:
+                held = (spec.session_index,)
+            if held is not None:
+                self._ledger = self._ledger.release(self.chunk_bytes(held[0]))
+        return sorted([*self._cache, *self._raw, *self._streamed, *self._pending])
 
     @reported
     def info(self):
