@@ -31,6 +31,7 @@ class LocalTransport:
         self.timeouts = []  # the deadline of each call
         self.log = []  # (call number, {worker: method})
         self.starts = []  # the workers of each start
+        self.doomed = set()  # workers that die while their actor starts
 
     def workers(self):
         return sorted(self.live)
@@ -42,6 +43,8 @@ class LocalTransport:
         self.starts.append(sorted(args))
         out = {}
         for addr, a in args.items():
+            if addr in self.doomed and addr in self.live:
+                self.live.remove(addr)
             if addr in self.frozen:
                 out[addr] = ("late", TimeoutError(f"no actor started on frozen {addr}"))
             elif addr not in self.live:

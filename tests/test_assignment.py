@@ -217,3 +217,14 @@ def test_a_worker_frozen_before_its_actor_starts_is_dropped(plan, undisturbed):
     model = _fit(plan, transport)
     assert model.fit_profile_["dropped_workers"] == ["w1"]
     assert model.fit_history_[-1]["objective"] == undisturbed.fit_history_[-1]["objective"]
+
+
+def test_a_worker_dying_while_its_actor_starts_is_left_out(plan, undisturbed):
+    """A worker that joins and dies while its actor starts is left out; the fit goes on."""
+    transport = LocalTransport(["w0", "w1"], {5: [("join", "w3")]})
+    transport.doomed.add("w3")
+    model = _fit(plan, transport)
+    assert ["w3"] in transport.starts
+    assert all("w3" not in calls for _, calls in transport.log)
+    assert model.fit_profile_["dropped_workers"] == []
+    assert model.fit_history_[-1]["objective"] == undisturbed.fit_history_[-1]["objective"]
