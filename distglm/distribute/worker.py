@@ -113,6 +113,7 @@ class ChunkWorker:
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
+        self.chunk_reads = 0
         self._read_limits = (float(read_limits[0]), float(read_limits[1]))
         self._read_times: collections.deque[float] = collections.deque(maxlen=32)
         jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
@@ -149,6 +150,7 @@ class ChunkWorker:
         X, y = read_block(spec, want, self._dtype, check_stored)
         seconds = time.perf_counter() - t
         self.read_seconds += seconds
+        self.chunk_reads += 1
         self._read_times.append(seconds)
         return X, y
 
@@ -320,11 +322,22 @@ class ChunkWorker:
             raise ValueError(f"{spec.describe()}: {e}") from None
         return spec.chunk_id, spec.session_index, self._device(arrays)
 
-    def _chunks(self):
+    def _session_of(self, cid):
+        entry = self._cache.get(cid)
+        return (
+            entry[0]
+            if entry is not None
+            else (self._streamed.get(cid) or self._pending[cid]).session_index
+        )
+
+    def _chunks(self, sessions=None):
         """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
         the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
-        an adopted chunk is cached once read."""
+        an adopted chunk is cached once read. With ``sessions``, only the chunks of those
+        sessions (the others are not read)."""
         ids = sorted([*self._cache, *self._streamed, *self._pending])
+        if sessions is not None:
+            ids = [c for c in ids if self._session_of(c) in sessions]
         to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
         stream = self._prefetched(to_read, self._read_encoded)
         for cid in ids:
@@ -467,11 +480,15 @@ class ChunkWorker:
             )
         hess = np.zeros((len(class_pairs(c)), k, p1, p1))
         hw = np.zeros(k)
-        ids, flat = [], []
-        for cid, s, X, y, w in self._chunks():
-            if s not in per_session:
-                ids.append(cid)
-                continue
+        # chunks of sessions whose outputs have all converged are not read: their sums are
+        # empty (listed with no values)
+        ids = sorted(
+            c
+            for c in [*self._cache, *self._streamed, *self._pending]
+            if self._session_of(c) not in per_session
+        )
+        flat = []
+        for cid, s, X, y, w in self._chunks(set(per_session)):
             pos, idx, th, d, st, te = per_session[s]
             trial, loss, (gc, gb), h, hws = NEWTON_PASS(
                 th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block
@@ -524,8 +541,8 @@ class ChunkWorker:
     @reported
     def info(self):
         """Cached and streamed chunk ids, the cache's bytes and budget, the JAX device, the
-        seconds spent reading, and this process's memory (now and peak since the actor
-        started)."""
+        seconds spent reading and the chunk reads made, and this process's memory (now and
+        peak since the actor started)."""
         import jax
 
         nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
@@ -538,6 +555,7 @@ class ChunkWorker:
             "cache_bytes": self.cache_bytes,
             "device": str(jax.devices()[0]),
             "read_seconds": self.read_seconds,
+            "chunk_reads": self.chunk_reads,
             "memory_start": self.memory_start,
             "memory": process_memory(),
         }
