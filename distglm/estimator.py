@@ -178,9 +178,12 @@ class _Classifier(
         progress : bool
             Print a progress line per iteration to stderr (a callback).
         cache_bytes : float, int or str, optional
-            Distributed inputs only: each worker's budget for caching decoded chunks. A float
-            in [0, 1] is a fraction of the worker's memory limit (default 0.5), an int a number
-            of bytes, a string a size such as ``"2 GiB"``. Chunks past the budget are re-read
+            Distributed inputs only: each worker's budget for caching decoded chunks. By
+            default the worker's memory limit up to Dask's pause/terminate fraction, less its
+            measured runtime and the chunks in flight (see
+            :func:`~distglm.distribute.budget.default_cache_bytes`). A float in [0, 1] is a
+            fraction of the worker's memory limit, an int a number of bytes, a string a size
+            such as ``"2 GiB"``. Chunks past the budget are re-read
             from the store on every pass (the next one read while the current one is computed),
             so a worker's memory stays within the budget plus a few chunks and its runtime.
         checkpoint : str or path, optional

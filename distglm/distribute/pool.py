@@ -57,6 +57,9 @@ class WorkerPool:
         the slowest worker's median time for that kind of call, at least 60 s; 300 s more
         for a kind's first call, 3600 s for the very first). A worker that misses it is
         dropped from the fit (logged) and never used again.
+    n_classes : int, optional
+        The classes the fit expects: a worker whose chunks show more labels fails the
+        statistics pass at once, naming the chunk.
 
     Attributes
     ----------
@@ -78,6 +81,7 @@ class WorkerPool:
         transport: Transport | None = None,
         wait_for_workers=60.0,
         deadlines: Deadlines | None = None,
+        n_classes: int | None = None,
     ):
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
@@ -92,6 +96,7 @@ class WorkerPool:
         self.dropped: set[str] = set()
         self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
+        self._expected_classes = n_classes
         self._classes = None
         self._n_classes = 0
         self._started: set[str] = set()
@@ -118,6 +123,9 @@ class WorkerPool:
                     str(self.dtype),
                     self.cache_bytes,
                     per_host.count(hosts.get(addr, addr)),
+                    p.n_features,
+                    max((int(c.X.nbytes + c.y.nbytes) for c in p.chunks), default=0),
+                    self._expected_classes,
                 )
                 for addr in addrs
             }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["keep_freed_memory", "process_memory"]
+__all__ = ["keep_freed_memory", "process_memory", "return_freed_memory"]
 
 
 def process_memory(reset_peak=False):
@@ -56,3 +56,18 @@ def keep_freed_memory() -> bool:
         return False
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
     return ok and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+
+
+def return_freed_memory() -> dict:
+    """Collect garbage and hand glibc's free heap back to the system (``malloc_trim``), so a
+    worker whose chunks were dropped shrinks; returns :func:`process_memory` afterwards."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass  # not glibc
+    return process_memory()

@@ -97,6 +97,7 @@ class DataSession:
             transport=transport,
             wait_for_workers=wait_for_workers,
             deadlines=deadlines,
+            n_classes=self.n_classes,
         )
         # the first term counts the statistics pass, when this session made one
         self._terms = 0 if stats is None else 1
