@@ -5,9 +5,13 @@ from __future__ import annotations
 __all__ = [
     "CheckpointMismatchError",
     "FileFormatError",
+    "FitTooLargeError",
     "NotFittedError",
+    "SchedulerLost",
     "StructureMismatchError",
     "UnknownSolverOptionError",
+    "WorkerLost",
+    "WorkerMemoryError",
 ]
 
 
@@ -39,3 +43,22 @@ class StructureMismatchError(TypeError, ValueError):
     """X, coef or feature_mask differ in structure (an array where a dict is expected, or
     dicts with other keys). A :class:`TypeError`, as nemos raises for it, and a
     :class:`ValueError`, as for distglm's other mismatches."""
+
+
+class WorkerLost(RuntimeError):
+    """Raised when the fit cannot go on: workers were lost and could not be replaced."""
+
+
+class SchedulerLost(WorkerLost):
+    """Raised when the scheduler no longer answers."""
+
+
+class WorkerMemoryError(WorkerLost, MemoryError):
+    """A worker was restarted by its nanny for exceeding its memory limit. The message gives
+    its resident size, its memory limit and distglm's chunk-cache budget there; lower
+    ``cache_bytes`` or give the workers more memory."""
+
+
+class FitTooLargeError(MemoryError, ValueError):
+    """Something the fit would build does not fit where it would live (a worker or this
+    process); raised before any pass, with the figure and the limit."""

@@ -154,3 +154,48 @@ def test_more_labels_than_n_classes_fail_at_the_chunk_that_shows_them():
     with pytest.raises(ValueError, match="3 distinct labels"):
         s.add(np.array([3]), plan.chunks[1])
     assert LabelSet(None).add(np.arange(50), plan.chunks[0]).labels is None
+
+
+# ---------------------------------------------------------------------------- the pool
+def _int_plan():
+    X, y, _, _ = make_population(3000, 4, 3, 3, seed=4)
+    return plan_data(da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=(500, -1)))
+
+
+def test_a_worker_restarted_for_memory_is_reported_with_its_limit_and_budget():
+    from fakes import LocalTransport
+
+    from distglm import ClassifierPopulationGLM, WorkerMemoryError
+    from distglm.distribute import DataSession
+
+    plan = _int_plan()
+    # one restart is survived (the chunks go to the others), and recorded
+    transport = LocalTransport(["w0", "w1", "w2"], {4: [("oom", "w1")]})
+    with DataSession(None, plan, 3, transport=transport, cache_bytes="1MiB") as s:
+        ClassifierPopulationGLM(3, regularizer_strength=1e-2).fit(s)
+        assert set(s.pool.memory_kills) == {"w1"}
+    # a second one ends the fit with the figures, in the statistics pass as later
+    for call in (1, 4):
+        transport = LocalTransport(["w0", "w1", "w2"], {call: [("oom", "w0"), ("oom", "w1")]})
+        with pytest.raises(WorkerMemoryError) as err:
+            with DataSession(None, plan, 3, transport=transport, cache_bytes="1MiB") as s:
+                ClassifierPopulationGLM(3).fit(s)
+        msg = str(err.value)
+        assert "restarted worker w0 at 590 MiB resident (memory limit 600 MiB" in msg
+        assert "chunk-cache budget 1 MiB" in msg and "w1" in msg and "cache_bytes" in msg
+
+
+def test_closing_a_session_clears_every_worker():
+    from fakes import LocalTransport
+
+    from distglm.distribute import DataSession
+
+    plan = _int_plan()
+    transport = LocalTransport(["w0", "w1"])
+    with DataSession(None, plan, 3, transport=transport) as s:
+        actors = dict(transport.actors)
+        assert sum(len(_ok(a.info())["chunks"]) for a in actors.values()) == len(plan.chunks)
+    assert transport.log[-1][1] == {"w0": "clear", "w1": "clear"}
+    for a in actors.values():  # the actor objects, still alive here, hold nothing
+        info = _ok(a.info())
+        assert info["chunks"] == [] and info["nbytes"] == 0

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ..exceptions import WorkerMemoryError
 from .assignment import Assignment
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
@@ -67,6 +68,10 @@ class WorkerPool:
         Workers dropped for missing a deadline.
     passes : int
         Calls completed on every worker so far (statistics pass and encoding included).
+    memory_kills : dict of str -> dict
+        Workers their nanny restarted for memory: resident size, memory limit and budget.
+        A second one (or one among the losses that end the fit) raises
+        :class:`~distglm.exceptions.WorkerMemoryError` with those figures.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class WorkerPool:
         self.wait_for_workers = float(wait_for_workers)
         self.deadlines = Deadlines.from_config() if deadlines is None else deadlines
         self.dropped: set[str] = set()
+        self.memory_kills: dict[str, dict] = {}
         self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
         self._expected_classes = n_classes
@@ -138,7 +144,13 @@ class WorkerPool:
         return sorted(self._started)
 
     def close(self):
-        """Release the actors (their cached chunks are freed with them)."""
+        """Drop every worker's chunks and hand their memory back to the system, then release
+        the actors. A worker that does not answer is released all the same."""
+        if self._started:
+            try:
+                self._call({a: ("clear", ()) for a in self._started})
+            except Exception as e:  # closing: the actors are released in any case
+                logger.warning("Workers did not clear their chunks on close (%r)", e)
         for addr in list(self._started):
             self.transport.release(addr)
         self._started.clear()
@@ -174,6 +186,7 @@ class WorkerPool:
             elif status == "lost":
                 logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
+                self._note_memory_kill(addr)
             elif status == "error":
                 raise value
             else:
@@ -183,6 +196,34 @@ class WorkerPool:
         if lost:
             self.deadlines = self.deadlines.forget(lost)
         return results, lost
+
+    def _memory_message(self) -> str:
+        mib = 2**20
+
+        def size(b):
+            return "unknown" if b is None else f"{b / mib:,.0f} MiB"
+
+        parts = [
+            f"worker {addr} at {size(k['rss'])} resident (memory limit {size(k['memory_limit'])}"
+            f", distglm's chunk-cache budget {size(k['cache_bytes'])})"
+            for addr, k in sorted(self.memory_kills.items())
+        ]
+        return (
+            "Dask's nanny restarted " + "; ".join(parts) + f" for exceeding its memory limit, "
+            f"after {self.passes} completed calls. Give cache_bytes a lower budget (0 streams "
+            "every chunk), store smaller chunks, or give the workers more memory."
+        )
+
+    def _note_memory_kill(self, addr):
+        """Record ``addr`` if its nanny restarted it for memory; a second such restart in
+        this fit raises (the same data would exceed the same limits again)."""
+        found = self.transport.memory_restarts([addr])
+        if not found:
+            return
+        self.memory_kills.update(found)
+        logger.warning("Worker %s was restarted for memory: %s", addr, found[addr])
+        if len(self.memory_kills) >= 2:
+            raise WorkerMemoryError(self._memory_message())
 
     def _live_workers(self, lost):
         out = set(lost) | self.dropped
@@ -201,6 +242,8 @@ class WorkerPool:
             self._started.discard(addr)
         workers = self._live_workers(set(lost))
         if not workers:
+            if self.memory_kills:
+                raise WorkerMemoryError(self._memory_message())
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
@@ -235,6 +278,8 @@ class WorkerPool:
                 return results
             while lost:
                 if self.recoveries >= self.max_recoveries:
+                    if self.memory_kills:
+                        raise WorkerMemoryError(self._memory_message())
                     raise WorkerLost(
                         f"Workers kept being lost ({self.recoveries} recoveries); giving up."
                     )

@@ -50,7 +50,11 @@ from .newton_pass import newton_chunk_sums
 from .runtime import keep_freed_memory, process_memory, return_freed_memory
 from .wire import flatten_sums, reported
 
-__all__ = ["ChunkWorker"]
+__all__ = ["BUDGET_EVENT", "ChunkWorker"]
+
+#: the event each actor logs as it starts (its worker, memory limit and cache budget), so a
+#: worker its nanny restarts for memory is reported with them
+BUDGET_EVENT = "distglm-budget"
 
 
 class ChunkWorker:
@@ -110,6 +114,7 @@ class ChunkWorker:
         held = max((self.chunk_bytes(s) for s in range(len(self._session_outputs))), default=0)
         self._working = working_bytes(read_bytes, held)
         self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
+        self._log_budget()
         self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
         self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
@@ -134,6 +139,23 @@ class ChunkWorker:
             return getattr(get_worker().memory_manager, "memory_limit", None) or None
         except (ImportError, ValueError, AttributeError):
             return None  # not on a Dask worker (tests drive the class directly)
+
+    def _log_budget(self):
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except (ImportError, ValueError):
+            return
+        worker.log_event(
+            BUDGET_EVENT,
+            {
+                "worker": worker.address,
+                "memory_limit": self.memory_limit,
+                "cache_bytes": self.cache_bytes,
+                "runtime": self.memory_start["rss"],
+            },
+        )
 
     def _budget(self, cache_bytes, workers_on_host):
         return resolve_cache_bytes(
