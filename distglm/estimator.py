@@ -22,6 +22,7 @@ import xarray as xr
 
 from .batch import BatchFitting, design_rank
 from .data import is_distributed_input, plan_data
+from .data.sizes import check_client_sizes
 from .distribute import DataSession, open_plan
 from .fit import FitResult, initial_theta, run_fit
 from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
@@ -239,6 +240,7 @@ class _Classifier(
         cache_bytes, drop_empty_sessions = options
         dtype = str(kernel_dtype())
         plan = plan_data(X, y, self._population)
+        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
         saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
         if saved is not None and saved.complete:  # its result, without reading the data
             stats = saved.data.stats
@@ -308,6 +310,7 @@ class _Classifier(
                 f"has n_classes={self.n_classes}."
             )
         plan, stats = session.plan, session.stats
+        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
         self._encoder.set_classes(session.classes)
         layout, K = plan.layout, plan.n_outputs
         if init_params is None:

@@ -40,6 +40,7 @@ import time
 import numpy as np
 
 from ..data.checks import read_block
+from ..data.sizes import check_needs, worker_stats_need
 from ..data.stats import chunk_stats
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
@@ -206,6 +207,7 @@ class ChunkWorker:
         todo = [spec for spec in specs if spec.chunk_id not in self._stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
+            self._check_stats_size(len(todo) + len(self._stats))
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
             self._labels = self._labels.add(stats.labels, spec)
@@ -218,6 +220,19 @@ class ChunkWorker:
                 self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
         return [self._stats[spec.chunk_id] for spec in specs]
+
+    def _check_stats_size(self, n_chunks):
+        """Refuse, before reading, a statistics pass whose per-chunk second moments exceed
+        this worker's memory limit (up to Dask's pause fraction, less the runtime)."""
+        limit = self.memory_limit
+        if not limit:
+            return
+        from .budget import MemoryCeiling
+
+        available = int(MemoryCeiling.from_config().fraction * limit)
+        available -= int(self.memory_start["rss"] or 0)
+        need = worker_stats_need(n_chunks, self._n_features, self._rows)
+        check_needs([need], available, f"a worker with a {limit / 2**20:,.0f} MiB memory limit")
 
     def _read_checked(self, spec):
         return self._read(spec, check_stored=True)
