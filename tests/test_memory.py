@@ -18,6 +18,7 @@ from distglm.distribute.budget import (
     working_bytes,
 )
 from distglm.distribute.chunks import LabelSet, code_dtype, encode_held, held_nbytes, hold_chunk
+from distglm.distribute.runtime import TRIM_THRESHOLD_BYTES
 from distglm.distribute.worker import ChunkWorker
 
 MIB = 2**20
@@ -121,7 +122,7 @@ def test_default_budget_from_limit_fractions_and_runtime():
     assert MemoryCeiling(pause=None, terminate=0.95).fraction == 0.95
     assert MemoryCeiling(None, None).fraction == 1.0
     work = working_bytes(10 * MIB, 6 * MIB)
-    assert work == 40 * MIB + XLA_RESERVE_BYTES
+    assert work == 40 * MIB + XLA_RESERVE_BYTES + TRIM_THRESHOLD_BYTES
     got = default_cache_bytes(600 * MIB, 260 * MIB, work, ceiling)
     assert got == int(0.8 * 600 * MIB) - 260 * MIB - work
     assert default_cache_bytes(300 * MIB, 260 * MIB, work, ceiling) == 0  # all streamed
@@ -192,7 +193,7 @@ def test_closing_a_session_clears_every_worker():
 
     plan = _int_plan()
     transport = LocalTransport(["w0", "w1"])
-    with DataSession(None, plan, 3, transport=transport) as s:
+    with DataSession(None, plan, 3, transport=transport):
         actors = dict(transport.actors)
         assert sum(len(_ok(a.info())["chunks"]) for a in actors.values()) == len(plan.chunks)
     assert transport.log[-1][1] == {"w0": "clear", "w1": "clear"}
