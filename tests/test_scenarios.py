@@ -175,3 +175,40 @@ def test_a_vanished_client_releases_its_actors(tmp_path, plan):
             assert sum(c.run(_actors).values()) == 0
         finally:
             child.kill()
+
+
+def test_a_worker_killed_for_memory_is_reported_with_its_limit_and_budget(tmp_path):
+    """400 MiB nanny workers told to cache 2 GiB each, over a ~390 MiB store: the nannies
+    restart them for memory in the statistics pass, and the fit ends in WorkerMemoryError
+    giving the resident size, the limit and the budget (not a generic WorkerLost)."""
+    import numpy as np
+    import xarray as xr
+
+    from distglm import WorkerMemoryError, open_sessions
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["left", "nogo", "right"])
+    for s in range(5):
+        X = rng.standard_normal((300_000, 48)).astype("float32")
+        y = labels[rng.integers(0, 3, (300_000, 4))]
+        ds = xr.Dataset(
+            {"X": (("sample", "feature"), X), "y": (("sample", "output"), y)},
+            coords={"output": [f"u{j}" for j in range(4)]},
+        )
+        ds.chunk({"sample": 16_384}).to_zarr(
+            tmp_path / "s.zarr", group=f"s{s}", mode="a" if s else "w"
+        )
+    with (
+        dask_processes(tmp_path, nanny=True, memory_limit="400MiB") as (path, _, _),
+        _client(path, 2) as c,
+    ):
+        start = time.monotonic()
+        model = ClassifierPopulationGLM(3, regularizer_strength=1e-2)
+        with pytest.raises(WorkerMemoryError) as err:
+            model.fit(open_sessions(str(tmp_path / "s.zarr")), client=c, cache_bytes="2GiB")
+        seconds = time.monotonic() - start
+        print(f"killed for memory: {type(err.value).__name__} after {seconds:.1f} s: {err.value}")
+    msg = str(err.value)
+    assert "restarted worker tcp://127.0.0.1:" in msg
+    assert "memory limit 400 MiB" in msg and "chunk-cache budget 2,048 MiB" in msg
+    assert re.search(r"at [\d,]+ MiB resident", msg)

@@ -27,6 +27,7 @@ __all__ = [
     "CacheLedger",
     "MemoryCeiling",
     "default_cache_bytes",
+    "memory_restart_message",
     "resolve_cache_bytes",
     "working_bytes",
 ]
@@ -188,3 +189,30 @@ class CacheLedger:
         if self.used + size <= self.budget:
             return True, CacheLedger(self.budget, self.used + size)
         return False, self
+
+
+def memory_restart_message(kills: dict, passes: int) -> str:
+    """The error for workers their nanny restarted for memory.
+
+    Parameters
+    ----------
+    kills : dict of str -> dict
+        Per worker: ``rss``, ``memory_limit`` and ``cache_bytes`` (bytes, or None unknown).
+    passes : int
+        Calls completed on every worker before (0: in the statistics pass).
+    """
+
+    def size(b):
+        return "unknown" if b is None else f"{b / 2**20:,.0f} MiB"
+
+    parts = [
+        f"worker {addr} at {size(k['rss'])} resident (memory limit {size(k['memory_limit'])}, "
+        f"distglm's chunk-cache budget {size(k['cache_bytes'])})"
+        for addr, k in sorted(kills.items())
+    ]
+    when = f"after {passes} completed calls" if passes else "in the statistics pass"
+    return (
+        f"Dask's nanny restarted {'; '.join(parts)} for exceeding its memory limit, {when}. "
+        "Give cache_bytes a lower budget (0 streams every chunk), store smaller chunks, or "
+        "give the workers more memory."
+    )

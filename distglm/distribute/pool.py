@@ -23,6 +23,7 @@ import numpy as np
 
 from ..exceptions import WorkerMemoryError
 from .assignment import Assignment
+from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .wire import split_flat, unpack_chunk_sums
@@ -197,23 +198,6 @@ class WorkerPool:
             self.deadlines = self.deadlines.forget(lost)
         return results, lost
 
-    def _memory_message(self) -> str:
-        mib = 2**20
-
-        def size(b):
-            return "unknown" if b is None else f"{b / mib:,.0f} MiB"
-
-        parts = [
-            f"worker {addr} at {size(k['rss'])} resident (memory limit {size(k['memory_limit'])}"
-            f", distglm's chunk-cache budget {size(k['cache_bytes'])})"
-            for addr, k in sorted(self.memory_kills.items())
-        ]
-        return (
-            "Dask's nanny restarted " + "; ".join(parts) + f" for exceeding its memory limit, "
-            f"after {self.passes} completed calls. Give cache_bytes a lower budget (0 streams "
-            "every chunk), store smaller chunks, or give the workers more memory."
-        )
-
     def _note_memory_kill(self, addr):
         """Record ``addr`` if its nanny restarted it for memory; a second such restart in
         this fit raises (the same data would exceed the same limits again)."""
@@ -223,7 +207,7 @@ class WorkerPool:
         self.memory_kills.update(found)
         logger.warning("Worker %s was restarted for memory: %s", addr, found[addr])
         if len(self.memory_kills) >= 2:
-            raise WorkerMemoryError(self._memory_message())
+            raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
 
     def _live_workers(self, lost):
         out = set(lost) | self.dropped
@@ -243,7 +227,7 @@ class WorkerPool:
         workers = self._live_workers(set(lost))
         if not workers:
             if self.memory_kills:
-                raise WorkerMemoryError(self._memory_message())
+                raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
@@ -279,7 +263,9 @@ class WorkerPool:
             while lost:
                 if self.recoveries >= self.max_recoveries:
                     if self.memory_kills:
-                        raise WorkerMemoryError(self._memory_message())
+                        raise WorkerMemoryError(
+                            memory_restart_message(self.memory_kills, self.passes)
+                        )
                     raise WorkerLost(
                         f"Workers kept being lost ({self.recoveries} recoveries); giving up."
                     )
