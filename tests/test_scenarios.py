@@ -123,6 +123,7 @@ def test_600mib_workers_fit_a_store_past_their_budgets_with_the_default_budget(t
     prof = model.fit_profile_
     assert prof["streamed"]
     for addr, info in prof["cache"].items():
+        assert info["memory_limit"] == limit
         assert 0 < info["cache_bytes"] < 0.8 * limit - info["memory_start"]["rss"]
         assert info["memory_end"]["peak"] < 0.95 * limit, info
         print(

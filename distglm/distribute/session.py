@@ -172,6 +172,7 @@ class DataSession:
             "cache": {
                 addr: {
                     "cache_bytes": info["cache_bytes"],
+                    "memory_limit": info.get("memory_limit"),
                     "cached_chunks": len(info["cached"]),
                     "streamed_chunks": len(info["streamed"]),
                     "cached_nbytes": info["nbytes"],
