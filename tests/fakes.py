@@ -19,7 +19,8 @@ class LocalTransport:
         (a new worker comes up; it holds no actor until the pool starts one) or
         ``("freeze", address)`` (the worker stops answering but stays listed, like a
         SIGSTOPped process: a call to it with a deadline comes back late, one without a
-        deadline would hang and fails the test instead).
+        deadline would hang and fails the test instead) or ``("oom", address)`` (lost as its
+        nanny restarts it for memory, which :meth:`memory_restarts` then reports).
     """
 
     def __init__(self, workers, script=None):
@@ -27,6 +28,7 @@ class LocalTransport:
         self.actors = {}
         self.script = dict(script or {})
         self.frozen = set()
+        self.oom = {}  # worker -> what memory_restarts reports for it
         self.calls = 0
         self.timeouts = []  # the deadline of each call
         self.log = []  # (call number, {worker: method})
@@ -63,6 +65,15 @@ class LocalTransport:
                 self.live.append(addr)
             elif kind == "freeze" and addr in self.live:
                 self.frozen.add(addr)
+            elif kind == "oom" and addr in self.live:
+                actor = self.actors.pop(addr, None)
+                self.live.remove(addr)
+                budget = None if actor is None else actor.cache_bytes
+                self.oom[addr] = {
+                    "rss": 590 << 20,
+                    "memory_limit": 600 << 20,
+                    "cache_bytes": budget,
+                }
 
     def call(self, calls, timeout=None):
         self.calls += 1
@@ -87,3 +98,6 @@ class LocalTransport:
 
     def share(self, array):
         return array, lambda: None
+
+    def memory_restarts(self, workers):
+        return {a: self.oom[a] for a in workers if a in self.oom}

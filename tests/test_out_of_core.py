@@ -19,7 +19,7 @@ from distributed import Client, LocalCluster
 from distglm import ClassifierPopulationGLM
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
-from distglm.distribute.budget import resolve_cache_bytes
+from distglm.distribute.budget import MemoryCeiling, resolve_cache_bytes
 from distglm.distribute.worker import ChunkWorker
 
 N, P, K, C = 24_000, 8, 4, 3
@@ -69,13 +69,21 @@ def store(population, tmp_path_factory):
 # ---------------------------------------------------------------------------- budgets
 def test_resolve_cache_bytes():
     gib = 2**30
-    assert resolve_cache_bytes(None, 4 * gib) == 2 * gib  # half the limit by default
+    ceiling = MemoryCeiling(pause=0.8, terminate=0.95)
+    # by default: the limit up to the pause fraction, less the runtime and working memory
+    assert resolve_cache_bytes(None, 4 * gib, ceiling=ceiling) == int(0.8 * 4 * gib)
+    assert (
+        resolve_cache_bytes(None, 4 * gib, runtime_bytes=gib, working=gib // 2, ceiling=ceiling)
+        == int(0.8 * 4 * gib) - gib - gib // 2
+    )
     assert resolve_cache_bytes(0.25, 4 * gib) == gib
     assert resolve_cache_bytes(0, 4 * gib) == 0
     assert resolve_cache_bytes("64 MiB", 4 * gib) == 64 * 2**20
     assert resolve_cache_bytes(1000, None) == 1000
     # no memory limit: the machine's memory shared by the workers on it
-    assert resolve_cache_bytes(None, None, total_memory=8 * gib, workers_on_host=4) == gib
+    assert resolve_cache_bytes(
+        None, None, total_memory=8 * gib, workers_on_host=4, ceiling=ceiling
+    ) == int(0.8 * 2 * gib)
     with pytest.raises(ValueError, match=r"cache_bytes=1\.5"):
         resolve_cache_bytes(1.5, gib)
     with pytest.raises(ValueError, match="'lots'"):

@@ -22,7 +22,9 @@ import time
 import dask.config
 import numpy as np
 
+from ..exceptions import WorkerMemoryError
 from .assignment import Assignment
+from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .wire import unpack_chunk_sums, unpack_newton_sums
@@ -64,6 +66,9 @@ class WorkerPool:
         sums are reduced in chunk order), workers it no longer lists are recovered from
         before the pass is sent. By default the Dask configuration key
         ``distglm.join_interval`` (1 s).
+    n_classes : int, optional
+        The classes the fit expects: a worker whose chunks show more labels fails the
+        statistics pass at once, naming the chunk.
 
     Attributes
     ----------
@@ -71,6 +76,10 @@ class WorkerPool:
         Workers dropped for missing a deadline.
     passes : int
         Calls completed on every worker so far (statistics pass and encoding included).
+    memory_kills : dict of str -> dict
+        Workers their nanny restarted for memory: resident size, memory limit and budget.
+        A second one (or one among the losses that end the fit) raises
+        :class:`~distglm.exceptions.WorkerMemoryError` with those figures.
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class WorkerPool:
         wait_for_workers=60.0,
         deadlines: Deadlines | None = None,
         join_interval: float | None = None,
+        n_classes: int | None = None,
     ):
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
@@ -102,8 +112,10 @@ class WorkerPool:
             join_interval = dask.config.get("distglm.join_interval", 1.0)
         self.join_interval = float(join_interval)
         self._looked = time.monotonic()
+        self.memory_kills: dict[str, dict] = {}
         self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
+        self._expected_classes = n_classes
         self._classes = None
         self._n_classes = 0
         self._started: set[str] = set()
@@ -139,6 +151,9 @@ class WorkerPool:
                     str(self.dtype),
                     self.cache_bytes,
                     per_host.count(hosts.get(addr, addr)),
+                    p.n_features,
+                    max((int(c.X.nbytes + c.y.nbytes) for c in p.chunks), default=0),
+                    self._expected_classes,
                     self.deadlines.read_limits,
                 )
                 for addr in addrs
@@ -162,7 +177,13 @@ class WorkerPool:
         return sorted(self._started)
 
     def close(self):
-        """Release the actors (their cached chunks are freed with them)."""
+        """Drop every worker's chunks and hand their memory back to the system, then release
+        the actors. A worker that does not answer is released all the same."""
+        if self._started:
+            try:
+                self._call({a: ("clear", ()) for a in self._started})
+            except Exception as e:  # closing: the actors are released in any case
+                logger.warning("Workers did not clear their chunks on close (%r)", e)
         for addr in list(self._started):
             self.transport.release(addr)
         self._started.clear()
@@ -198,6 +219,7 @@ class WorkerPool:
             elif status == "lost":
                 logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
+                self._note_memory_kill(addr)
             elif status == "error":
                 raise value
             else:
@@ -207,6 +229,17 @@ class WorkerPool:
         if lost:
             self.deadlines = self.deadlines.forget(lost)
         return results, lost
+
+    def _note_memory_kill(self, addr):
+        """Record ``addr`` if its nanny restarted it for memory; a second such restart in
+        this fit raises (the same data would exceed the same limits again)."""
+        found = self.transport.memory_restarts([addr])
+        if not found:
+            return
+        self.memory_kills.update(found)
+        logger.warning("Worker %s was restarted for memory: %s", addr, found[addr])
+        if len(self.memory_kills) >= 2:
+            raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
 
     def _live_workers(self, lost):
         out = set(lost) | self.dropped
@@ -231,6 +264,8 @@ class WorkerPool:
             self._started.discard(addr)
         workers = self._live_workers(set(lost))
         if not workers:
+            if self.memory_kills:
+                raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
@@ -273,6 +308,8 @@ class WorkerPool:
     def _recover_all(self, lost):
         while lost:
             if self.recoveries >= self.max_recoveries:
+                if self.memory_kills:
+                    raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
                 raise WorkerLost(
                     f"Workers kept being lost ({self.recoveries} recoveries); giving up."
                 )

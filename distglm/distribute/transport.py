@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .worker import ChunkWorker
+from ..exceptions import SchedulerLost, WorkerLost
+from .worker import BUDGET_EVENT, ChunkWorker
 
 __all__ = [
     "SCATTER_BYTES",
@@ -31,17 +32,12 @@ __all__ = [
 #: parameters larger than this are scattered to the workers once per pass, not sent per call
 SCATTER_BYTES = 1 << 20
 
+#: the event a Dask nanny logs when it restarts its worker for memory
+MEMORY_RESTART_EVENT = "worker-restart-memory"
+
 #: ``("ok", result)``, ``("error", exception raised by the method)``, ``("lost", reason)`` or
 #: ``("late", TimeoutError)`` (no answer before the call's deadline)
 Outcome = tuple[str, Any]
-
-
-class WorkerLost(RuntimeError):
-    """Raised when the fit cannot go on: workers were lost and could not be replaced."""
-
-
-class SchedulerLost(WorkerLost):
-    """Raised when the scheduler no longer answers."""
 
 
 #: seconds to wait for the scheduler's list of workers, unless the Dask configuration key
@@ -114,6 +110,11 @@ class Transport(Protocol):
     def share(self, array: np.ndarray) -> tuple[Any, Callable[[], None]]:
         """``array`` as sent to every worker (itself, or the key of one broadcast copy), and
         the function that releases the copy after the pass."""
+        ...
+
+    def memory_restarts(self, workers: list[str]) -> dict[str, dict]:
+        """Those of ``workers`` their nanny restarted for memory: ``{worker: {"rss": bytes,
+        "memory_limit": bytes or None, "cache_bytes": distglm's budget there or None}}``."""
         ...
 
 
@@ -323,6 +324,38 @@ class DaskTransport:
 
         # one hop to the event loop
         return self.client.sync(_call_actors, requests, timeout, members, self.poll)
+
+    def memory_restarts(self, workers, wait=2.0):
+        """See :meth:`Transport.memory_restarts`: from the nannies' restart events and the
+        budgets the actors logged as they started. The nanny's event may reach the scheduler
+        a moment after the worker's connection drops, so this waits up to ``wait`` seconds."""
+        import time
+
+        workers = set(workers)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                kills = {
+                    msg.get("worker"): msg
+                    for _, msg in self.client.get_events(MEMORY_RESTART_EVENT)
+                    if msg.get("worker") in workers
+                }
+                budgets = {
+                    msg.get("worker"): msg for _, msg in self.client.get_events(BUDGET_EVENT)
+                }
+            except (OSError, TimeoutError):
+                return {}
+            if kills or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        return {
+            addr: {
+                "rss": int(msg.get("rss") or 0),
+                "memory_limit": budgets.get(addr, {}).get("memory_limit"),
+                "cache_bytes": budgets.get(addr, {}).get("cache_bytes"),
+            }
+            for addr, msg in kills.items()
+        }
 
     def share(self, array):
         if array.nbytes > self.scatter_bytes:
