@@ -34,32 +34,24 @@ from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`di
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import time
 
 import numpy as np
 
-from ..data.checks import check_fingerprint, chunk_where, read_block
-from ..data.sizes import check_needs, worker_stats_need
 from ..data.stats import chunk_stats
-from ..exceptions import ChunkReadTimeout
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
 from ..kernels.compiled import VALUE, VALUE_AND_GRAD
 from .budget import CacheLedger, resolve_cache_bytes, working_bytes
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
-from .deadline import read_deadline
 from .newton_pass import newton_chunk_sums
+from .reader import ChunkReader
 from .runtime import keep_freed_memory, process_memory, return_freed_memory
 from .wire import flatten_sums, reported
+from .worker_memory import BUDGET_EVENT, check_stats_size, dask_memory_limit, log_budget
 
 __all__ = ["BUDGET_EVENT", "ChunkWorker"]
-
-#: the event each actor logs as it starts (its worker, memory limit and cache budget), so a
-#: worker its nanny restarts for memory is reported with them
-BUDGET_EVENT = "distglm-budget"
 
 
 class ChunkWorker:
@@ -123,7 +115,7 @@ class ChunkWorker:
         held = max((self.chunk_bytes(s) for s in range(len(self._session_outputs))), default=0)
         self._working = working_bytes(read_bytes, held)
         self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
-        self._log_budget()
+        log_budget(self.memory_limit, self.cache_bytes, self.memory_start["rss"])
         self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
         self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
@@ -131,12 +123,7 @@ class ChunkWorker:
         self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
         self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
         self._classes = None
-        self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
-        self.read_seconds = 0.0
-        self.chunk_reads = 0
-        self._read_limits = (float(read_limits[0]), float(read_limits[1]))
-        self._read_times: collections.deque[float] = collections.deque(maxlen=32)
-        self._prints = {}  # chunk_id -> content fingerprint the statistics pass took
+        self._reader = ChunkReader(self._session_outputs, self._dtype, read_limits)
 
     @property
     def cache_bytes(self) -> int:
@@ -146,29 +133,7 @@ class ChunkWorker:
     @property
     def memory_limit(self) -> int | None:
         """This Dask worker's memory limit (None outside a worker or without a limit)."""
-        try:
-            from distributed import get_worker
-
-            return getattr(get_worker().memory_manager, "memory_limit", None) or None
-        except (ImportError, ValueError, AttributeError):
-            return None  # not on a Dask worker (tests drive the class directly)
-
-    def _log_budget(self):
-        try:
-            from distributed import get_worker
-
-            worker = get_worker()
-        except (ImportError, ValueError):
-            return
-        worker.log_event(
-            BUDGET_EVENT,
-            {
-                "worker": worker.address,
-                "memory_limit": self.memory_limit,
-                "cache_bytes": self.cache_bytes,
-                "runtime": self.memory_start["rss"],
-            },
-        )
+        return dask_memory_limit()
 
     def _budget(self, cache_bytes, workers_on_host):
         return resolve_cache_bytes(
@@ -186,16 +151,15 @@ class ChunkWorker:
         return held_nbytes(self._rows, self._n_features, k, c, self._dtype)
 
     # ------------------------------------------------------------------ loading
-    def _read(self, spec, check_stored=False):
-        """Read one chunk from its source, check it; returns (X, y) as read."""
-        t = time.perf_counter()
-        want = len(self._session_outputs[spec.session_index])
-        X, y = read_block(spec, want, self._dtype, check_stored)
-        seconds = time.perf_counter() - t
-        self.read_seconds += seconds
-        self.chunk_reads += 1
-        self._read_times.append(seconds)
-        return X, y
+    @property
+    def read_seconds(self) -> float:
+        """Seconds this worker spent reading chunks."""
+        return self._reader.seconds
+
+    @property
+    def chunk_reads(self) -> int:
+        """Chunk reads this worker made."""
+        return self._reader.count
 
     @reported
     def load(self, specs, fingerprints=None):
@@ -225,11 +189,13 @@ class ChunkWorker:
         todo = [spec for spec in specs if spec.chunk_id not in self._stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
-            self._check_stats_size(len(todo) + len(self._stats))
+            n = len(todo) + len(self._stats)
+            rss = self.memory_start["rss"]
+            check_stats_size(self.memory_limit, rss, n, self._n_features, self._rows)
         known = fingerprints or {}
-        for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
-            fp = check_fingerprint(spec, known.get(spec.chunk_id), X, y)
-            self._prints[spec.chunk_id] = fp
+        chunks = self._reader.prefetched(todo, self._read_checked)
+        for spec, (X, y) in zip(todo, chunks, strict=True):
+            fp = self._reader.fingerprint(spec, X, y, known.get(spec.chunk_id))
             stats, keep = chunk_stats(spec.chunk_id, X, y)
             stats = dataclasses.replace(stats, fingerprint=fp)
             self._labels = self._labels.add(stats.labels, spec)
@@ -243,32 +209,8 @@ class ChunkWorker:
             self._stats[spec.chunk_id] = stats
         return [self._stats[spec.chunk_id] for spec in specs]
 
-    def _check_stats_size(self, n_chunks):
-        """Refuse, before reading, a statistics pass whose per-chunk second moments exceed
-        this worker's memory limit (up to Dask's pause fraction, less the runtime)."""
-        limit = self.memory_limit
-        if not limit:
-            return
-        from .budget import MemoryCeiling
-
-        available = int(MemoryCeiling.from_config().fraction * limit)
-        available -= int(self.memory_start["rss"] or 0)
-        need = worker_stats_need(n_chunks, self._n_features, self._rows)
-        check_needs([need], available, f"a worker with a {limit / 2**20:,.0f} MiB memory limit")
-
     def _read_checked(self, spec):
-        return self._read(spec, check_stored=True)
-
-    def _prefetched(self, items, read):
-        """Yield ``read(item)`` for each item, the next one read in the background thread."""
-        if not items:
-            return
-        pending = self._reader.submit(read, items[0])
-        for i in range(len(items)):
-            result = self._wait_read(pending, items[i])
-            pending = self._reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
-            yield result
-            del result
+        return self._reader.read(spec, check_stored=True)
 
     def _device(self, arrays):
         import jax
@@ -333,27 +275,10 @@ class ChunkWorker:
             self._expected[cid] = int(n)
         return sorted([*self._cache, *self._streamed, *self._pending])
 
-    def _wait_read(self, pending, spec):
-        """The result of a background read, or :class:`ChunkReadTimeout` past its deadline
-        (the stuck reader thread is abandoned; later reads get a new one)."""
-        limit = read_deadline(list(self._read_times), *self._read_limits)
-        try:
-            return pending.result(timeout=limit)
-        except concurrent.futures.TimeoutError:
-            self._reader.shutdown(wait=False, cancel_futures=True)
-            self._reader = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="distglm-read"
-            )
-            raise ChunkReadTimeout(
-                f"Reading {chunk_where(spec)} took more than {limit:.3g} s (the deadline on "
-                "one chunk read: the Dask configuration key distglm.deadline.read_floor, or "
-                "distglm.deadline.factor x this worker's median read); the store stalled."
-            ) from None
-
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
-        check_fingerprint(spec, self._prints.get(spec.chunk_id), X, y)
+        X, y = self._reader.read(spec, check_stored=spec.chunk_id in self._pending)
+        self._reader.fingerprint(spec, X, y)
         keep = kept_rows(X, y)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
@@ -382,7 +307,7 @@ class ChunkWorker:
         if sessions is not None:
             ids = [c for c in ids if self._session_of(c) in sessions]
         to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
-        stream = self._prefetched(to_read, self._read_encoded)
+        stream = self._reader.prefetched(to_read, self._read_encoded)
         for cid in ids:
             if cid in self._cache:
                 s, X, y, w = self._cache[cid]
@@ -517,7 +442,7 @@ class ChunkWorker:
         for d in (self._held, self._cache, self._streamed, self._pending, self._expected):
             d.clear()
         self._stats.clear()
-        self._prints.clear()
+        self._reader.forget()
         self._ledger = CacheLedger(self._ledger.budget)
         return return_freed_memory()
 
@@ -535,8 +460,9 @@ class ChunkWorker:
             The chunk ids this worker still holds.
         """
         for cid in chunk_ids:
-            for d in (self._stats, self._expected, self._prints, self._streamed):
+            for d in (self._stats, self._expected, self._streamed):
                 d.pop(cid, None)
+            self._reader.forget([cid])
             session = None
             if cid in self._cache:
                 session = self._cache.pop(cid)[0]
@@ -566,7 +492,7 @@ class ChunkWorker:
             "memory_limit": self.memory_limit,
             "device": str(jax.devices()[0]),
             "read_seconds": self.read_seconds,
-            "chunk_reads": self.chunk_reads,
+            "chunk_reads": self._reader.count,
             "memory_start": self.memory_start,
             "memory": process_memory(),
         }

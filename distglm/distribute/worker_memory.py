@@ -1,0 +1,53 @@
+"""What a worker's actor knows about its own memory: the Dask worker's limit, the budget event
+it logs, and the up-front check of the statistics pass's second moments."""
+
+from __future__ import annotations
+
+from ..data.sizes import check_needs, worker_stats_need
+
+__all__ = ["BUDGET_EVENT", "check_stats_size", "dask_memory_limit", "log_budget"]
+
+#: the event each actor logs as it starts (its worker, memory limit and cache budget), so a
+#: worker its nanny restarts for memory is reported with them
+BUDGET_EVENT = "distglm-budget"
+
+
+def dask_memory_limit() -> int | None:
+    """This Dask worker's memory limit in bytes (None outside a worker or without a limit)."""
+    try:
+        from distributed import get_worker
+
+        return getattr(get_worker().memory_manager, "memory_limit", None) or None
+    except (ImportError, ValueError, AttributeError):
+        return None  # not on a Dask worker (tests drive the actor class directly)
+
+
+def log_budget(memory_limit: int | None, cache_bytes: int, runtime: int | None) -> None:
+    """Log :data:`BUDGET_EVENT` on this Dask worker (nothing outside one)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    worker.log_event(
+        BUDGET_EVENT,
+        {
+            "worker": worker.address,
+            "memory_limit": memory_limit,
+            "cache_bytes": cache_bytes,
+            "runtime": runtime,
+        },
+    )
+
+
+def check_stats_size(limit, runtime, n_chunks, n_features, rows) -> None:
+    """Refuse, before reading, a statistics pass whose per-chunk second moments exceed the
+    worker's memory ``limit`` (up to Dask's pause fraction, less the ``runtime`` bytes)."""
+    if not limit:
+        return
+    from .budget import MemoryCeiling
+
+    available = int(MemoryCeiling.from_config().fraction * limit) - int(runtime or 0)
+    need = worker_stats_need(n_chunks, n_features, rows)
+    check_needs([need], available, f"a worker with a {limit / 2**20:,.0f} MiB memory limit")
