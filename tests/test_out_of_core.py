@@ -20,6 +20,7 @@ from distglm import ClassifierPopulationGLM
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
 from distglm.distribute.budget import MemoryCeiling, resolve_cache_bytes
+from distglm.distribute.reader import ChunkReader
 from distglm.distribute.worker import ChunkWorker
 
 N, P, K, C = 24_000, 8, 4, 3
@@ -96,7 +97,7 @@ def test_resolve_cache_bytes():
 
 def test_prefetch_reads_one_ahead():
     """While chunk i is consumed, chunk i+1 is read; never more than one read ahead."""
-    worker = ChunkWorker([np.arange(1)], 8, None, cache_bytes=0)
+    reader = ChunkReader([np.arange(1)], "float32")
     events, lock = [], threading.Lock()
 
     def read(i):
@@ -108,7 +109,7 @@ def test_prefetch_reads_one_ahead():
         return i
 
     got = []
-    for i in worker._prefetched(list(range(5)), read):
+    for i in reader.prefetched(list(range(5)), read):
         time.sleep(0.05)  # "compute" long enough for the next read to finish
         with lock:
             events.append(("used", i))
