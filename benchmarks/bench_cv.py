@@ -4,9 +4,10 @@ Problem: ``distglm.cli.make_population(n, 50, K, 3, seed=0)`` (``--quick``: n=5,
 default n=200,000, K=20). Folds are 5 contiguous blocks of rows; the grid is distglm's default
 (10 strengths over 4 decades). Side by side, in this process, after one warm-up fit:
 
-- distglm ``ClassifierPopulationGLMCV`` (one warm-started path advancing every fold in each
-  pass, held-out scores of every fold in one pass per strength, per-output choice, the
-  full-data path and the refit);
+- distglm ``ClassifierPopulationGLMCV`` (one warm-started path by per-output Newton advancing
+  every fold and the full-data path in each pass, its state carried from strength to strength,
+  converged (output, fold) columns dropping out, the held-out sums taken in the same passes;
+  per-output choice and the refit);
 - a loop of separate cold distglm fits, one per (strength, fold), scored on the held-out rows
   (the brute force), plus the refit: its passes are the sum of the fits' passes;
 - scikit-learn ``LogisticRegressionCV`` one output at a time, with the same folds and the grid
