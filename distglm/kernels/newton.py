@@ -161,9 +161,8 @@ def newton_pass_sums(
         jnp.zeros(c * k, dt),
         jnp.zeros((len(class_pairs(c)), k, p + 1, p + 1), dt),
         jnp.zeros(k, dt),
+        *([jnp.zeros(k, dt)] if weights.ndim == 3 else []),
     )
-    if weights.ndim == 3:
-        init = (*init, jnp.zeros(k, dt))
     trial, loss, g_cm, gb_cm, hess, hw, *held = _blocked(fn, X, y_codes, weights, block_rows, init)
     grad_coef = jnp.transpose(g_cm.reshape(p, c, k), (0, 2, 1))
     grad_intercept = jnp.transpose(gb_cm.reshape(c, k))

@@ -145,7 +145,9 @@ class InMemoryData:
         return (*out, *(np.asarray(h)[:k] for h in held))
 
     def _newton_means(self, sums, outputs):
-        return newton_means(*sums[:6], self.weight_sums[np.asarray(outputs)], self.n_classes)
+        trial, loss, gc, gb, hess, hw = sums[:6]
+        ws = self.weight_sums[np.asarray(outputs)]
+        return newton_means(trial, loss, gc, gb, hess, hw, ws, self.n_classes)
 
     def gram(self):
         """Weighted second moment of ``[X, 1]``, shape (n_features + 1, n_features + 1).
