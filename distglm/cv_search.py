@@ -35,9 +35,18 @@ from .kernels.compiled import VALUE
 from .solve import InMemoryData, PenalizedObjective, minimize, warn_not_converged
 from .solve.carry import carry_newton_state
 from .solve.choose import AUTO_NEWTON_MAX_BYTES, make_solver
+from .solve.heldout import HeldOutRecord
 from .spec import kernel_dtype
 
-__all__ = ["HeldOutData", "SearchResult", "newton_search", "solver_search", "stack_folds"]
+__all__ = [
+    "HeldOutData",
+    "SearchResult",
+    "newton_path",
+    "newton_search",
+    "search_result",
+    "solver_search",
+    "stack_folds",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +108,9 @@ class HeldOutData(InMemoryData):
     """The stacked fit's data term, which also sums the loss over a second set of weights.
 
     Every Newton pass returns, besides the fit's sums, each column's loss summed over its
-    ``held`` weights at the point where the derivatives are taken (the same read of the rows);
-    :meth:`held_at` finds, for parameters the fit ended at, the pass that evaluated them. The
-    second moment is taken once and kept.
+    ``held`` weights at the point where the derivatives are taken (the same read of the rows),
+    kept in :attr:`evaluated` (a :class:`~distglm.solve.heldout.HeldOutRecord`). The second
+    moment is taken once and kept.
 
     Parameters
     ----------
@@ -118,31 +127,12 @@ class HeldOutData(InMemoryData):
         self._held = jnp.asarray(held)
         self._both = jnp.stack([self._w, self._held], axis=1)
         self._gram = None
-        #: per Newton pass: (columns, evaluation points (n_features + 1, k, c), held sums (k,))
-        self.evaluated: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.evaluated = HeldOutRecord()
 
     def newton_sums(self, theta, direction, outputs, steps, t_eval, hess_stride):
         sums = self._newton_pass(self._both, theta, direction, outputs, steps, t_eval, hess_stride)
-        points = theta + np.asarray(t_eval, np.float64)[None, :, None] * direction
-        self.evaluated.append((np.asarray(outputs).copy(), points, sums[6]))
+        self.evaluated.add(outputs, theta, direction, t_eval, sums[6])
         return self._newton_means(sums, outputs)
-
-    def held_at(self, theta):
-        """Held-out loss sums at ``theta`` from the recorded passes (then cleared).
-
-        Returns
-        -------
-        sums : float64 array of shape (n_outputs,)
-        found : bool array of shape (n_outputs,)
-            Columns whose parameters some pass evaluated exactly (the others need a pass).
-        """
-        sums, found = np.zeros(self.n_outputs), np.zeros(self.n_outputs, bool)
-        for outputs, points, held in reversed(self.evaluated):
-            for i, j in enumerate(outputs):
-                if not found[j] and np.array_equal(points[:, i], theta[:, j]):
-                    sums[j], found[j] = held[i], True
-        self.evaluated.clear()
-        return sums, found
 
     def held_sums(self, theta):
         """Held-out loss sums at ``theta`` for every column: one pass over the rows."""
@@ -224,11 +214,29 @@ def _start(problem: Stacked, n_classes: int) -> np.ndarray:
 def newton_search(model, problem: Stacked, strengths) -> SearchResult:
     """The path by per-output Newton, its state carried from strength to strength."""
     data = _data(model, problem)
-    n_cols = problem.codes.shape[1]
     theta = _start(problem, model.n_classes)
+    held, passes, thetas = newton_path(model, data, problem.layout, theta, strengths)
+    F, K = problem.n_folds, problem.n_outputs
+    return search_result(model, strengths, problem.n_held, (F, K), held, passes, thetas)
+
+
+def newton_path(model, data, layout, theta, strengths):
+    """Per-output Newton along ``strengths`` (decreasing) on a stacked data term ``data``
+    (one with an ``evaluated`` :class:`~distglm.solve.heldout.HeldOutRecord` and
+    ``held_sums(theta)``), from ``theta``, its state carried from strength to strength.
+
+    Returns
+    -------
+    held : list of float64 arrays of shape (n_columns,)
+        Per strength, the held-out loss sums at the final parameters.
+    passes : list of int
+        Per strength, the passes it took (a scoring pass included where one was needed).
+    thetas : list of arrays of shape (n_features + 1, n_columns, n_classes)
+    """
+    n_cols = theta.shape[1]
     state, penalty, held, passes, thetas = None, None, [], [], []
     for value in strengths:
-        spec = _spec(model, value, problem.layout, n_cols)
+        spec = _spec(model, value, layout, n_cols)
         objective = PenalizedObjective(data, spec.penalty)
         solver = make_solver("Newton", dict(spec.solver_kwargs))
         theta = objective.prox(theta, 0.0)
@@ -242,7 +250,7 @@ def newton_search(model, problem: Stacked, strengths) -> SearchResult:
         result = minimize(solver, objective, theta, state=start, context=context)
         warn_not_converged(result, solver, stacklevel=5)
         theta, state, penalty = result.theta, result.state, spec.penalty
-        sums, found = data.held_at(theta)
+        sums, found = data.evaluated.at(theta)
         n = objective.n_passes
         if not np.all(found):
             sums[~found] = data.held_sums(theta)[~found]
@@ -250,7 +258,7 @@ def newton_search(model, problem: Stacked, strengths) -> SearchResult:
         held.append(sums)
         passes.append(n)
         thetas.append(theta)
-    return _result(model, problem, strengths, held, passes, thetas)
+    return held, passes, thetas
 
 
 def solver_search(model, problem: Stacked, strengths) -> SearchResult:
@@ -267,12 +275,24 @@ def solver_search(model, problem: Stacked, strengths) -> SearchResult:
         stat = data.stat_passes
         held.append(data.held_sums(theta))
         thetas.append(theta)
-    return _result(model, problem, strengths, held, passes, thetas)
-
-
-def _result(model, problem, strengths, held, passes, thetas) -> SearchResult:
     F, K = problem.n_folds, problem.n_outputs
-    n_held = problem.n_held
+    return search_result(model, strengths, problem.n_held, (F, K), held, passes, thetas)
+
+
+def search_result(model, strengths, n_held, shape, held, passes, thetas) -> SearchResult:
+    """Scores and the full-data path from a search's per-strength results.
+
+    Parameters
+    ----------
+    model : ClassifierPopulationGLM
+        Classes set.
+    strengths : float64 array of shape (n_strengths,)
+    n_held : array of shape (n_folds + 1, n_outputs)
+        Rows each column's held-out sums are over (every row for the last block).
+    shape : (n_folds, n_outputs)
+    held, passes, thetas : per strength, as :func:`newton_path` returns them.
+    """
+    F, K = shape
     mean_nll = np.stack(held).reshape(len(strengths), F + 1, K) / np.maximum(n_held, 1.0)
     coefs, intercepts, objectives = [], [], []
     for i, value in enumerate(strengths):
@@ -291,4 +311,4 @@ def _result(model, problem, strengths, held, passes, thetas) -> SearchResult:
         },
         coords={"strength": strengths, "output": np.arange(K), "class": model.classes_},
     )
-    return SearchResult(-mean_nll[:, :F], n_held[:F].astype(np.int64), path)
+    return SearchResult(-mean_nll[:, :F], np.asarray(n_held[:F]).astype(np.int64), path)

@@ -78,11 +78,12 @@ def test_held_out_sums_come_from_the_passes_and_equal_a_separate_pass(x64):
     solver = make_solver("Newton", {"tol": 1e-10})
     theta0 = np.zeros((5, problem.codes.shape[1], 3))
     result = minimize(solver, objective, theta0)
-    sums, found = data.held_at(result.theta)
-    assert np.all(found) and data.evaluated == []
+    sums, found = data.evaluated.at(result.theta)
+    assert np.all(found) and len(data.evaluated) == 0
     np.testing.assert_allclose(sums, data.held_sums(result.theta), rtol=1e-10)
     # parameters no pass evaluated are not found
-    _, found = data.held_at(result.theta + 1e-3)
+    minimize(solver, objective, result.theta)
+    _, found = data.evaluated.at(result.theta + 1e-3)
     assert not np.any(found)
 
 
