@@ -22,6 +22,8 @@ import numpy as np
 import xarray as xr
 
 from .cv_search import newton_fits, newton_search, solver_search, stack_folds
+from .data import is_distributed_input
+from .distribute import DataSession
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
 from .folds import FoldPlan, plan_folds, splitter_folds
 from .inputs import as_label_array
@@ -127,15 +129,24 @@ class _ClassifierCV:
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y=None, groups=None, *, client=None, cache_bytes=None):
         """Choose the strength(s) by cross-validation, then refit on all the data.
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array of shape (n_samples, n_features), or distributed data
+            In memory; or what :meth:`ClassifierPopulationGLM.fit` takes as distributed data
+            (sessions, a multi-session Zarr store's groups, dask arrays), or an open
+            :class:`~distglm.DataSession`: the search then runs on the Dask workers
+            (:mod:`distglm.cv_distributed`), with ``cv="session"`` or an int ``k``.
         y : array of shape (n_samples,) (ClassifierGLMCV) or (n_samples, n_outputs)
+            None for sessions, which carry their labels.
         groups : array of shape (n_samples,), optional
-            Group labels (e.g. sessions) for a splitter ``cv``.
+            Group labels (e.g. sessions) for a splitter ``cv`` (in memory).
+        client : distributed.Client, optional
+            The cluster of a distributed search (by default the current client).
+        cache_bytes : None, float, int or str
+            The workers' chunk-cache budget of a distributed search (see ``fit``).
 
         Returns
         -------
@@ -146,10 +157,13 @@ class _ClassifierCV:
                 f"scoring must be 'log-likelihood' (the held-out mean log-likelihood); got "
                 f"{self.scoring!r}."
             )
+        if isinstance(X, DataSession) or is_distributed_input(X):
+            from .cv_distributed import distributed_search
+
+            return distributed_search(self, X, y, client, cache_bytes)
         X = np.asarray(X)
         base = self._base()
-        population = base._population
-        y_arr = as_label_array(y, X.shape[0], population)
+        y_arr = as_label_array(y, X.shape[0], base._population)
         strengths = _resolve_strengths(base, X, y_arr, self.strengths)
         plan = self._folds(X, y_arr, groups)
         fold_index = np.asarray(plan.index)
@@ -159,34 +173,41 @@ class _ClassifierCV:
         problem = stack_folds(model, X, y_arr, fold_index, plan.n_folds)
         newton = newton_fits(self.solver_name, model, problem)
         found = (newton_search if newton else solver_search)(model, problem, strengths)
+        return self._finish(found, strengths, base, newton, lambda m, init: m.fit(X, y_arr, init))
+
+    def _finish(self, found, strengths, base, newton, refit):
+        """Set the fitted attributes from a search; ``refit(model, init_params)`` fits."""
         score, n_held, full_path = found.score, found.n_held, found.path
         mean = score.mean(axis=1)  # (strength, output)
         if self.per_output:
             chosen = np.argmax(mean, axis=0)
         else:
             chosen = np.full(mean.shape[1], np.argmax(mean.mean(axis=1)))
-        outputs = np.arange(score.shape[2])
         self.cv_results_ = xr.Dataset(
             {
                 "score": (("strength", "fold", "output"), score),
                 "mean_score": (("strength", "output"), mean),
                 "n_held_out": (("fold", "output"), n_held),
             },
-            coords={"strength": strengths, "fold": np.arange(plan.n_folds), "output": outputs},
+            coords={
+                "strength": strengths,
+                "fold": np.arange(score.shape[1]),
+                "output": full_path["output"].values,
+            },
         )
         values = strengths[chosen]
-        self.strength_ = values if population else float(values[0])
+        self.strength_ = values if base._population else float(values[0])
         passes = found.n_passes
         self.path_, self.best_estimator_ = full_path, None
         if self.refit:
             if newton and self.solver_name is None:
                 base.solver_name = "Newton"  # from the path's optimum: one pass to confirm it
-            self.best_estimator_ = self._refit(base, X, y_arr, values, chosen, full_path)
+            self.best_estimator_ = self._refit(base, refit, values, chosen, full_path)
             passes += self.best_estimator_.n_passes_
         self.n_passes_ = int(passes)
         return self
 
-    def _refit(self, base, X, y_arr, values, chosen, path):
+    def _refit(self, base, refit, values, chosen, path):
         model = base.__sklearn_clone__()
         reg = model.regularizer
         init = warm_start(path, chosen, model._population)
@@ -198,7 +219,7 @@ class _ClassifierCV:
                 model.regularizer_strength, reg.per_output_strength(values, shape)
             )
         model.regularizer_strength = strength
-        return model.fit(X, y_arr, init_params=init)
+        return refit(model, init)
 
     # ------------------------------------------------------------------ prediction
     def _fitted(self):

@@ -279,7 +279,9 @@ def solver_search(model, problem: Stacked, strengths) -> SearchResult:
     return search_result(model, strengths, problem.n_held, (F, K), held, passes, thetas)
 
 
-def search_result(model, strengths, n_held, shape, held, passes, thetas) -> SearchResult:
+def search_result(
+    model, strengths, n_held, shape, held, passes, thetas, outputs=None
+) -> SearchResult:
     """Scores and the full-data path from a search's per-strength results.
 
     Parameters
@@ -291,6 +293,8 @@ def search_result(model, strengths, n_held, shape, held, passes, thetas) -> Sear
         Rows each column's held-out sums are over (every row for the last block).
     shape : (n_folds, n_outputs)
     held, passes, thetas : per strength, as :func:`newton_path` returns them.
+    outputs : array of shape (n_outputs,), optional
+        The output coordinate (0, 1, ... by default).
     """
     F, K = shape
     mean_nll = np.stack(held).reshape(len(strengths), F + 1, K) / np.maximum(n_held, 1.0)
@@ -309,6 +313,10 @@ def search_result(model, strengths, n_held, shape, held, passes, thetas) -> Sear
             "objective": ("strength", np.asarray(objectives)),
             "n_passes": ("strength", np.asarray(passes, np.int64)),
         },
-        coords={"strength": strengths, "output": np.arange(K), "class": model.classes_},
+        coords={
+            "strength": strengths,
+            "output": np.arange(K) if outputs is None else np.asarray(outputs),
+            "class": model.classes_,
+        },
     )
     return SearchResult(-mean_nll[:, :F], np.asarray(n_held[:F]).astype(np.int64), path)

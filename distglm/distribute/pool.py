@@ -283,7 +283,16 @@ class WorkerPool:
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
 
-    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride):
+    def fold_counts(self, rule):
+        """Kept rows each fold of ``rule`` (a FoldRule) holds out, per chunk: dict chunk id ->
+        int64 array (n_folds,). No data is read."""
+        out = {}
+        for ids, counts in self._run("fold_counts", lambda a: (rule,)).values():
+            out.update(zip(ids, counts, strict=True))
+        self._check_complete(out)
+        return out
+
+    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride, folds=None):
         """One Newton pass over every chunk, on the outputs ``outputs``.
 
         Parameters
@@ -294,11 +303,14 @@ class WorkerPool:
         steps : array of shape (n_trials, k)
         t_eval : array of shape (k,)
         hess_stride : int
+        folds : FoldRule, optional
+            A cross-validation search's stacked outputs (see :meth:`ChunkWorker.newton`).
 
         Returns
         -------
         per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
             grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
+            (with ``folds``, the stacked columns, and then the held-out loss (k_s',))
         hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
         timing : dict worker address -> (seconds, read seconds)
         """
@@ -310,17 +322,21 @@ class WorkerPool:
             np.asarray(steps),
             np.asarray(t_eval),
             hess_stride,
+            folds,
         )
         T = np.asarray(steps).shape[0]
         p, c = self.plan.n_features, self._n_classes
         session_of = {spec.chunk_id: spec.session_index for spec in self.plan.chunks}
         active = set(outputs.tolist())
-        counts = [sum(int(o) in active for o in outs) for outs in self.plan.session_outputs]
+        session_outputs = self.plan.session_outputs
+        if folds is not None:
+            session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
+        counts = [sum(int(o) in active for o in outs) for outs in session_outputs]
         per_chunk, hess, timing = {}, {}, {}
 
         def shapes(cid):
             k = counts[session_of[cid]]
-            return [(T, k), (k,), (p, k, c), (k, c)]
+            return [(T, k), (k,), (p, k, c), (k, c), *([(k,)] if folds is not None else [])]
 
         for addr, (ids, sums, h, hw, seconds, read) in results.items():
             timing[addr] = (seconds, read)

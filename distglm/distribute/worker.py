@@ -41,7 +41,7 @@ from ..data.stats import chunk_stats
 from ..encoding import label_codes
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
-from ..kernels.compiled import NEWTON_PASS, VALUE, VALUE_AND_GRAD, pad_outputs
+from ..kernels.compiled import NEWTON_PASS, STACKED_FOLDS, VALUE, VALUE_AND_GRAD, pad_outputs
 from ..kernels.newton import class_pairs
 from .budget import CacheLedger, resolve_cache_bytes
 from .runtime import keep_freed_memory, process_memory
@@ -101,6 +101,8 @@ class ChunkWorker:
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
         self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
         self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
+        self._row_ranges = {}  # chunk_id -> (session row start, stop, kept-row mask)
+        self._folds = {}  # chunk_id -> (FoldRule, fold index per padded row on the device)
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
@@ -159,6 +161,7 @@ class ChunkWorker:
             self._n_features = todo[0].X.shape[1]
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
+            self._row_ranges[spec.chunk_id] = (spec.start, spec.stop, keep)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
                 self._raw[spec.chunk_id] = (
@@ -269,6 +272,7 @@ class ChunkWorker:
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
         keep = kept_rows(X, y)
+        self._row_ranges[spec.chunk_id] = (spec.start, spec.stop, keep)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
             raise ValueError(
@@ -374,8 +378,41 @@ class ChunkWorker:
         read seconds."""
         return self._run(theta, False)
 
+    def _fold_index(self, cid, session_index, rule):
+        """The fold of each of a chunk's (padded) rows under ``rule``, on the device, kept."""
+        import jax
+
+        held = self._folds.get(cid)
+        if held is None or held[0] != rule:
+            start, stop, keep = self._row_ranges[cid]
+            index = np.full(self._rows, -1, np.int32)
+            kept = rule.chunk_index(session_index, start, stop)[keep]
+            index[: kept.size] = kept
+            held = (rule, jax.device_put(index))
+            self._folds[cid] = held
+        return held[1]
+
     @reported
-    def newton(self, payload, outputs, steps, t_eval, hess_stride):
+    def fold_counts(self, rule):
+        """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
+        and an int64 array of shape (n_chunks, n_folds). Reads nothing (the row ranges and
+        kept rows are recorded when a chunk is read)."""
+        ids = sorted([*self._cache, *self._streamed, *self._pending])
+        counts = np.zeros((len(ids), rule.n_folds), np.int64)
+        for i, cid in enumerate(ids):
+            if cid not in self._row_ranges:
+                raise ValueError(f"Chunk {cid} has not been read here yet: its rows are unknown.")
+            start, stop, keep = self._row_ranges[cid]
+            session = self._cache[cid][0] if cid in self._cache else None
+            if session is None:
+                spec = self._streamed.get(cid) or self._pending[cid]
+                session = spec.session_index
+            index = rule.chunk_index(session, start, stop)[keep]
+            counts[i] = np.bincount(index[index >= 0], minlength=rule.n_folds)[: rule.n_folds]
+        return ids, counts
+
+    @reported
+    def newton(self, payload, outputs, steps, t_eval, hess_stride, folds=None):
         """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`).
 
         Parameters
@@ -387,6 +424,11 @@ class ChunkWorker:
         steps : array of shape (n_trials, k)
         t_eval : array of shape (k,)
         hess_stride : int
+        folds : FoldRule, optional
+            Fit the stacked problem of a cross-validation search instead: output ``f * K + o``
+            is output ``o`` on fold ``f``'s training rows (``f = n_folds``: every row), each
+            chunk's fold weights derived here from its session and row range, and every
+            chunk's sums end with the loss over the fold's held-out rows (k_s',).
 
         Returns
         -------
@@ -394,7 +436,8 @@ class ChunkWorker:
         sums : 1-D float32 array
             Per chunk: trial losses (n_trials, k_s'), loss (k_s',), gradient sums
             (n_features, k_s', c) and (k_s', c), with ``k_s'`` the outputs of ``outputs``
-            its session recorded, in the order of ``outputs``.
+            its session recorded, in the order of ``outputs`` (and, with ``folds``, the
+            held-out loss (k_s',)).
         hess : float32 array of shape (n_pairs, k, n_features + 1, n_features + 1)
             Hessian class-pair sums over this worker's chunks (in chunk-id order).
         hess_weights : float array of shape (k,)
@@ -411,7 +454,10 @@ class ChunkWorker:
         p1, k, c = payload.shape[1:]
         position = {int(o): i for i, o in enumerate(outputs)}
         per_session = {}
-        for s, outs in enumerate(self._session_outputs):
+        session_outputs = self._session_outputs
+        if folds is not None:
+            session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
+        for s, outs in enumerate(session_outputs):
             local = [i for i, o in enumerate(outs) if int(o) in position]
             if not local:
                 continue
@@ -435,7 +481,10 @@ class ChunkWorker:
                 ids.append(cid)
                 continue
             pos, idx, th, d, st, te = per_session[s]
-            trial, loss, (gc, gb), h, hws = NEWTON_PASS(
+            if folds is not None:
+                fold = self._fold_index(cid, s, folds)
+                y, w = STACKED_FOLDS(y, w, fold, n_folds=folds.n_folds)
+            trial, loss, (gc, gb), h, hws, *held = NEWTON_PASS(
                 th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block
             )
             m = pos.size
@@ -445,6 +494,7 @@ class ChunkWorker:
                 np.asarray(loss)[:m].ravel(),
                 np.asarray(gc)[:, :m].ravel(),
                 np.asarray(gb)[:m].ravel(),
+                *(np.asarray(a)[:m].ravel() for a in held),
             ]
             hess[:, pos] += np.asarray(h)[:, :m]
             hw[pos] += np.asarray(hws)[:m]
