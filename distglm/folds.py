@@ -190,6 +190,19 @@ class FoldRule:
             return np.full(stop - start, session_index, np.int32)
         return block_folds(self.session_lengths[session_index], self.n_folds)[start:stop]
 
+    def kept_index(self, session_index, start, stop, keep, n_rows) -> np.ndarray:
+        """The fold of a chunk's kept rows (``keep``: bool mask of its rows), padded with -1
+        to ``n_rows``: int32 of shape (n_rows,)."""
+        kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
+        out = np.full(int(n_rows), -1, np.int32)
+        out[: kept.size] = kept
+        return out
+
+    def held_counts(self, session_index, start, stop, keep) -> np.ndarray:
+        """Kept rows of a chunk each fold holds out, int64 of shape (n_folds,)."""
+        kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
+        return np.bincount(kept, minlength=self.n_folds).astype(np.int64)
+
     def stacked_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """The stacked columns of a session recording global outputs ``outputs``, in the order
         of ``np.tile(codes, n_folds + 1)``: fold-major, then the session's own order."""

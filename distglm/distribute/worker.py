@@ -101,7 +101,7 @@ class ChunkWorker:
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
         self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
         self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
-        self._row_ranges = {}  # chunk_id -> (session row start, stop, kept-row mask)
+        self._row_ranges = {}  # chunk_id -> (session, row start, stop, kept-row mask)
         self._folds = {}  # chunk_id -> (FoldRule, fold index per padded row on the device)
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
@@ -161,7 +161,7 @@ class ChunkWorker:
             self._n_features = todo[0].X.shape[1]
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
             stats, keep = chunk_stats(spec.chunk_id, X, y)
-            self._row_ranges[spec.chunk_id] = (spec.start, spec.stop, keep)
+            self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
                 self._raw[spec.chunk_id] = (
@@ -272,7 +272,7 @@ class ChunkWorker:
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
         keep = kept_rows(X, y)
-        self._row_ranges[spec.chunk_id] = (spec.start, spec.stop, keep)
+        self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
             raise ValueError(
@@ -378,38 +378,26 @@ class ChunkWorker:
         read seconds."""
         return self._run(theta, False)
 
-    def _fold_index(self, cid, session_index, rule):
-        """The fold of each of a chunk's (padded) rows under ``rule``, on the device, kept."""
+    def _fold_index(self, cid, rule):
+        """The fold of each of a chunk's padded rows under ``rule``, on the device (kept)."""
         import jax
 
         held = self._folds.get(cid)
         if held is None or held[0] != rule:
-            start, stop, keep = self._row_ranges[cid]
-            index = np.full(self._rows, -1, np.int32)
-            kept = rule.chunk_index(session_index, start, stop)[keep]
-            index[: kept.size] = kept
-            held = (rule, jax.device_put(index))
+            held = (rule, jax.device_put(rule.kept_index(*self._row_ranges[cid], self._rows)))
             self._folds[cid] = held
         return held[1]
 
     @reported
     def fold_counts(self, rule):
         """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
-        and an int64 array of shape (n_chunks, n_folds). Reads nothing (the row ranges and
-        kept rows are recorded when a chunk is read)."""
+        and an int64 array of shape (n_chunks, n_folds). Reads nothing (each chunk's rows are
+        recorded when it is read)."""
         ids = sorted([*self._cache, *self._streamed, *self._pending])
-        counts = np.zeros((len(ids), rule.n_folds), np.int64)
-        for i, cid in enumerate(ids):
-            if cid not in self._row_ranges:
-                raise ValueError(f"Chunk {cid} has not been read here yet: its rows are unknown.")
-            start, stop, keep = self._row_ranges[cid]
-            session = self._cache[cid][0] if cid in self._cache else None
-            if session is None:
-                spec = self._streamed.get(cid) or self._pending[cid]
-                session = spec.session_index
-            index = rule.chunk_index(session, start, stop)[keep]
-            counts[i] = np.bincount(index[index >= 0], minlength=rule.n_folds)[: rule.n_folds]
-        return ids, counts
+        missing = [cid for cid in ids if cid not in self._row_ranges]
+        if missing:
+            raise ValueError(f"Chunks {missing} have not been read here yet: rows unknown.")
+        return ids, np.stack([rule.held_counts(*self._row_ranges[cid]) for cid in ids])
 
     @reported
     def newton(self, payload, outputs, steps, t_eval, hess_stride, folds=None):
@@ -482,7 +470,7 @@ class ChunkWorker:
                 continue
             pos, idx, th, d, st, te = per_session[s]
             if folds is not None:
-                fold = self._fold_index(cid, s, folds)
+                fold = self._fold_index(cid, folds)
                 y, w = STACKED_FOLDS(y, w, fold, n_folds=folds.n_folds)
             trial, loss, (gc, gb), h, hws, *held = NEWTON_PASS(
                 th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block

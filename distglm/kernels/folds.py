@@ -126,7 +126,7 @@ def stacked_fold_columns(y_codes, weights, fold_index, n_folds):
     w = weights[:, None, :] if weights.ndim == 2 else weights[:, None, None]  # (n, 1, k|1)
     blocks = jnp.arange(n_folds + 1, dtype=jnp.int32)
     out = fold_index[:, None] == blocks[None, :]  # (n, F + 1): held out of fold f
-    full = blocks == n_folds
+    full = (blocks == n_folds)[None, :]
     train = jnp.where((~out & ~full) | full, 1, 0).astype(w.dtype)[:, :, None] * w
     held = jnp.where(out | full, 1, 0).astype(w.dtype)[:, :, None] * w
     shape = (n, (n_folds + 1) * k)
