@@ -115,3 +115,31 @@ def test_distributed_search_refuses_what_it_does_not_support(data, client):
         distglm.ClassifierPopulationGLMCV(C, cv=PredefinedSplit([0, 1])).fit(
             sessions, client=client
         )
+
+
+def test_time_blocks_over_sessions_recording_different_outputs(tmp_path, client):
+    """cv=k with overlapping outputs: each output is held out, fold by fold, on block f of the
+    sessions that recorded it, and cv="session" is refused (some folds would hold none out)."""
+    rng = np.random.default_rng(5)
+    layout = {"a": (["n0", "n1"], 600), "b": (["n1", "n2"], 500)}
+    path = str(tmp_path / "overlap.zarr")
+    for name, (outs, n) in layout.items():
+        X = rng.normal(size=(n, P))
+        y = softmax_labels(rng, X, rng.normal(size=(P, len(outs), C)), np.zeros((len(outs), C)))
+        X[7, 0] = np.nan  # a dropped row, in block 0 of each session
+        ds = xr.Dataset(
+            {"X": (("sample", "feature"), X), "y": (("sample", "output"), y)},
+            coords={"output": outs},
+        )
+        ds.chunk({"sample": 200}).to_zarr(path, group=name)
+    sessions = distglm.open_sessions(path)
+    search = distglm.ClassifierPopulationGLMCV(C, strengths=[0.1, 0.01], cv=2)
+    search.fit(sessions, client=client)
+    held = search.cv_results_["n_held_out"].to_pandas()
+    # block 0 of a 600-row session: 300 rows, one dropped; of a 500-row one: 250, one dropped
+    assert held.loc[0].to_dict() == {"n0": 299, "n1": 299 + 249, "n2": 249}
+    assert held.loc[1].to_dict() == {"n0": 300, "n1": 300 + 250, "n2": 250}
+    assert np.all(np.isfinite(search.cv_results_["score"].values))
+    assert search.best_estimator_.coef_.shape == (P, 3, C)
+    with pytest.raises(ValueError, match="every session to record every output"):
+        distglm.ClassifierPopulationGLMCV(C, cv="session").fit(sessions, client=client)
