@@ -10,9 +10,9 @@ each worker derives its chunks' fold weights from their session and row range (a
 (fold, output) column and returns the held-out sums too. The refit runs on the same session,
 warm-started from the full-data path.
 
-Supported: per-output (separable) penalties, chunks that fit the workers' caches (a store past
-the cache budget is refused rather than re-read every pass), and with ``cv="session"`` every
-session recording every output.
+Chunks past the workers' cache budget are streamed (re-read every pass), their fold weights
+derived the same way as they are read. Supported: per-output (separable) penalties, and with
+``cv="session"`` every session recording every output.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def distributed_search(search, X, y, client, cache_bytes):
     ------
     NotImplementedError
         For a solver other than the default/"auto"/"Newton", a penalty that is not a sum over
-        outputs, or chunks streamed from the store (past the workers' cache budget).
+        outputs.
     """
     if search.solver_name not in (None, "auto", "Newton"):
         raise NotImplementedError(
@@ -108,12 +108,6 @@ def distributed_search(search, X, y, client, cache_bytes):
             cache_bytes=cache_bytes,
         )
     with opened as session:
-        if session.streamed:
-            raise NotImplementedError(
-                "The distributed search needs every chunk cached on the workers; this data "
-                f"streams {session.read_bytes / 2**20:.0f} MiB from the store each pass. Raise "
-                "cache_bytes or add workers."
-            )
         plan, stats = session.plan, session.stats
         rule = session_rule(session, search.cv)
         model = search._base_population()

@@ -64,8 +64,10 @@ def _in_memory_folds(cv, groups):
     return np.concatenate([block_folds(int(np.sum(groups == s)), cv) for s in np.unique(groups)])
 
 
-@pytest.mark.parametrize("cv", ["session", 3])
-def test_distributed_search_equals_in_memory(cv, data, client):
+@pytest.mark.parametrize(("cv", "cache_bytes"), [("session", None), (3, None), (3, 1)])
+def test_distributed_search_equals_in_memory(cv, cache_bytes, data, client):
+    """In memory against cached chunks, and against chunks streamed every pass (a 1-byte
+    cache)."""
     path, X, y, groups = data
     with jax.enable_x64(True):
         memory = distglm.ClassifierPopulationGLMCV(
@@ -73,7 +75,8 @@ def test_distributed_search_equals_in_memory(cv, data, client):
         ).fit(X, y)
         sessions = distglm.open_sessions(path)
         dist = distglm.ClassifierPopulationGLMCV(C, strengths=STRENGTHS, cv=cv, **EXACT)
-        dist.fit(sessions, client=client)
+        dist.fit(sessions, client=client, cache_bytes=cache_bytes)
+    assert (cache_bytes is not None) == dist.best_estimator_.fit_profile_["streamed"]
     np.testing.assert_allclose(
         dist.cv_results_["score"].values, memory.cv_results_["score"].values, rtol=1e-6
     )
