@@ -161,6 +161,10 @@ class _ClassifierCV:
             from .cv_distributed import distributed_search
 
             return distributed_search(self, X, y, client, cache_bytes)
+        if y is None:
+            raise ValueError(
+                "fit requires y for in-memory X (only sessions carry their labels); got y=None."
+            )
         X = np.asarray(X)
         base = self._base()
         y_arr = as_label_array(y, X.shape[0], base._population)

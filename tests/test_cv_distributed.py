@@ -146,3 +146,21 @@ def test_time_blocks_over_sessions_recording_different_outputs(tmp_path, client)
     assert search.best_estimator_.coef_.shape == (P, 3, C)
     with pytest.raises(ValueError, match="every session to record every output"):
         distglm.ClassifierPopulationGLMCV(C, cv="session").fit(sessions, client=client)
+
+
+def test_single_output_search_on_dask_arrays_equals_in_memory(data, client):
+    """ClassifierGLMCV on a dask array (one session, cut into k time blocks)."""
+    import dask.array as da
+
+    _, X, y, _ = data
+    with jax.enable_x64(True):
+        memory = distglm.ClassifierGLMCV(C, strengths=STRENGTHS, cv=3, **EXACT).fit(X, y[:, 0])
+        dist = distglm.ClassifierGLMCV(C, strengths=STRENGTHS, cv=3, **EXACT)
+        dist.fit(
+            da.from_array(X, chunks=(500, P)), da.from_array(y[:, 0], chunks=500), client=client
+        )
+    np.testing.assert_allclose(
+        dist.cv_results_["score"].values, memory.cv_results_["score"].values, rtol=1e-6
+    )
+    assert dist.strength_ == memory.strength_
+    np.testing.assert_allclose(dist.best_estimator_.coef_, memory.best_estimator_.coef_, atol=1e-6)
