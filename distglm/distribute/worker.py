@@ -12,6 +12,9 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
 - :meth:`ChunkWorker.adopt` takes chunks whose statistics are already known (a fit resumed
   from its checkpoint): nothing is read then; each chunk is read on the first pass, checked
   against its recorded kept rows, and kept in the cache while the budget allows.
+- :meth:`ChunkWorker.newton` with a :class:`~distglm.folds.FoldRule` runs a cross-validation
+  search's stacked columns: each chunk's fold weights come from its session and row range
+  (recorded when the chunk is read), its codes are repeated per fold, never re-read or one-hot.
 - :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.

@@ -5,6 +5,8 @@ rows of fold ``f`` are the rows whose index is not ``f`` and its held-out rows t
 is ``f``. The fold axis is batched with :func:`jax.vmap`, so one read of the chunk gives every
 fold's loss and gradient sums, each at that fold's own parameters. Fold weights are computed
 from the index by comparison inside the kernel; no one-hot array of folds or labels is built.
+:func:`stacked_fold_columns` lays the folds out instead as extra label columns (the search's
+stacked problem), with training and held-out weights for the Newton pass.
 """
 
 from __future__ import annotations
