@@ -13,6 +13,7 @@ from .data import Sessions, open_sessions
 from .distribute import DataSession, open_data, pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
+from .exceptions import FitTooLargeError, WorkerLost, WorkerMemoryError
 from .path import regularization_path
 from .persist import load_model
 
@@ -27,8 +28,11 @@ __all__ = [
     "ClassifierPopulationGLM",
     "ClassifierPopulationGLMCV",
     "DataSession",
+    "FitTooLargeError",
     "LabelEncoder",
     "Sessions",
+    "WorkerLost",
+    "WorkerMemoryError",
     "__version__",
     "exceptions",
     "load_model",

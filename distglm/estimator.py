@@ -22,6 +22,7 @@ import xarray as xr
 
 from .batch import BatchFitting, design_rank
 from .data import is_distributed_input, plan_data
+from .data.sizes import check_client_sizes
 from .distribute import DataSession, open_plan
 from .fit import FitResult, initial_theta, run_fit
 from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
@@ -178,9 +179,12 @@ class _Classifier(
         progress : bool
             Print a progress line per iteration to stderr (a callback).
         cache_bytes : float, int or str, optional
-            Distributed inputs only: each worker's budget for caching decoded chunks. A float
-            in [0, 1] is a fraction of the worker's memory limit (default 0.5), an int a number
-            of bytes, a string a size such as ``"2 GiB"``. Chunks past the budget are re-read
+            Distributed inputs only: each worker's budget for caching decoded chunks. By
+            default the worker's memory limit up to Dask's pause/terminate fraction, less its
+            measured runtime and the chunks in flight (see
+            :func:`~distglm.distribute.budget.default_cache_bytes`). A float in [0, 1] is a
+            fraction of the worker's memory limit, an int a number of bytes, a string a size
+            such as ``"2 GiB"``. Chunks past the budget are re-read
             from the store on every pass (the next one read while the current one is computed),
             so a worker's memory stays within the budget plus a few chunks and its runtime.
         checkpoint : str or path, optional
@@ -236,6 +240,7 @@ class _Classifier(
         cache_bytes, drop_empty_sessions = options
         dtype = str(kernel_dtype())
         plan = plan_data(X, y, self._population)
+        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
         saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
         if saved is not None and saved.complete:  # its result, without reading the data
             stats = saved.data.stats
@@ -305,6 +310,7 @@ class _Classifier(
                 f"has n_classes={self.n_classes}."
             )
         plan, stats = session.plan, session.stats
+        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
         self._encoder.set_classes(session.classes)
         layout, K = plan.layout, plan.n_outputs
         if init_params is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distglm.distribute import ChunkWorker, WorkerLost
+from distglm.distribute import ChunkWorker
 
 
 class LocalTransport:
@@ -19,7 +19,8 @@ class LocalTransport:
         (a new worker comes up; it holds no actor until the pool starts one) or
         ``("freeze", address)`` (the worker stops answering but stays listed, like a
         SIGSTOPped process: a call to it with a deadline comes back late, one without a
-        deadline would hang and fails the test instead).
+        deadline would hang and fails the test instead) or ``("oom", address)`` (lost as its
+        nanny restarts it for memory, which :meth:`memory_restarts` then reports).
     """
 
     def __init__(self, workers, script=None):
@@ -27,9 +28,12 @@ class LocalTransport:
         self.actors = {}
         self.script = dict(script or {})
         self.frozen = set()
+        self.oom = {}  # worker -> what memory_restarts reports for it
         self.calls = 0
         self.timeouts = []  # the deadline of each call
         self.log = []  # (call number, {worker: method})
+        self.starts = []  # the workers of each start
+        self.doomed = set()  # workers that die while their actor starts
 
     def workers(self):
         return sorted(self.live)
@@ -38,12 +42,19 @@ class LocalTransport:
         return dict.fromkeys(self.live, "localhost")
 
     def start(self, args):
+        self.starts.append(sorted(args))
+        out = {}
         for addr, a in args.items():
+            if addr in self.doomed and addr in self.live:
+                self.live.remove(addr)
             if addr in self.frozen:
-                raise AssertionError(f"an actor started on frozen {addr} would never start")
-            if addr not in self.live:
-                raise WorkerLost(f"worker {addr} is gone")
-            self.actors[addr] = ChunkWorker(*a)
+                out[addr] = ("late", TimeoutError(f"no actor started on frozen {addr}"))
+            elif addr not in self.live:
+                out[addr] = ("lost", ConnectionResetError(f"worker {addr} is gone"))
+            else:
+                self.actors[addr] = ChunkWorker(*a)
+                out[addr] = ("ok", None)
+        return out
 
     def _events(self):
         for kind, addr in self.script.get(self.calls, []):
@@ -54,6 +65,15 @@ class LocalTransport:
                 self.live.append(addr)
             elif kind == "freeze" and addr in self.live:
                 self.frozen.add(addr)
+            elif kind == "oom" and addr in self.live:
+                actor = self.actors.pop(addr, None)
+                self.live.remove(addr)
+                budget = None if actor is None else actor.cache_bytes
+                self.oom[addr] = {
+                    "rss": 590 << 20,
+                    "memory_limit": 600 << 20,
+                    "cache_bytes": budget,
+                }
 
     def call(self, calls, timeout=None):
         self.calls += 1
@@ -78,3 +98,6 @@ class LocalTransport:
 
     def share(self, array):
         return array, lambda: None
+
+    def memory_restarts(self, workers):
+        return {a: self.oom[a] for a in workers if a in self.oom}

@@ -63,10 +63,11 @@ def _popen(*args):
 
 
 @contextlib.contextmanager
-def dask_processes(folder, n_workers=2, nanny=False):
+def dask_processes(folder, n_workers=2, nanny=False, memory_limit="1GiB"):
     """A `dask scheduler` and ``n_workers`` `dask worker` processes on 127.0.0.1 (without a
-    nanny unless ``nanny``: the process is then the worker itself); yields (scheduler file,
-    scheduler process, worker processes); every process is ended by its PID on exit."""
+    nanny unless ``nanny``: the process is then the worker itself), each with
+    ``--memory-limit memory_limit``; yields (scheduler file, scheduler process, worker
+    processes); every process is ended by its PID on exit."""
     path = folder / "scheduler.json"
     sched = _popen(
         "distributed.cli.dask_scheduler",
@@ -96,7 +97,7 @@ def dask_processes(folder, n_workers=2, nanny=False):
                 "1",
                 "--nanny" if nanny else "--no-nanny",
                 "--memory-limit",
-                "1GiB",
+                memory_limit,
                 "--dashboard-address",
                 ":0",
             )

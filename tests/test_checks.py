@@ -15,9 +15,16 @@ import zarr
 
 from distglm import open_sessions
 from distglm.data import merge_stats, plan_data
-from distglm.data.checks import DROPPED_WARN_FRACTION, read_block, report_dropped
+from distglm.data.checks import (
+    DROPPED_WARN_FRACTION,
+    FINGERPRINT_STRIDE,
+    content_fingerprint,
+    read_block,
+    report_dropped,
+)
 from distglm.data.stats import chunk_stats
 from distglm.distribute.worker import ChunkWorker
+from distglm.exceptions import ChunkReadTimeout, StoreChangedError
 from distglm.solve.checks import check_finite_objective
 
 ROWS, P, K = 64, 3, 2
@@ -267,3 +274,110 @@ def test_fit_refuses_missing_chunks_and_empty_sessions_unless_asked(tmp_path, cl
     os.remove(_chunk_file(ref, "b", "X", 1))
     with pytest.raises(FileNotFoundError, match=r"session 'b', rows 64-128 .*ref\.zarr/b/X"):
         model().fit(ref, client=client)
+
+
+def _streaming_worker(plan, read_floor=60.0):
+    """A worker that caches nothing: every pass re-reads its chunks from the store."""
+    return ChunkWorker(
+        plan.session_outputs,
+        plan.chunk_rows,
+        plan.block_rows,
+        cache_bytes=0,
+        read_limits=(10.0, read_floor),
+    )
+
+
+def test_a_store_rewritten_mid_fit_is_refused(tmp_path):
+    """The statistics pass fingerprints every chunk; a streamed re-read of a chunk whose
+    content changed since is refused, naming it (never mixed with the old statistics)."""
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    worker = _streaming_worker(plan)
+    status, stats = worker.load(plan.chunks)
+    assert status == "ok" and all(st.fingerprint for st in stats)
+    classes = merge_stats(plan, stats, 2).classes
+    assert worker.encode(classes)[0] == "ok"
+    theta = np.zeros((P + 1, K, 2), np.float32)
+    assert worker.value_and_grad(theta)[0] == "ok"  # unchanged: passes
+    arr = zarr.open_array(path, path="a/X", mode="r+")
+    arr[ROWS + 5, 1] = 123.0  # one value of one row
+    status, err = worker.value_and_grad(theta)
+    assert status != "ok" and isinstance(err, StoreChangedError), err
+    assert "session 'a', rows 64-128" in str(err) and "a/X" in str(err)
+
+
+def test_a_chunk_moved_to_another_worker_is_checked_against_the_statistics_pass(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    status, stats = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows).load(
+        plan.chunks
+    )
+    prints = {st.chunk_id: st.fingerprint for st in stats}
+    zarr.open_array(path, path="a/y", mode="r+")[200, 0] = 2 if _session()["y"][200, 0] == 1 else 1
+    other = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    status, err = other.load(plan.chunks, prints)
+    assert status != "ok" and isinstance(err, StoreChangedError)
+    assert "rows 192-256" in str(err)
+
+
+def test_fingerprint_sees_a_change_of_any_one_value():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 3)).astype(np.float32), rng.integers(0, 3, (64, 2))
+    base = content_fingerprint(X, y)
+    assert base == content_fingerprint(X.copy(), y.copy())
+    for r in range(64):
+        X2 = X.copy()
+        X2[r, r % 3] += 1
+        assert content_fingerprint(X2, y) != base
+    X2 = X.copy()  # rows the stride samples: swapping them is seen too
+    X2[[0, FINGERPRINT_STRIDE]] = X2[[FINGERPRINT_STRIDE, 0]]
+    assert content_fingerprint(X2, y) != base
+    for r in range(64):
+        y2 = y.copy()
+        y2[r, 1] = (y2[r, 1] + 1) % 3
+        assert content_fingerprint(X, y2) != base
+    assert content_fingerprint(X[:32], y[:32]) != base
+
+
+def test_a_stalled_chunk_read_is_an_error_in_bounded_time(tmp_path):
+    """A chunk that became a named pipe blocks its read for ever: the read's deadline ends
+    it with an error naming the chunk; the worker's next reads are not held up."""
+    import time
+
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    worker = _streaming_worker(plan, read_floor=1.0)
+    status, stats = worker.load(plan.chunks)
+    assert status == "ok"
+    assert worker.encode(merge_stats(plan, stats, 2).classes)[0] == "ok"
+    f = _chunk_file(path, "a", "X", 2)
+    os.remove(f)
+    os.mkfifo(f)
+    theta = np.zeros((P + 1, K, 2), np.float32)
+    try:
+        start = time.monotonic()
+        status, err = worker.value_and_grad(theta)
+        seconds = time.monotonic() - start
+        assert status != "ok" and isinstance(err, ChunkReadTimeout), err
+        assert "session 'a', rows 128-192" in str(err) and "s.zarr/a/X" in str(err)
+        assert seconds < 10
+    finally:
+        fd = os.open(f, os.O_WRONLY | os.O_NONBLOCK)  # the stuck reader sees EOF and ends
+        os.close(fd)
+    os.remove(f)
+    status, err = worker.value_and_grad(theta)  # a new reader; the chunk gone is named
+    assert isinstance(err, StoreChangedError) and "rows 128-192" in str(err), err
+
+
+def test_forget_frees_cache_space(tmp_path):
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session()})
+    plan = plan_data(open_sessions(path))
+    worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    status, stats = worker.load(plan.chunks)
+    used = worker._ledger.used
+    assert used > 0
+    assert worker.encode(merge_stats(plan, stats, 2).classes)[0] == "ok"
+    status, left = worker.forget([0, 2])
+    assert status == "ok" and left == [1, 3]
+    assert worker._ledger.used == used // 2
+    assert worker.info()[1]["chunks"] == [1, 3]

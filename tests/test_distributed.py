@@ -478,7 +478,10 @@ def test_more_labels_than_n_classes(population, client):
     Xd, yd = da.from_array(X, chunks=(ROWS, -1)), da.from_array(y4, chunks=(ROWS, -1))
     with pytest.raises(ValueError, match="n_classes=3") as info:
         ClassifierPopulationGLM(C).fit(Xd, yd, client=client)
-    assert "4 distinct class labels" in str(info.value)
+    # refused by the worker that read it, at that chunk (not after the whole pass)
+    first = 4321 // ROWS * ROWS
+    assert "4 distinct labels" in str(info.value)
+    assert f"rows {first}-{first + ROWS} (chunk {4321 // ROWS}) brought [3]" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- 6. laziness

@@ -19,7 +19,7 @@ from distributed import Client, LocalCluster
 from distglm import ClassifierPopulationGLM
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
-from distglm.distribute.budget import resolve_cache_bytes
+from distglm.distribute.budget import MemoryCeiling, resolve_cache_bytes
 from distglm.distribute.worker import ChunkWorker
 
 N, P, K, C = 24_000, 8, 4, 3
@@ -69,13 +69,21 @@ def store(population, tmp_path_factory):
 # ---------------------------------------------------------------------------- budgets
 def test_resolve_cache_bytes():
     gib = 2**30
-    assert resolve_cache_bytes(None, 4 * gib) == 2 * gib  # half the limit by default
+    ceiling = MemoryCeiling(pause=0.8, terminate=0.95)
+    # by default: the limit up to the pause fraction, less the runtime and working memory
+    assert resolve_cache_bytes(None, 4 * gib, ceiling=ceiling) == int(0.8 * 4 * gib)
+    assert (
+        resolve_cache_bytes(None, 4 * gib, runtime_bytes=gib, working=gib // 2, ceiling=ceiling)
+        == int(0.8 * 4 * gib) - gib - gib // 2
+    )
     assert resolve_cache_bytes(0.25, 4 * gib) == gib
     assert resolve_cache_bytes(0, 4 * gib) == 0
     assert resolve_cache_bytes("64 MiB", 4 * gib) == 64 * 2**20
     assert resolve_cache_bytes(1000, None) == 1000
     # no memory limit: the machine's memory shared by the workers on it
-    assert resolve_cache_bytes(None, None, total_memory=8 * gib, workers_on_host=4) == gib
+    assert resolve_cache_bytes(
+        None, None, total_memory=8 * gib, workers_on_host=4, ceiling=ceiling
+    ) == int(0.8 * 2 * gib)
     with pytest.raises(ValueError, match=r"cache_bytes=1\.5"):
         resolve_cache_bytes(1.5, gib)
     with pytest.raises(ValueError, match="'lots'"):
@@ -278,3 +286,40 @@ def test_cache_bytes_errors(store, population, client):
         ClassifierPopulationGLM(C).fit(X, y, cache_bytes=0)
     with pytest.raises(ValueError, match="'plenty'"):
         ClassifierPopulationGLM(C).fit(Xd, yd, client=client, cache_bytes="plenty")
+
+
+def test_newton_pass_reads_no_chunk_of_a_converged_session():
+    """A Newton pass on outputs of one session only (the other session's outputs converged)
+    reads none of the other session's streamed chunks; its sums equal a full worker's."""
+    import xarray as xr
+
+    from distglm import open_sessions
+
+    rng = np.random.default_rng(3)
+    sessions = {}
+    for s, outs in (("a", ["u0", "u1"]), ("b", ["u2"])):
+        sessions[s] = xr.Dataset(
+            {
+                "X": (("sample", "feature"), rng.normal(size=(3000, P)).astype(np.float32)),
+                "y": (("sample", "output"), rng.integers(0, C, (3000, len(outs)))),
+            },
+            coords={"output": outs},
+        ).chunk({"sample": 1000})
+    plan = plan_data(open_sessions(sessions))
+    streamed = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows, cache_bytes=0)
+    cached = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    stats = _check(streamed.load(plan.chunks))
+    _check(cached.load(plan.chunks))
+    classes = merge_stats(plan, stats, C).classes
+    _check(streamed.encode(classes))
+    _check(cached.encode(classes))
+    outputs = np.array([0, 1])  # session a's outputs; u2 (session b) has converged
+    payload = rng.normal(0, 0.1, (2, P + 1, 2, C)).astype(np.float32)
+    steps, t_eval = np.ones((1, 2), np.float32), np.ones(2, np.float32)
+    reads = _check(streamed.info())["chunk_reads"]
+    got = _check(streamed.newton(payload, outputs, steps, t_eval, 1))
+    assert _check(streamed.info())["chunk_reads"] - reads == 3  # session a's chunks only
+    want = _check(cached.newton(payload, outputs, steps, t_eval, 1))
+    assert sorted(got[0]) == sorted(want[0]) == list(range(6))
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])

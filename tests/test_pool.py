@@ -101,3 +101,25 @@ def test_a_cluster_without_workers_is_refused(plan):
 
 def test_worker_lost_is_a_runtime_error():
     assert issubclass(WorkerLost, RuntimeError)
+
+
+def test_an_actor_on_a_worker_the_scheduler_does_not_list_is_lost_at_once(client):
+    """DaskTransport.start gives up on a worker the scheduler does not (or no longer) list
+    within a poll, instead of waiting out the start timeout; the others start."""
+    import time
+
+    from distglm.distribute.transport import DaskTransport
+
+    transport = DaskTransport(client, start_timeout=60, poll=0.5)
+    live = transport.workers()[0]
+    gone = "tcp://127.0.0.1:9"  # nothing listens there
+    args = ([np.arange(2)], 64, None, "float32", None, 1)
+    start = time.monotonic()
+    out = transport.start({live: args, gone: args})
+    seconds = time.monotonic() - start
+    try:
+        assert out[live] == ("ok", None)
+        assert out[gone][0] == "lost" and gone in str(out[gone][1])
+        assert seconds < 30
+    finally:
+        transport.release(live)

@@ -40,9 +40,11 @@ def cluster_client(args, out=None):
     out = sys.stdout if out is None else out
     from distributed import Client, LocalCluster
 
+    from ..distribute.transport import scheduler_workers
+
     if args.scheduler or args.scheduler_file:
         with Client(args.scheduler, scheduler_file=args.scheduler_file, timeout="30s") as client:
-            n = len(client.scheduler_info()["workers"])
+            n = len(scheduler_workers(client))
             print(f"scheduler {client.scheduler.address}: {n} workers", file=out)
             print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
             yield client

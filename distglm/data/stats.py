@@ -38,6 +38,9 @@ class ChunkStats:
         How often each label occurs in each output's column.
     gram : float64 array of shape (n_features + 1, n_features + 1)
         ``[X, 1]' [X, 1]`` summed over the kept rows.
+    fingerprint : int
+        :func:`~distglm.data.checks.content_fingerprint` of the chunk as read (0: not taken);
+        every later read of the chunk must give the same, or the store changed.
     """
 
     chunk_id: int
@@ -46,6 +49,7 @@ class ChunkStats:
     labels: np.ndarray
     counts: np.ndarray
     gram: np.ndarray
+    fingerprint: int = 0
 
 
 @dataclasses.dataclass

@@ -7,7 +7,9 @@ no decision here can change a fit's result, only where the work is done.
 
 The rule: chunks are handed out in chunk-id order, each to the worker with the fewest rows so
 far (ties to the lowest address). Chunks of a lost worker go, in id order, to the least loaded
-of the workers left; chunks of the others never move on a loss.
+of the workers left; chunks of the others never move on a loss. Workers that join take chunks
+from the most loaded, one at a time (its highest chunk id), while that narrows the spread;
+chunks never move between two workers that were there before.
 """
 
 from __future__ import annotations
@@ -91,6 +93,40 @@ class Assignment:
         """
         lost = set(lost)
         after = self.without(lost).place([w for w in live if w not in lost])
+        return after, after.moved_from(self)
+
+    def on_join(self, joined: Iterable[str], live: Iterable[str]) -> tuple[Assignment, dict]:
+        """Workers ``joined`` (holding nothing yet) among the ``live`` ones.
+
+        The least loaded of ``joined`` takes the highest-id chunk of the most loaded live
+        worker, as long as it ends with fewer rows than that worker had; repeated until no
+        move narrows the spread. Every step lowers the sum of squared loads, so it ends.
+
+        Returns
+        -------
+        Assignment
+        loads : dict of worker -> list of chunk ids
+            The chunks each joined worker must now read.
+        """
+        new = sorted(set(joined))
+        live = sorted(set(live) | set(new))
+        if not new:
+            return self, {}
+        owner = list(self.owner)
+        load = self.load(live)
+        while True:
+            dst = min(new, key=lambda w: (load[w], w))
+            src = max(live, key=lambda w: (load[w], w))
+            held = [cid for cid, a in enumerate(owner) if a == src]
+            if src == dst or not held:
+                break
+            cid = held[-1]
+            if load[dst] + self.rows[cid] >= load[src]:
+                break
+            owner[cid] = dst
+            load[src] -= self.rows[cid]
+            load[dst] += self.rows[cid]
+        after = Assignment(self.rows, tuple(owner))
         return after, after.moved_from(self)
 
     def moved_from(self, before: Assignment) -> dict[str, list[int]]:

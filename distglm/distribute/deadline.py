@@ -13,15 +13,18 @@ Nothing here does I/O; :class:`Deadlines` is a frozen value the pool replaces af
 Its defaults can be set through Dask's configuration (keys ``distglm.deadline.factor``,
 ``.floor``, ``.initial`` and ``.first_call``), e.g.
 ``dask.config.set({"distglm.deadline.floor": 5})``; see :meth:`Deadlines.from_config`.
+Two more keys bound the waits outside worker calls: ``distglm.deadline.scheduler`` (seconds
+to wait for the scheduler's answer before :class:`~distglm.distribute.SchedulerLost`, 30 s)
+and ``distglm.deadline.read_floor`` (see :func:`read_deadline`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "read_deadline"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Deadlines:
         Seconds added to the deadline of a kind's first call (compilation).
     window : int
         Calls per worker and kind kept for the median.
+    read_floor : float
+        Seconds; no single chunk read on a worker gets less (see :func:`read_deadline`).
     times : tuple of (kind, worker, seconds)
         The calls timed so far (the last ``window`` per worker and kind).
     """
@@ -50,6 +55,7 @@ class Deadlines:
     initial: float | None = 3600.0
     first_call: float = 300.0
     window: int = 9
+    read_floor: float = 60.0
     times: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
@@ -64,13 +70,16 @@ class Deadlines:
             )
         if not self.first_call >= 0:
             raise ValueError(f"Deadline first_call must be >= 0 s; got {self.first_call!r}.")
+        if not self.read_floor > 0:
+            raise ValueError(f"Deadline read_floor must be > 0 seconds; got {self.read_floor!r}.")
         if self.window < 1:
             raise ValueError(f"Deadline window must be >= 1; got {self.window!r}.")
 
     @classmethod
     def from_config(cls) -> Deadlines:
         """Deadlines with the values of Dask's ``distglm.deadline.*`` configuration keys
-        (``factor``, ``floor``, ``initial``, ``first_call``; the class defaults where unset)."""
+        (``factor``, ``floor``, ``initial``, ``first_call``, ``read_floor``; the class defaults
+        where unset)."""
         import dask
 
         d = cls()
@@ -80,7 +89,13 @@ class Deadlines:
             floor=float(dask.config.get("distglm.deadline.floor", d.floor)),
             initial=None if initial is None else float(initial),
             first_call=float(dask.config.get("distglm.deadline.first_call", d.first_call)),
+            read_floor=float(dask.config.get("distglm.deadline.read_floor", d.read_floor)),
         )
+
+    @property
+    def read_limits(self) -> tuple[float, float]:
+        """``(factor, read_floor)``, as a worker needs them for :func:`read_deadline`."""
+        return (self.factor, self.read_floor)
 
     def medians(self, kind: str) -> dict[str, float]:
         """Median seconds per worker for calls of ``kind``."""
@@ -121,3 +136,15 @@ class Deadlines:
         """These deadlines without the times of ``workers`` (dropped from the fit)."""
         gone = set(workers)
         return dataclasses.replace(self, times=tuple(t for t in self.times if t[1] not in gone))
+
+
+def read_deadline(seconds: Sequence[float], factor: float, floor: float) -> float:
+    """Seconds one chunk read may take on a worker: ``factor`` times the median of the reads
+    it timed so far (``seconds``), and never less than ``floor``.
+
+    A read past it (a stalled network file system, a chunk that became a named pipe) fails
+    the call with an error naming the chunk, rather than holding the pass for ever.
+    """
+    if not seconds:
+        return float(floor)
+    return max(float(floor), float(factor) * statistics.median(seconds))

@@ -19,12 +19,15 @@ from __future__ import annotations
 import logging
 import time
 
+import dask.config
 import numpy as np
 
+from ..exceptions import WorkerMemoryError
 from .assignment import Assignment
+from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
-from .wire import split_flat, unpack_chunk_sums
+from .wire import unpack_chunk_sums, unpack_newton_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
@@ -57,6 +60,15 @@ class WorkerPool:
         the slowest worker's median time for that kind of call, at least 60 s; 300 s more
         for a kind's first call, 3600 s for the very first). A worker that misses it is
         dropped from the fit (logged) and never used again.
+    join_interval : float, optional
+        Seconds between two looks, at pass boundaries, at the scheduler's list of workers:
+        workers that joined take a share of the chunks (the result does not change, since
+        sums are reduced in chunk order), workers it no longer lists are recovered from
+        before the pass is sent. By default the Dask configuration key
+        ``distglm.join_interval`` (1 s).
+    n_classes : int, optional
+        The classes the fit expects: a worker whose chunks show more labels fails the
+        statistics pass at once, naming the chunk.
 
     Attributes
     ----------
@@ -64,6 +76,10 @@ class WorkerPool:
         Workers dropped for missing a deadline.
     passes : int
         Calls completed on every worker so far (statistics pass and encoding included).
+    memory_kills : dict of str -> dict
+        Workers their nanny restarted for memory: resident size, memory limit and budget.
+        A second one (or one among the losses that end the fit) raises
+        :class:`~distglm.exceptions.WorkerMemoryError` with those figures.
     """
 
     def __init__(
@@ -78,6 +94,8 @@ class WorkerPool:
         transport: Transport | None = None,
         wait_for_workers=60.0,
         deadlines: Deadlines | None = None,
+        join_interval: float | None = None,
+        n_classes: int | None = None,
     ):
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
@@ -90,26 +108,41 @@ class WorkerPool:
         self.wait_for_workers = float(wait_for_workers)
         self.deadlines = Deadlines.from_config() if deadlines is None else deadlines
         self.dropped: set[str] = set()
+        if join_interval is None:
+            join_interval = dask.config.get("distglm.join_interval", 1.0)
+        self.join_interval = float(join_interval)
+        self._looked = time.monotonic()
+        self.memory_kills: dict[str, dict] = {}
         self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
+        self._expected_classes = n_classes
         self._classes = None
         self._n_classes = 0
         self._started: set[str] = set()
+        self._prints: dict[int, int] = {}  # chunk id -> fingerprint of the statistics pass
         #: lost-worker recoveries so far
         self.recoveries = 0
         workers = self.transport.workers()
         if not workers:
             raise RuntimeError("The Dask cluster has no workers.")
         self._start(workers)
-        self.assignment = Assignment.initial([c.rows for c in plan.chunks], workers)
+        if not self._started:
+            raise WorkerLost(
+                f"distglm's actor started on none of the {len(workers)} workers "
+                f"({len(self.dropped)} did not start in time)."
+            )
+        self.assignment = Assignment.initial([c.rows for c in plan.chunks], self.workers)
 
     # ------------------------------------------------------------------ actors
     def _start(self, addrs):
-        """Start one ChunkWorker actor on each of ``addrs`` and wait for them."""
+        """Start one ChunkWorker actor on each of ``addrs`` and wait for them; a worker lost
+        meanwhile is left out, one that does not start in time is dropped (logged)."""
+        if not addrs:
+            return
         p = self.plan
         hosts = self.transport.hosts()
         per_host = list(hosts.values())
-        self.transport.start(
+        outcomes = self.transport.start(
             {
                 addr: (
                     [np.asarray(o) for o in p.session_outputs],
@@ -118,11 +151,25 @@ class WorkerPool:
                     str(self.dtype),
                     self.cache_bytes,
                     per_host.count(hosts.get(addr, addr)),
+                    p.n_features,
+                    max((int(c.X.nbytes + c.y.nbytes) for c in p.chunks), default=0),
+                    self._expected_classes,
+                    self.deadlines.read_limits,
                 )
                 for addr in addrs
             }
         )
-        self._started.update(addrs)
+        for addr, (status, value) in outcomes.items():
+            if status == "ok":
+                self._started.add(addr)
+            elif status == "error":
+                raise value
+            else:
+                if status == "late":
+                    self.dropped.add(addr)
+                logger.warning(
+                    "No actor on worker %s (%s: %s); going on without it", addr, status, value
+                )
 
     @property
     def workers(self) -> list:
@@ -130,7 +177,13 @@ class WorkerPool:
         return sorted(self._started)
 
     def close(self):
-        """Release the actors (their cached chunks are freed with them)."""
+        """Drop every worker's chunks and hand their memory back to the system, then release
+        the actors. A worker that does not answer is released all the same."""
+        if self._started:
+            try:
+                self._call({a: ("clear", ()) for a in self._started})
+            except Exception as e:  # closing: the actors are released in any case
+                logger.warning("Workers did not clear their chunks on close (%r)", e)
         for addr in list(self._started):
             self.transport.release(addr)
         self._started.clear()
@@ -166,6 +219,7 @@ class WorkerPool:
             elif status == "lost":
                 logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
                 lost.append(addr)
+                self._note_memory_kill(addr)
             elif status == "error":
                 raise value
             else:
@@ -176,6 +230,17 @@ class WorkerPool:
             self.deadlines = self.deadlines.forget(lost)
         return results, lost
 
+    def _note_memory_kill(self, addr):
+        """Record ``addr`` if its nanny restarted it for memory; a second such restart in
+        this fit raises (the same data would exceed the same limits again)."""
+        found = self.transport.memory_restarts([addr])
+        if not found:
+            return
+        self.memory_kills.update(found)
+        logger.warning("Worker %s was restarted for memory: %s", addr, found[addr])
+        if len(self.memory_kills) >= 2:
+            raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
+
     def _live_workers(self, lost):
         out = set(lost) | self.dropped
         deadline = time.monotonic() + self.wait_for_workers
@@ -185,6 +250,12 @@ class WorkerPool:
             workers = [w for w in self.transport.workers() if w not in out]
         return workers
 
+    def _load_args(self, cids):
+        """Arguments of a ``load`` of chunks ``cids`` moved to a worker: their specs and the
+        fingerprints the statistics pass took of them."""
+        specs = [self._specs[c] for c in cids]
+        return (specs, {c: self._prints[c] for c in cids if c in self._prints})
+
     def _recover(self, lost):
         """Drop lost workers' actors, start actors on new workers, re-load orphaned chunks."""
         self.recoveries += 1
@@ -193,14 +264,21 @@ class WorkerPool:
             self._started.discard(addr)
         workers = self._live_workers(set(lost))
         if not workers:
+            if self.memory_kills:
+                raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
                 f"within {self.wait_for_workers:g} s ({self.passes} calls done)."
             )
         self._start([w for w in workers if w not in self._started])
+        if not self._started:
+            raise WorkerLost(
+                f"Every worker of the Dask cluster was lost and no new actor started "
+                f"({self.passes} calls done)."
+            )
         self.assignment, loads = self.assignment.on_lost(lost, self.workers)
-        calls = {a: ("load", ([self._specs[c] for c in cids],)) for a, cids in loads.items()}
+        calls = {a: ("load", self._load_args(cids)) for a, cids in loads.items()}
         _, more = self._call(calls)
         if self._classes is not None and not more:
             _, more = self._call({a: ("encode", (self._classes,)) for a in loads})
@@ -225,12 +303,66 @@ class WorkerPool:
             if not lost:
                 self.passes += 1
                 return results
-            while lost:
-                if self.recoveries >= self.max_recoveries:
-                    raise WorkerLost(
-                        f"Workers kept being lost ({self.recoveries} recoveries); giving up."
-                    )
-                lost = self._recover(lost)
+            self._recover_all(lost)
+
+    def _recover_all(self, lost):
+        while lost:
+            if self.recoveries >= self.max_recoveries:
+                if self.memory_kills:
+                    raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
+                raise WorkerLost(
+                    f"Workers kept being lost ({self.recoveries} recoveries); giving up."
+                )
+            lost = self._recover(lost)
+
+    # ------------------------------------------------------------------ membership
+    def look_at_members(self):
+        """At a pass boundary: recover from workers the scheduler no longer lists (before a
+        call to them waits on a dead connection), and give workers that joined a share of the
+        chunks. Looks at most once per ``join_interval`` seconds, and only once the classes
+        are known (after the statistics pass and the encoding)."""
+        now = time.monotonic()
+        if self._classes is None or now - self._looked < self.join_interval:
+            return
+        self._looked = now
+        try:
+            live = set(self.transport.workers())
+        except SchedulerLost as e:
+            raise SchedulerLost(
+                f"{e} The fit stopped between passes after {self.passes} completed calls to "
+                "its workers; a fit with a checkpoint resumes from it on a new cluster."
+            ) from e
+        gone = sorted(self._started - live)
+        if gone:
+            logger.warning("Workers %s left the cluster between passes; recovering", gone)
+            self._recover_all(gone)
+        new = sorted(live - self._started - self.dropped)
+        if new:
+            self._join(new)
+
+    def _join(self, new):
+        """Start actors on ``new`` workers and move chunks to them (see
+        :meth:`Assignment.on_join`); the previous owners then forget those chunks."""
+        self._start(new)
+        joined = [w for w in new if w in self._started]
+        if not joined:
+            return
+        before = self.assignment
+        self.assignment, loads = before.on_join(joined, self.workers)
+        calls = {a: ("load", self._load_args(cids)) for a, cids in loads.items()}
+        _, lost = self._call(calls)
+        if not lost:
+            _, lost = self._call({a: ("encode", (self._classes,)) for a in loads})
+        self._recover_all(lost)
+        forget: dict[str, list[int]] = {}
+        for cid, (old, now) in enumerate(zip(before.owner, self.assignment.owner, strict=True)):
+            if old is not None and old != now and old in self._started:
+                forget.setdefault(old, []).append(cid)
+        if forget:
+            _, lost = self._call({a: ("forget", (cids,)) for a, cids in forget.items()})
+            self._recover_all(lost)
+        n = sum(len(c) for c in loads.values())
+        logger.info("Workers %s joined the fit; moved %d chunks to them", joined, n)
 
     # ------------------------------------------------------------------ the passes
     def statistics(self):
@@ -240,7 +372,9 @@ class WorkerPool:
             return ([self._specs[c] for c in self.assignment.chunks_of(addr)],)
 
         results = self._run("load", args_for)
-        return [st for stats in results.values() for st in stats]
+        out = [st for stats in results.values() for st in stats]
+        self._prints = {st.chunk_id: st.fingerprint for st in out}
+        return out
 
     def adopt(self, classes, kept):
         """Hand the workers their chunks with statistics already known (a resumed fit): no
@@ -272,6 +406,7 @@ class WorkerPool:
         return self._run("info", lambda a: ())
 
     def _shared_run(self, method, array, *rest):
+        self.look_at_members()
         payload, release = self.transport.share(np.asarray(array, self.dtype))
         try:
             return self._run(method, lambda a: (payload, *rest))
@@ -324,24 +459,9 @@ class WorkerPool:
             hess_stride,
             folds,
         )
-        T = np.asarray(steps).shape[0]
-        p, c = self.plan.n_features, self._n_classes
-        session_of = {spec.chunk_id: spec.session_index for spec in self.plan.chunks}
-        active = set(outputs.tolist())
-        session_outputs = self.plan.session_outputs
-        if folds is not None:
-            session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
-        counts = [sum(int(o) in active for o in outs) for outs in session_outputs]
-        per_chunk, hess, timing = {}, {}, {}
-
-        def shapes(cid):
-            k = counts[session_of[cid]]
-            return [(T, k), (k,), (p, k, c), (k, c), *([(k,)] if folds is not None else [])]
-
-        for addr, (ids, sums, h, hw, seconds, read) in results.items():
-            timing[addr] = (seconds, read)
-            hess[addr] = (h, hw)
-            per_chunk.update(split_flat(ids, sums, shapes))
+        per_chunk, hess, timing = unpack_newton_sums(
+            self.plan, self._n_classes, outputs, np.asarray(steps).shape[0], results, folds
+        )
         self._check_complete(per_chunk)
         return per_chunk, hess, timing
 

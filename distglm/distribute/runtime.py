@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["keep_freed_memory", "process_memory"]
+__all__ = ["TRIM_THRESHOLD_BYTES", "keep_freed_memory", "process_memory", "return_freed_memory"]
 
 
 def process_memory(reset_peak=False):
@@ -33,7 +33,9 @@ def process_memory(reset_peak=False):
 
 #: glibc's mallopt parameters and the values a worker sets (see :func:`keep_freed_memory`)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
+_MMAP_THRESHOLD_BYTES = 32 << 20
+#: free heap glibc keeps (not returned to the system) once :func:`keep_freed_memory` ran
+TRIM_THRESHOLD_BYTES = 64 << 20
 
 
 def keep_freed_memory() -> bool:
@@ -55,4 +57,19 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) == 1
-    return ok and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1
+    return ok and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+
+
+def return_freed_memory() -> dict:
+    """Collect garbage and hand glibc's free heap back to the system (``malloc_trim``), so a
+    worker whose chunks were dropped shrinks; returns :func:`process_memory` afterwards."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass  # not glibc
+    return process_memory()

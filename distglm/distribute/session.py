@@ -97,6 +97,7 @@ class DataSession:
             transport=transport,
             wait_for_workers=wait_for_workers,
             deadlines=deadlines,
+            n_classes=self.n_classes,
         )
         # the first term counts the statistics pass, when this session made one
         self._terms = 0 if stats is None else 1
@@ -171,6 +172,7 @@ class DataSession:
             "cache": {
                 addr: {
                     "cache_bytes": info["cache_bytes"],
+                    "memory_limit": info.get("memory_limit"),
                     "cached_chunks": len(info["cached"]),
                     "streamed_chunks": len(info["streamed"]),
                     "cached_nbytes": info["nbytes"],

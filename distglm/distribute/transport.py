@@ -9,13 +9,15 @@ whose workers can be lost on cue.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 
-from .worker import ChunkWorker
+from ..exceptions import SchedulerLost, WorkerLost
+from .worker import BUDGET_EVENT, ChunkWorker
 
 __all__ = [
     "SCATTER_BYTES",
@@ -30,31 +32,38 @@ __all__ = [
 #: parameters larger than this are scattered to the workers once per pass, not sent per call
 SCATTER_BYTES = 1 << 20
 
+#: the event a Dask nanny logs when it restarts its worker for memory
+MEMORY_RESTART_EVENT = "worker-restart-memory"
+
 #: ``("ok", result)``, ``("error", exception raised by the method)``, ``("lost", reason)`` or
 #: ``("late", TimeoutError)`` (no answer before the call's deadline)
 Outcome = tuple[str, Any]
 
 
-class WorkerLost(RuntimeError):
-    """Raised when the fit cannot go on: workers were lost and could not be replaced."""
-
-
-class SchedulerLost(WorkerLost):
-    """Raised when the scheduler no longer answers."""
-
-
-#: seconds to wait for the scheduler's list of workers
+#: seconds to wait for the scheduler's list of workers, unless the Dask configuration key
+#: ``distglm.deadline.scheduler`` says otherwise
 SCHEDULER_TIMEOUT = 30.0
 
 
-def scheduler_workers(client, timeout=SCHEDULER_TIMEOUT) -> dict[str, dict]:
+def scheduler_workers(client, timeout=None) -> dict[str, dict]:
     """``{address: worker info}`` as the scheduler sees it now, asked of it directly.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    timeout : float, optional
+        Seconds to wait for the answer; by default the Dask configuration key
+        ``distglm.deadline.scheduler`` (30 s).
 
     Raises
     ------
     SchedulerLost
         The scheduler gave no answer within ``timeout`` seconds (naming its address).
     """
+    import dask.config
+
+    if timeout is None:
+        timeout = float(dask.config.get("distglm.deadline.scheduler", SCHEDULER_TIMEOUT))
     addr = getattr(client.scheduler, "address", None) or "(unknown address)"
 
     async def ask():
@@ -80,9 +89,11 @@ class Transport(Protocol):
         """The host of each live worker."""
         ...
 
-    def start(self, args: Mapping[str, tuple]) -> None:
-        """Start one actor per worker with these constructor arguments (``WorkerLost`` if one
-        does not start in time)."""
+    def start(self, args: Mapping[str, tuple]) -> dict[str, Outcome]:
+        """Start one actor per worker with these constructor arguments; the outcome for each
+        worker: ``("ok", None)``, ``("lost", reason)`` (the worker went away), ``("late",
+        TimeoutError)`` (not started in time) or ``("error", exception)`` (the constructor
+        raised)."""
         ...
 
     def call(
@@ -99,6 +110,11 @@ class Transport(Protocol):
     def share(self, array: np.ndarray) -> tuple[Any, Callable[[], None]]:
         """``array`` as sent to every worker (itself, or the key of one broadcast copy), and
         the function that releases the copy after the pass."""
+        ...
+
+    def memory_restarts(self, workers: list[str]) -> dict[str, dict]:
+        """Those of ``workers`` their nanny restarted for memory: ``{worker: {"rss": bytes,
+        "memory_limit": bytes or None, "cache_bytes": distglm's budget there or None}}``."""
         ...
 
 
@@ -215,17 +231,49 @@ class DaskTransport:
             )
             for addr, a in args.items()
         }
-        # the actors exist once their futures finish; calls then go to them by key. (Each
-        # future waits through its own client: distributed.wait would use the default one.)
-        for addr, fut in futures.items():
+        # the actors exist once their futures finish; calls then go to them by key. A worker
+        # the scheduler no longer lists is given up at once (its actor task would wait for it
+        # for ever), one that does not start its actor in time is late. (Each future waits
+        # through its own client: distributed.wait would use the default one.)
+        out: dict[str, Outcome] = {}
+        pending = dict(futures)
+        deadline = time.monotonic() + self.start_timeout
+        checked = time.monotonic()
+        while pending:
+            addr, fut = next(iter(pending.items()))
             try:
-                fut.result(timeout=self.start_timeout)
-            except TimeoutError as e:
-                raise WorkerLost(
-                    f"distglm's actor did not start on worker {addr} within "
-                    f"{self.start_timeout} s (status {fut.status!r})."
-                ) from e
-            self._actors[addr] = fut
+                fut.result(timeout=min(self.poll, max(deadline - time.monotonic(), 0.01)))
+            except TimeoutError:
+                pass
+            except Exception as e:  # the actor's constructor raised: the caller decides
+                out[addr] = ("error", e)
+                del pending[addr]
+            for a, f in list(pending.items()):
+                if f.status == "finished":
+                    out[a] = ("ok", None)
+                    self._actors[a] = f
+                    del pending[a]
+            if not pending:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                for a, f in pending.items():
+                    f.cancel()
+                    out[a] = (
+                        "late",
+                        TimeoutError(
+                            f"distglm's actor did not start on worker {a} within "
+                            f"{self.start_timeout} s (status {f.status!r})"
+                        ),
+                    )
+                break
+            if now - checked >= self.poll:
+                checked = now
+                live = set(self._info())
+                for a in [a for a in pending if a not in live]:
+                    pending.pop(a).cancel()
+                    out[a] = ("lost", ConnectionError(f"the scheduler removed worker {a}"))
+        return {a: out[a] for a in args}
 
     def release(self, worker):
         fut = self._actors.pop(worker, None)
@@ -276,6 +324,38 @@ class DaskTransport:
 
         # one hop to the event loop
         return self.client.sync(_call_actors, requests, timeout, members, self.poll)
+
+    def memory_restarts(self, workers, wait=2.0):
+        """See :meth:`Transport.memory_restarts`: from the nannies' restart events and the
+        budgets the actors logged as they started. The nanny's event may reach the scheduler
+        a moment after the worker's connection drops, so this waits up to ``wait`` seconds."""
+        import time
+
+        workers = set(workers)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                kills = {
+                    msg.get("worker"): msg
+                    for _, msg in self.client.get_events(MEMORY_RESTART_EVENT)
+                    if msg.get("worker") in workers
+                }
+                budgets = {
+                    msg.get("worker"): msg for _, msg in self.client.get_events(BUDGET_EVENT)
+                }
+            except (OSError, TimeoutError):
+                return {}
+            if kills or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        return {
+            addr: {
+                "rss": int(msg.get("rss") or 0),
+                "memory_limit": budgets.get(addr, {}).get("memory_limit"),
+                "cache_bytes": budgets.get(addr, {}).get("cache_bytes"),
+            }
+            for addr, msg in kills.items()
+        }
 
     def share(self, array):
         if array.nbytes > self.scatter_bytes:

@@ -12,7 +12,13 @@ import functools
 
 import numpy as np
 
-__all__ = ["flatten_sums", "reported", "split_flat", "unpack_chunk_sums"]
+__all__ = [
+    "flatten_sums",
+    "reported",
+    "split_flat",
+    "unpack_chunk_sums",
+    "unpack_newton_sums",
+]
 
 
 def flatten_sums(parts, dtype):
@@ -75,3 +81,47 @@ def split_flat(chunk_ids, sums, shapes):
     if offset != sums.size:
         raise RuntimeError(f"Got {sums.size} sums for chunks {list(chunk_ids)}; expected {offset}.")
     return out
+
+
+def unpack_newton_sums(plan, n_classes, outputs, n_trials, results, folds=None):
+    """The workers' answers to a Newton pass on ``outputs``, unpacked.
+
+    Parameters
+    ----------
+    plan : DataPlan
+    n_classes : int
+    outputs : int array of shape (k,)
+        The global outputs of the pass.
+    n_trials : int
+        Step sizes tried per output.
+    results : dict worker address -> (chunk ids, flat sums, pair sums, weights, seconds,
+        read seconds)
+    folds : FoldRule, optional
+        A cross-validation search's pass: ``outputs`` are stacked columns, and every chunk's
+        sums end with its held-out losses (k_s',).
+
+    Returns
+    -------
+    per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
+        grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
+    hess : dict worker address -> (pair sums, weights)
+    timing : dict worker address -> (seconds, read seconds)
+    """
+    p, c, T = plan.n_features, n_classes, n_trials
+    session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
+    active = set(np.asarray(outputs).tolist())
+    session_outputs = plan.session_outputs
+    if folds is not None:
+        session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
+    counts = [sum(int(o) in active for o in outs) for outs in session_outputs]
+    per_chunk, hess, timing = {}, {}, {}
+
+    def shapes(cid):
+        k = counts[session_of[cid]]
+        return [(T, k), (k,), (p, k, c), (k, c), *([(k,)] if folds is not None else [])]
+
+    for addr, (ids, sums, h, hw, seconds, read) in results.items():
+        timing[addr] = (seconds, read)
+        hess[addr] = (h, hw)
+        per_chunk.update(split_flat(ids, sums, shapes))
+    return per_chunk, hess, timing

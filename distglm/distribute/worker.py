@@ -19,8 +19,11 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.
 
-Memory: a worker caches decoded chunks up to its budget (``cache_bytes``; by default half the
-worker's memory limit). Chunks past the budget are **streamed**: re-read from their source on
+Memory: a worker caches decoded chunks up to its budget (``cache_bytes``; by default its memory
+limit up to Dask's pause/terminate fraction, less the runtime measured when the actor starts and
+the chunks in flight: :func:`~distglm.distribute.budget.default_cache_bytes`). Cached labels are
+int8/int16 codes (:mod:`~distglm.distribute.chunks`), and each chunk's host copy is released as
+it is encoded. Chunks past the budget are **streamed**: re-read from their source on
 every pass, the next one read in a background thread while the current one is computed (Zarr
 decoding and XLA both release the GIL), and copied to the device as they come. At most two
 streamed chunks are alive at once, so a worker's memory is its cache plus a few chunks plus the
@@ -34,27 +37,32 @@ from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`di
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import dataclasses
 import time
 
 import numpy as np
 
-from ..data.checks import read_block
+from ..data.checks import check_fingerprint, chunk_where, read_block
+from ..data.sizes import check_needs, worker_stats_need
 from ..data.stats import chunk_stats
-from ..encoding import label_codes
+from ..exceptions import ChunkReadTimeout
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
-from ..kernels.compiled import NEWTON_PASS, STACKED_FOLDS, VALUE, VALUE_AND_GRAD, pad_outputs
-from ..kernels.newton import class_pairs
-from .budget import CacheLedger, resolve_cache_bytes
-from .runtime import keep_freed_memory, process_memory
+from ..kernels.compiled import VALUE, VALUE_AND_GRAD
+from .budget import CacheLedger, resolve_cache_bytes, working_bytes
+from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
+from .deadline import read_deadline
+from .newton_pass import newton_chunk_sums
+from .runtime import keep_freed_memory, process_memory, return_freed_memory
 from .wire import flatten_sums, reported
 
-__all__ = ["ChunkWorker"]
+__all__ = ["BUDGET_EVENT", "ChunkWorker"]
 
-
-def _code_dtype(n_classes):
-    return np.int8 if n_classes <= 127 else np.int16
+#: the event each actor logs as it starts (its worker, memory limit and cache budget), so a
+#: worker its nanny restarts for memory is reported with them
+BUDGET_EVENT = "distglm-budget"
 
 
 class ChunkWorker:
@@ -75,6 +83,16 @@ class ChunkWorker:
         streamed from their source on every pass.
     workers_on_host : int
         Workers sharing this machine (they share its memory when they have no memory limit).
+    n_features : int
+        Features of every chunk (sizes the default budget's working memory).
+    read_bytes : int
+        The largest chunk's bytes as read, X and labels decoded (the same).
+    n_classes : int, optional
+        The classes the fit expects: a load whose chunks show more distinct labels fails at
+        once, naming the chunk (and codes are sized for them).
+    read_limits : (float, float)
+        ``(factor, floor)`` of the deadline on each chunk read (see
+        :func:`~distglm.distribute.deadline.read_deadline`).
     """
 
     def __init__(
@@ -85,6 +103,10 @@ class ChunkWorker:
         dtype="float32",
         cache_bytes=None,
         workers_on_host=1,
+        n_features=0,
+        read_bytes=0,
+        n_classes=None,
+        read_limits=(10.0, 60.0),
     ):
         import jax
 
@@ -96,9 +118,16 @@ class ChunkWorker:
         self._rows = int(chunk_rows)
         self._block = block_rows
         self._dtype = np.dtype(dtype)
+        self._n_features = int(n_features)
+        self._n_classes = n_classes
+        self._labels = LabelSet(n_classes)
+        jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
+        self.memory_start = process_memory(reset_peak=True)
+        held = max((self.chunk_bytes(s) for s in range(len(self._session_outputs))), default=0)
+        self._working = working_bytes(read_bytes, held)
         self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
-        self._n_features = 0
-        self._raw = {}  # chunk_id -> (session_index, X kept rows, raw labels)
+        self._log_budget()
+        self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
         self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
@@ -109,31 +138,57 @@ class ChunkWorker:
         self._classes = None
         self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self.read_seconds = 0.0
-        jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
-        self.memory_start = process_memory(reset_peak=True)
+        self.chunk_reads = 0
+        self._read_limits = (float(read_limits[0]), float(read_limits[1]))
+        self._read_times: collections.deque[float] = collections.deque(maxlen=32)
+        self._prints = {}  # chunk_id -> content fingerprint the statistics pass took
 
     @property
     def cache_bytes(self) -> int:
         """The cache budget in bytes."""
         return self._ledger.budget
 
-    @staticmethod
-    def _budget(cache_bytes, workers_on_host):
-        limit = None
+    @property
+    def memory_limit(self) -> int | None:
+        """This Dask worker's memory limit (None outside a worker or without a limit)."""
         try:
             from distributed import get_worker
 
-            limit = getattr(get_worker().memory_manager, "memory_limit", None)
+            return getattr(get_worker().memory_manager, "memory_limit", None) or None
         except (ImportError, ValueError, AttributeError):
-            pass  # not on a Dask worker (tests drive the class directly)
-        return resolve_cache_bytes(cache_bytes, limit, workers_on_host=workers_on_host)
+            return None  # not on a Dask worker (tests drive the class directly)
+
+    def _log_budget(self):
+        try:
+            from distributed import get_worker
+
+            worker = get_worker()
+        except (ImportError, ValueError):
+            return
+        worker.log_event(
+            BUDGET_EVENT,
+            {
+                "worker": worker.address,
+                "memory_limit": self.memory_limit,
+                "cache_bytes": self.cache_bytes,
+                "runtime": self.memory_start["rss"],
+            },
+        )
+
+    def _budget(self, cache_bytes, workers_on_host):
+        return resolve_cache_bytes(
+            cache_bytes,
+            self.memory_limit,
+            workers_on_host=workers_on_host,
+            runtime_bytes=self.memory_start["rss"] or 0,
+            working=self._working,
+        )
 
     def chunk_bytes(self, session_index):
         """Bytes one cached chunk of this session takes: padded X, codes and weights."""
         k = len(self._session_outputs[session_index])
-        return self._rows * (
-            self._dtype.itemsize * (self._n_features + 1) + np.dtype(np.int16).itemsize * k
-        )
+        c = 32767 if self._n_classes is None else int(self._n_classes)
+        return held_nbytes(self._rows, self._n_features, k, c, self._dtype)
 
     # ------------------------------------------------------------------ loading
     def _read(self, spec, check_stored=False):
@@ -141,41 +196,71 @@ class ChunkWorker:
         t = time.perf_counter()
         want = len(self._session_outputs[spec.session_index])
         X, y = read_block(spec, want, self._dtype, check_stored)
-        self.read_seconds += time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        self.read_seconds += seconds
+        self.chunk_reads += 1
+        self._read_times.append(seconds)
         return X, y
 
     @reported
-    def load(self, specs):
+    def load(self, specs, fingerprints=None):
         """Read chunks from their source; return their statistics.
 
-        Chunks are kept (decoded) while the cache budget allows; the others are remembered by
-        their spec and streamed on every pass. Reads run one ahead in a background thread.
+        Chunks are kept (padded, labels as codes) while the cache budget allows; the others
+        are remembered by their spec and streamed on every pass. Reads run one ahead in a
+        background thread.
 
         Parameters
         ----------
         specs : list of ChunkSpec
+        fingerprints : dict of chunk id -> int, optional
+            What the statistics pass read (chunks moved here from another worker): a chunk
+            that reads otherwise raises :class:`~distglm.exceptions.StoreChangedError`.
 
         Returns
         -------
         list of ChunkStats
+
+        Raises
+        ------
+        ValueError
+            As soon as the chunks read show more distinct labels than ``n_classes`` (naming
+            the chunk where the count was passed).
         """
         todo = [spec for spec in specs if spec.chunk_id not in self._stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
+            self._check_stats_size(len(todo) + len(self._stats))
+        known = fingerprints or {}
         for spec, (X, y) in zip(todo, self._prefetched(todo, self._read_checked), strict=True):
+            fp = check_fingerprint(spec, known.get(spec.chunk_id), X, y)
+            self._prints[spec.chunk_id] = fp
             stats, keep = chunk_stats(spec.chunk_id, X, y)
+            stats = dataclasses.replace(stats, fingerprint=fp)
+            self._labels = self._labels.add(stats.labels, spec)
             self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
-                self._raw[spec.chunk_id] = (
-                    spec.session_index,
-                    X[keep].astype(self._dtype),
-                    y[keep],
+                self._held[spec.chunk_id] = hold_chunk(
+                    spec.session_index, X, y, keep, stats.labels, self._rows, self._dtype
                 )
             else:
                 self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
         return [self._stats[spec.chunk_id] for spec in specs]
+
+    def _check_stats_size(self, n_chunks):
+        """Refuse, before reading, a statistics pass whose per-chunk second moments exceed
+        this worker's memory limit (up to Dask's pause fraction, less the runtime)."""
+        limit = self.memory_limit
+        if not limit:
+            return
+        from .budget import MemoryCeiling
+
+        available = int(MemoryCeiling.from_config().fraction * limit)
+        available -= int(self.memory_start["rss"] or 0)
+        need = worker_stats_need(n_chunks, self._n_features, self._rows)
+        check_needs([need], available, f"a worker with a {limit / 2**20:,.0f} MiB memory limit")
 
     def _read_checked(self, spec):
         return self._read(spec, check_stored=True)
@@ -186,30 +271,10 @@ class ChunkWorker:
             return
         pending = self._reader.submit(read, items[0])
         for i in range(len(items)):
-            result = pending.result()
+            result = self._wait_read(pending, items[i])
             pending = self._reader.submit(read, items[i + 1]) if i + 1 < len(items) else None
             yield result
             del result
-
-    def _encode_arrays(self, X, y):
-        """Codes among the classes, padded to the fixed row count, as host arrays."""
-        classes = self._classes
-        codes, bad = label_codes(classes, y)
-        if np.any(bad):
-            raise ValueError(
-                f"labels {np.unique(y[bad])[:5].tolist()} are outside the classes "
-                f"{classes.tolist()}."
-            )
-        n = X.shape[0]
-        if n > self._rows:
-            raise ValueError(f"A chunk of {n} rows exceeds the fixed chunk size {self._rows}.")
-        Xp = np.zeros((self._rows, X.shape[1]), self._dtype)
-        Xp[:n] = X
-        cp = np.zeros((self._rows, y.shape[1]), _code_dtype(classes.size))
-        cp[:n] = codes
-        w = np.zeros(self._rows, self._dtype)
-        w[:n] = 1.0
-        return Xp, cp, w
 
     def _device(self, arrays):
         import jax
@@ -230,13 +295,16 @@ class ChunkWorker:
             The chunk ids now ready for passes (cached and streamed).
         """
         self._classes = np.asarray(classes)
-        for cid, (s, X, y) in list(self._raw.items()):
+        # one chunk at a time, its host copy dropped before the next: holding every raw chunk
+        # while making the encoded copies took a process from 303 to 1,490 MiB (issue 11)
+        for cid in sorted(self._held):
+            held = self._held.pop(cid)
             try:
-                arrays = self._encode_arrays(X, y)
+                arrays = encode_held(held, self._classes, self._rows, self._dtype)
             except ValueError as e:
                 raise ValueError(f"Chunk {cid}: {e}") from None
-            self._cache[cid] = (s, *self._device(arrays))
-            del self._raw[cid]
+            self._cache[cid] = (held.session_index, *self._device(arrays))
+            del held, arrays
         return sorted([*self._cache, *self._streamed])
 
     @reported
@@ -271,9 +339,27 @@ class ChunkWorker:
             self._expected[cid] = int(n)
         return sorted([*self._cache, *self._streamed, *self._pending])
 
+    def _wait_read(self, pending, spec):
+        """The result of a background read, or :class:`ChunkReadTimeout` past its deadline
+        (the stuck reader thread is abandoned; later reads get a new one)."""
+        limit = read_deadline(list(self._read_times), *self._read_limits)
+        try:
+            return pending.result(timeout=limit)
+        except concurrent.futures.TimeoutError:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="distglm-read"
+            )
+            raise ChunkReadTimeout(
+                f"Reading {chunk_where(spec)} took more than {limit:.3g} s (the deadline on "
+                "one chunk read: the Dask configuration key distglm.deadline.read_floor, or "
+                "distglm.deadline.factor x this worker's median read); the store stalled."
+            ) from None
+
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         X, y = self._read(spec, check_stored=spec.chunk_id in self._pending)
+        check_fingerprint(spec, self._prints.get(spec.chunk_id), X, y)
         keep = kept_rows(X, y)
         self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
         expected = self._expected.get(spec.chunk_id)
@@ -284,16 +370,24 @@ class ChunkWorker:
                 "gathered. Fit with resume=False to read it afresh."
             )
         try:
-            arrays = self._encode_arrays(X[keep].astype(self._dtype), y[keep])
+            arrays = encode_read(X, y, keep, self._classes, self._rows, self._dtype)
         except ValueError as e:
             raise ValueError(f"{spec.describe()}: {e}") from None
         return spec.chunk_id, spec.session_index, self._device(arrays)
 
-    def _chunks(self):
+    def _session_of(self, cid):
+        if cid in self._cache:
+            return self._cache[cid][0]
+        return (self._streamed.get(cid) or self._pending[cid]).session_index
+
+    def _chunks(self, sessions=None):
         """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
         the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
-        an adopted chunk is cached once read."""
+        an adopted chunk is cached once read. With ``sessions``, only the chunks of those
+        sessions (the others are not read)."""
         ids = sorted([*self._cache, *self._streamed, *self._pending])
+        if sessions is not None:
+            ids = [c for c in ids if self._session_of(c) in sessions]
         to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
         stream = self._prefetched(to_read, self._read_encoded)
         for cid in ids:
@@ -434,76 +528,71 @@ class ChunkWorker:
         hess_weights : float array of shape (k,)
         seconds, read_seconds : float
         """
-        import jax.numpy as jnp
-
         start = time.perf_counter()
         read_before = self.read_seconds
-        payload = np.asarray(self._resolve(payload))
-        outputs = np.asarray(outputs)
-        steps = np.asarray(steps)
-        t_eval = np.asarray(t_eval)
-        p1, k, c = payload.shape[1:]
-        position = {int(o): i for i, o in enumerate(outputs)}
-        per_session = {}
+        held = {c: self._session_of(c) for c in [*self._cache, *self._streamed, *self._pending]}
         session_outputs = self._session_outputs
         if folds is not None:
             session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
-        for s, outs in enumerate(session_outputs):
-            local = [i for i, o in enumerate(outs) if int(o) in position]
-            if not local:
-                continue
-            pos = np.array([position[int(outs[i])] for i in local])
-            idx = pad_outputs(local, len(outs))
-            sel = np.concatenate([pos, np.full(idx.size - pos.size, pos[-1])])
-            th = payload[:, :, sel].astype(self._dtype)
-            per_session[s] = (
-                pos,
-                jnp.asarray(idx),
-                (jnp.asarray(th[0, :-1]), jnp.asarray(th[0, -1])),
-                (jnp.asarray(th[1, :-1]), jnp.asarray(th[1, -1])),
-                jnp.asarray(steps[:, sel], self._dtype),
-                jnp.asarray(t_eval[sel], self._dtype),
-            )
-        hess = np.zeros((len(class_pairs(c)), k, p1, p1))
-        hw = np.zeros(k)
-        ids, flat = [], []
-        for cid, s, X, y, w in self._chunks():
-            if s not in per_session:
-                ids.append(cid)
-                continue
-            pos, idx, th, d, st, te = per_session[s]
-            if folds is not None:
-                fold = self._fold_index(cid, folds)
-                y, w = STACKED_FOLDS(y, w, fold, n_folds=folds.n_folds)
-            trial, loss, (gc, gb), h, hws, *held = NEWTON_PASS(
-                th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=self._block
-            )
-            m = pos.size
-            ids.append(cid)
-            flat += [
-                np.asarray(trial)[:, :m].ravel(),
-                np.asarray(loss)[:m].ravel(),
-                np.asarray(gc)[:, :m].ravel(),
-                np.asarray(gb)[:m].ravel(),
-                *(np.asarray(a)[:m].ravel() for a in held),
-            ]
-            hess[:, pos] += np.asarray(h)[:, :m]
-            hw[pos] += np.asarray(hws)[:m]
-        buffer = flatten_sums(flat, self._dtype)
-        return (
-            ids,
-            buffer,
-            hess.astype(self._dtype),
-            hw,
-            time.perf_counter() - start,
-            self.read_seconds - read_before,
+        ids, buffer, hess, hw = newton_chunk_sums(
+            self._chunks,
+            held,
+            session_outputs,
+            np.asarray(self._resolve(payload)),
+            (np.asarray(outputs), np.asarray(steps), np.asarray(t_eval)),
+            int(hess_stride),
+            self._block,
+            self._dtype,
+            None if folds is None else (folds, lambda cid: self._fold_index(cid, folds)),
         )
+        return ids, buffer, hess, hw, time.perf_counter() - start, self.read_seconds - read_before
+
+    @reported
+    def clear(self):
+        """Drop every chunk (cached, held, streamed) and return the freed memory to the system
+        (a fit's end: the actor itself may outlive it a moment). Returns this process's memory
+        afterwards."""
+        for d in (self._held, self._cache, self._streamed, self._pending, self._expected):
+            d.clear()
+        self._row_ranges.clear()
+        self._folds.clear()
+        self._stats.clear()
+        self._prints.clear()
+        self._ledger = CacheLedger(self._ledger.budget)
+        return return_freed_memory()
+
+    @reported
+    def forget(self, chunk_ids):
+        """Drop chunks another worker now holds (a worker joined): free their cache space.
+
+        Parameters
+        ----------
+        chunk_ids : list of int
+
+        Returns
+        -------
+        list of int
+            The chunk ids this worker still holds.
+        """
+        for cid in chunk_ids:
+            for d in (self._stats, self._expected, self._prints, self._streamed):
+                d.pop(cid, None)
+            session = None
+            if cid in self._cache:
+                session = self._cache.pop(cid)[0]
+            elif cid in self._held:
+                session = self._held.pop(cid).session_index
+            elif cid in self._pending:
+                session = self._pending.pop(cid).session_index
+            if session is not None:
+                self._ledger = self._ledger.release(self.chunk_bytes(session))
+        return sorted([*self._cache, *self._held, *self._streamed, *self._pending])
 
     @reported
     def info(self):
         """Cached and streamed chunk ids, the cache's bytes and budget, the JAX device, the
-        seconds spent reading, and this process's memory (now and peak since the actor
-        started)."""
+        seconds spent reading and the chunk reads made, and this process's memory (now and
+        peak since the actor started)."""
         import jax
 
         nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
@@ -514,8 +603,10 @@ class ChunkWorker:
             "pending": sorted(self._pending),
             "nbytes": nbytes,
             "cache_bytes": self.cache_bytes,
+            "memory_limit": self.memory_limit,
             "device": str(jax.devices()[0]),
             "read_seconds": self.read_seconds,
+            "chunk_reads": self.chunk_reads,
             "memory_start": self.memory_start,
             "memory": process_memory(),
         }

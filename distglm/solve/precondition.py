@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from ..data.sizes import dense_preconditioner_fits
+
 __all__ = ["BlockPreconditioner", "lipschitz_bound"]
 
 #: Largest memory (bytes) the per-output blocks may take before the class-diagonal model is used.
@@ -78,8 +80,10 @@ def model_matrix(gram, n_classes, ridge_rows, mask=None):
 class BlockPreconditioner:
     """Apply ``M^-1`` per output, with ``M`` the model of :func:`model_matrix`.
 
-    One factorisation is shared by all outputs when there is no mask and the Ridge strength is a
-    scalar; otherwise each output gets its own inverse (``n_outputs`` blocks of size
+    One factorisation is shared by all outputs when there is no mask, the Ridge strength is a
+    scalar and the dense matrix fits 256 MiB with its temporaries
+    (:func:`~distglm.data.sizes.dense_preconditioner_fits`; 1,000 classes with 10 features
+    would take ~3 GB); otherwise each output gets its own inverse (``n_outputs`` blocks of size
     ``((n_features + 1) n_classes)^2``). If those blocks would exceed 256 MiB, a cheaper model
     that ignores the coupling between classes (``M = S / c + Ridge`` per class column) is used.
 
@@ -105,7 +109,8 @@ class BlockPreconditioner:
         per_output = gram.ndim == 3
         grams = gram if per_output else np.broadcast_to(gram, (k, P1, P1))
         self._shared = self._blocks = self._columns = None
-        if mask is None and ridge.ndim == 0 and not per_output:
+        shared = mask is None and ridge.ndim == 0 and not per_output
+        if shared and dense_preconditioner_fits(P1 - 1, c):
             M = model_matrix(gram, c, ridge_full[:, 0, :])
             self._shared = scipy.linalg.cho_factor(M, lower=True)
         elif k * (P1 * c) ** 2 * 8 <= _MAX_BLOCK_BYTES:

@@ -1,0 +1,95 @@
+"""A worker's Newton pass over its chunks: trial losses, gradients and Hessian blocks.
+
+Split from :mod:`~distglm.distribute.worker` (which calls it with its chunks in chunk-id
+order), so the actor stays about its cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.compiled import NEWTON_PASS, STACKED_FOLDS, pad_outputs
+from ..kernels.newton import class_pairs
+from .wire import flatten_sums
+
+__all__ = ["newton_chunk_sums"]
+
+
+def newton_chunk_sums(
+    chunks, held, session_outputs, payload, trial, hess_stride, block_rows, dtype, folds=None
+):
+    """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`) over ``chunks``.
+
+    Parameters
+    ----------
+    chunks : callable
+        ``chunks(sessions)``: the chunks of those sessions as (chunk id, session index, X,
+        codes, weights), in chunk-id order. Chunks of sessions none of whose outputs are
+        evaluated (they have all converged) are not asked for, so a streamed one is not
+        read; they are listed first, with empty sums.
+    held : dict of chunk id -> session index
+        Every chunk the worker holds.
+    session_outputs : list of int arrays
+        Each session's global output indices.
+    payload : array of shape (2, n_features + 1, k, n_classes)
+        The point and the direction, for the ``k`` outputs evaluated.
+    trial : tuple (outputs (k,), steps (n_trials, k), t_eval (k,))
+        Global indices of the outputs evaluated, the trial steps and where to evaluate.
+    hess_stride : int
+    block_rows : int or None
+    dtype : numpy dtype
+    folds : (FoldRule, callable), optional
+        A cross-validation search's stacked columns (``session_outputs`` are then the stacked
+        ones): each chunk's codes repeated per fold and weighted by the fold index the callable
+        gives for its chunk id; every chunk's sums end with its held-out losses (k_s',).
+
+    Returns
+    -------
+    chunk_ids, sums, hess (n_pairs, k, p + 1, p + 1) in ``dtype``, hess_weights (k,)
+    """
+    import jax.numpy as jnp
+
+    outputs, steps, t_eval = trial
+    p1, k, c = payload.shape[1:]
+    position = {int(o): i for i, o in enumerate(outputs)}
+    per_session = {}
+    for s, outs in enumerate(session_outputs):
+        local = [i for i, o in enumerate(outs) if int(o) in position]
+        if not local:
+            continue
+        pos = np.array([position[int(outs[i])] for i in local])
+        idx = pad_outputs(local, len(outs))
+        sel = np.concatenate([pos, np.full(idx.size - pos.size, pos[-1])])
+        th = payload[:, :, sel].astype(dtype)
+        per_session[s] = (
+            pos,
+            jnp.asarray(idx),
+            (jnp.asarray(th[0, :-1]), jnp.asarray(th[0, -1])),
+            (jnp.asarray(th[1, :-1]), jnp.asarray(th[1, -1])),
+            jnp.asarray(steps[:, sel], dtype),
+            jnp.asarray(t_eval[sel], dtype),
+        )
+    hess = np.zeros((len(class_pairs(c)), k, p1, p1))
+    hw = np.zeros(k)
+    ids = sorted(cid for cid, s in held.items() if s not in per_session)
+    flat = []
+    for cid, s, X, y, w in chunks(set(per_session)):
+        pos, idx, th, d, st, te = per_session[s]
+        if folds is not None:
+            rule, fold_index = folds
+            y, w = STACKED_FOLDS(y, w, fold_index(cid), n_folds=rule.n_folds)
+        tl, loss, (gc, gb), h, hws, *held_out = NEWTON_PASS(
+            th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=block_rows
+        )
+        m = pos.size
+        ids.append(cid)
+        flat += [
+            np.asarray(tl)[:, :m].ravel(),
+            np.asarray(loss)[:m].ravel(),
+            np.asarray(gc)[:, :m].ravel(),
+            np.asarray(gb)[:m].ravel(),
+            *(np.asarray(a)[:m].ravel() for a in held_out),
+        ]
+        hess[:, pos] += np.asarray(h)[:, :m]
+        hw[pos] += np.asarray(hws)[:m]
+    return ids, flatten_sums(flat, dtype), hess.astype(dtype), hw
