@@ -4,8 +4,10 @@ Every fold advances in the same pass over the rows: the folds are stacked as ext
 one population fit (column ``f * K + k`` is output ``k`` weighted by fold ``f``'s training
 rows), whose objective, a sum over columns of each column's mean NLL plus the penalty, is the
 sum of the folds' own objectives. That fit follows the warm-started path from strong to weak
-(:mod:`distglm.path`), and each strength's held-out sums of every fold take one more pass. The
-population objective is a sum over outputs, so each output may take its own strength at no
+(:mod:`distglm.path`), by per-output Newton whose state is carried from strength to strength,
+with converged columns dropping out and the held-out sums taken in the same passes
+(:mod:`distglm.cv_search`). The population objective is a sum over outputs, so each output may
+take its own strength at no
 extra cost; the refit on all the data then uses a per-output penalty (an array strength of the
 coefficients' shape), warm-started from the full-data path, which is one more block of stacked
 outputs (weighted by every row) in the same passes.
@@ -16,24 +18,18 @@ Folds are contiguous blocks of rows (``cv=k``) or the splits of a scikit-learn s
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from .cv_search import newton_fits, newton_search, solver_search, stack_folds
+from .data import is_distributed_input
+from .distribute import DataSession
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
-from .fit import initial_theta, run_fit
 from .folds import FoldPlan, plan_folds, splitter_folds
-from .inputs import as_label_array, kept_rows
-from .kernels.softmax import nll_sums
+from .inputs import as_label_array
 from .path import _resolve_strengths, warm_start
-from .solve import InMemoryData
-from .spec import kernel_dtype
 
 __all__ = ["ClassifierGLMCV", "ClassifierPopulationGLMCV"]
-
-#: per-output loss sums, compiled once per shape (the held-out scores)
-_NLL_SUMS = jax.jit(nll_sums, static_argnames="block_rows")
 
 _PARAMS = (
     "n_classes",
@@ -46,70 +42,6 @@ _PARAMS = (
     "solver_name",
     "solver_kwargs",
 )
-
-
-def _stacked_search(model, X, y_arr, fold_index, n_folds, strengths):
-    """Every fold's path, and the full-data path, at once: one population fit of stacked outputs.
-
-    Column ``f * K + k`` of the stacked labels is output ``k`` weighted by fold ``f``'s training
-    rows (``f = n_folds``: every row, the full-data path), so one pass over the rows advances
-    every (fold, output) pair, and the objective (a sum over columns of each column's mean NLL
-    plus the penalty) separates into the folds' own fits. The path is warm-started from strong
-    to weak; each strength's held-out sums (and the full-data loss) take one more pass.
-
-    Returns
-    -------
-    score : float64 array of shape (n_strengths, n_folds, n_outputs)
-        Held-out mean log-likelihood.
-    n_held : int64 array of shape (n_folds, n_outputs)
-    passes : int
-    path : xarray.Dataset
-        The full-data path, as :func:`distglm.regularization_path` gives it; ``n_passes`` per
-        strength are the stacked fit's (shared by every fold).
-    """
-    y_arr = np.asarray(y_arr)
-    model.set_classes(y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr)
-    layout, Xs, codes = model._prepare(X, y_arr if y_arr.ndim == 2 else y_arr[:, None], "fit")
-    index = fold_index[kept_rows(X.astype(Xs.dtype), y_arr)]
-    K, C, dtype = codes.shape[1], model.n_classes, kernel_dtype()
-    blocks = np.arange(n_folds + 1)  # the last block: every row (never held out)
-    held = np.repeat(index[:, None] == blocks[None, :], K, axis=1)
-    train = (~held).astype(dtype)
-    held[:, n_folds * K :] = True  # the full-data block's loss, scored with the held-out sums
-    stacked = np.tile(codes, (1, n_folds + 1))
-    data = InMemoryData(Xs, stacked, C, weights=train, dtype=dtype)
-    counts = np.stack([np.bincount(stacked[:, j], train[:, j], C) for j in range(stacked.shape[1])])
-    theta = initial_theta(layout.n_features, counts, counts.sum(axis=1))
-    held_data = InMemoryData(Xs, stacked, C, weights=held.astype(dtype), dtype=dtype)
-    Xp, yp, wp = held_data.arrays
-    n_held = held.sum(axis=0).reshape(n_folds + 1, K)
-    score = np.empty((len(strengths), n_folds, K))
-    coefs, intercepts, objectives, step_passes = [], [], [], []
-    for i, value in enumerate(strengths):
-        step = model.__sklearn_clone__()
-        step.regularizer_strength = step.regularizer.with_strength(step.regularizer_strength, value)
-        result = run_fit(step._spec(layout, stacked.shape[1]), data, theta)
-        theta = result.theta
-        step_passes.append(result.n_passes + 1)
-        params = (jnp.asarray(theta[:-1], dtype), jnp.asarray(theta[-1], dtype))
-        loss = np.asarray(_NLL_SUMS(params, Xp, yp, wp, block_rows=held_data.block_rows))
-        mean_nll = loss.reshape(n_folds + 1, K) / np.maximum(n_held, 1.0)
-        score[i] = -mean_nll[:n_folds]
-        coef = theta[:-1, n_folds * K :]
-        penalty = step.regularizer.penalty(jnp.asarray(coef), step.regularizer_strength)
-        coefs.append(coef)
-        intercepts.append(theta[-1, n_folds * K :])
-        objectives.append(float(mean_nll[n_folds].sum()) + float(penalty))
-    path = xr.Dataset(
-        {
-            "coef": (("strength", "feature", "output", "class"), np.stack(coefs)),
-            "intercept": (("strength", "output", "class"), np.stack(intercepts)),
-            "objective": ("strength", np.asarray(objectives)),
-            "n_passes": ("strength", np.asarray(step_passes, np.int64)),
-        },
-        coords={"strength": strengths, "output": np.arange(K), "class": model.classes_},
-    )
-    return score, n_held[:n_folds].astype(np.int64), int(sum(step_passes)), path
 
 
 class _ClassifierCV:
@@ -197,15 +129,24 @@ class _ClassifierCV:
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y=None, groups=None, *, client=None, cache_bytes=None):
         """Choose the strength(s) by cross-validation, then refit on all the data.
 
         Parameters
         ----------
-        X : array of shape (n_samples, n_features)
+        X : array of shape (n_samples, n_features), or distributed data
+            In memory; or what :meth:`ClassifierPopulationGLM.fit` takes as distributed data
+            (sessions, a multi-session Zarr store's groups, dask arrays), or an open
+            :class:`~distglm.DataSession`: the search then runs on the Dask workers
+            (:mod:`distglm.cv_distributed`), with ``cv="session"`` or an int ``k``.
         y : array of shape (n_samples,) (ClassifierGLMCV) or (n_samples, n_outputs)
+            None for sessions, which carry their labels.
         groups : array of shape (n_samples,), optional
-            Group labels (e.g. sessions) for a splitter ``cv``.
+            Group labels (e.g. sessions) for a splitter ``cv`` (in memory).
+        client : distributed.Client, optional
+            The cluster of a distributed search (by default the current client).
+        cache_bytes : None, float, int or str
+            The workers' chunk-cache budget of a distributed search (see ``fit``).
 
         Returns
         -------
@@ -216,43 +157,61 @@ class _ClassifierCV:
                 f"scoring must be 'log-likelihood' (the held-out mean log-likelihood); got "
                 f"{self.scoring!r}."
             )
+        if isinstance(X, DataSession) or is_distributed_input(X):
+            from .cv_distributed import distributed_search
+
+            return distributed_search(self, X, y, client, cache_bytes)
+        if y is None:
+            raise ValueError(
+                "fit requires y for in-memory X (only sessions carry their labels); got y=None."
+            )
         X = np.asarray(X)
         base = self._base()
-        population = base._population
-        y_arr = as_label_array(y, X.shape[0], population)
+        y_arr = as_label_array(y, X.shape[0], base._population)
         strengths = _resolve_strengths(base, X, y_arr, self.strengths)
         plan = self._folds(X, y_arr, groups)
         fold_index = np.asarray(plan.index)
         if fold_index.ndim != 1:
             raise ValueError("In-memory cross-validation takes one fold index per row.")
-        score, n_held, search_passes, full_path = _stacked_search(
-            self._base_population(), X, y_arr, fold_index, plan.n_folds, strengths
-        )
+        model = self._base_population()
+        problem = stack_folds(model, X, y_arr, fold_index, plan.n_folds)
+        newton = newton_fits(self.solver_name, model, problem)
+        found = (newton_search if newton else solver_search)(model, problem, strengths)
+        return self._finish(found, strengths, base, newton, lambda m, init: m.fit(X, y_arr, init))
+
+    def _finish(self, found, strengths, base, newton, refit):
+        """Set the fitted attributes from a search; ``refit(model, init_params)`` fits."""
+        score, n_held, full_path = found.score, found.n_held, found.path
         mean = score.mean(axis=1)  # (strength, output)
         if self.per_output:
             chosen = np.argmax(mean, axis=0)
         else:
             chosen = np.full(mean.shape[1], np.argmax(mean.mean(axis=1)))
-        outputs = np.arange(score.shape[2])
         self.cv_results_ = xr.Dataset(
             {
                 "score": (("strength", "fold", "output"), score),
                 "mean_score": (("strength", "output"), mean),
                 "n_held_out": (("fold", "output"), n_held),
             },
-            coords={"strength": strengths, "fold": np.arange(plan.n_folds), "output": outputs},
+            coords={
+                "strength": strengths,
+                "fold": np.arange(score.shape[1]),
+                "output": full_path["output"].values,
+            },
         )
         values = strengths[chosen]
-        self.strength_ = values if population else float(values[0])
-        passes = search_passes
+        self.strength_ = values if base._population else float(values[0])
+        passes = found.n_passes
         self.path_, self.best_estimator_ = full_path, None
         if self.refit:
-            self.best_estimator_ = self._refit(base, X, y_arr, values, chosen, full_path)
+            if newton and self.solver_name is None:
+                base.solver_name = "Newton"  # from the path's optimum: one pass to confirm it
+            self.best_estimator_ = self._refit(base, refit, values, chosen, full_path)
             passes += self.best_estimator_.n_passes_
         self.n_passes_ = int(passes)
         return self
 
-    def _refit(self, base, X, y_arr, values, chosen, path):
+    def _refit(self, base, refit, values, chosen, path):
         model = base.__sklearn_clone__()
         reg = model.regularizer
         init = warm_start(path, chosen, model._population)
@@ -264,7 +223,7 @@ class _ClassifierCV:
                 model.regularizer_strength, reg.per_output_strength(values, shape)
             )
         model.regularizer_strength = strength
-        return model.fit(X, y_arr, init_params=init)
+        return refit(model, init)
 
     # ------------------------------------------------------------------ prediction
     def _fitted(self):
@@ -308,7 +267,14 @@ class ClassifierPopulationGLMCV(_ClassifierCV):
         The held-out mean log-likelihood per output, averaged over folds.
     refit : bool, default True
         Refit on all the data at the chosen strength(s).
-    solver_name, solver_kwargs : see :class:`ClassifierPopulationGLM`.
+    solver_name : str or None, default None
+        None: the search runs per-output Newton (a few passes per strength; see
+        :mod:`distglm.cv_search`), and so does the refit, which starts at the path's optimum
+        and takes one pass to confirm it. A name (``"LBFGS"``, ...) runs that solver at every
+        strength and for the refit (``"auto"`` and ``"Newton"``: Newton for the search where the
+        penalty is a sum over outputs).
+    solver_kwargs : dict, optional
+        ``tol`` and ``maxiter`` (with None or "auto"), or the named solver's options.
 
     Attributes
     ----------

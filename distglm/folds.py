@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FoldPlan", "block_folds", "plan_folds", "splitter_folds"]
+__all__ = ["FoldPlan", "FoldRule", "block_folds", "fold_rule", "plan_folds", "splitter_folds"]
 
 #: Folds used inside a session for an output recorded in that session only, when there is a
 #: single session (with several sessions it takes as many blocks as there are sessions).
@@ -160,3 +160,74 @@ def splitter_folds(splitter, X, y=None, groups=None) -> FoldPlan:
     if n_folds < 2:
         raise ValueError(f"{splitter!r} gave {n_folds} split(s); expected at least 2.")
     return FoldPlan(index, n_folds)
+
+
+@dataclass(frozen=True)
+class FoldRule:
+    """A fold assignment as a rule a worker applies to each chunk's rows, by its session and
+    row range (what :func:`plan_folds` gives over sessions laid end to end, row for row).
+
+    Attributes
+    ----------
+    kind : {"session", "blocks"}
+        Leave one session out, or ``n_folds`` contiguous blocks within every session.
+    n_folds : int
+    session_lengths : tuple of int
+        Rows per session (NaN rows included: blocks are cut over the recorded time).
+    n_outputs : int
+        Outputs of the model; the search's stacked column ``f * n_outputs + o`` is output
+        ``o`` fitted on fold ``f``'s training rows (``f = n_folds``: every row).
+    """
+
+    kind: str
+    n_folds: int
+    session_lengths: tuple[int, ...]
+    n_outputs: int
+
+    def chunk_index(self, session_index: int, start: int, stop: int) -> np.ndarray:
+        """The fold holding out each of a chunk's rows, int32 of shape (stop - start,)."""
+        if self.kind == "session":
+            return np.full(stop - start, session_index, np.int32)
+        return block_folds(self.session_lengths[session_index], self.n_folds)[start:stop]
+
+    def kept_index(self, session_index, start, stop, keep, n_rows) -> np.ndarray:
+        """The fold of a chunk's kept rows (``keep``: bool mask of its rows), padded with -1
+        to ``n_rows``: int32 of shape (n_rows,)."""
+        kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
+        out = np.full(int(n_rows), -1, np.int32)
+        out[: kept.size] = kept
+        return out
+
+    def held_counts(self, session_index, start, stop, keep) -> np.ndarray:
+        """Kept rows of a chunk each fold holds out, int64 of shape (n_folds,)."""
+        kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
+        return np.bincount(kept, minlength=self.n_folds).astype(np.int64)
+
+    def stacked_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """The stacked columns of a session recording global outputs ``outputs``, in the order
+        of ``np.tile(codes, n_folds + 1)``: fold-major, then the session's own order."""
+        outputs = np.asarray(outputs)
+        return np.concatenate([f * self.n_outputs + outputs for f in range(self.n_folds + 1)])
+
+
+def fold_rule(session_lengths: Sequence[int], cv: str | int, n_outputs: int) -> FoldRule:
+    """The :class:`FoldRule` of ``cv`` ("session" or an int ``k``) over sessions.
+
+    Raises
+    ------
+    ValueError
+        For another ``cv``, fewer than 2 sessions with "session", or a session shorter than
+        ``k`` rows.
+    """
+    lengths = tuple(int(n) for n in session_lengths)
+    if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
+        for n in lengths:
+            block_folds(n, int(cv))  # checks k >= 2 and n >= k
+        return FoldRule("blocks", int(cv), lengths, int(n_outputs))
+    if cv != "session":
+        raise ValueError(f'cv must be "session" or an int k >= 2 over sessions; got {cv!r}.')
+    if len(lengths) < 2:
+        raise ValueError(
+            f'cv="session" needs at least 2 sessions to leave one out; got {len(lengths)}.'
+        )
+    return FoldRule("session", len(lengths), lengths, int(n_outputs))

@@ -27,8 +27,10 @@ __all__ = [
     "RIDGE_START",
     "PathFits",
     "default_strengths",
+    "explicit_strengths",
     "path_fits",
     "regularization_path",
+    "strengths_from_gradient",
     "warm_start",
 ]
 
@@ -78,15 +80,43 @@ def default_strengths(model, X, y, n_strengths: int = DEFAULT_N_STRENGTHS) -> np
     ValueError
         For a penalty without a strength (UnRegularized).
     """
+    _check_has_strength(model)
+    return strengths_from_gradient(model, _intercept_only_gradient(model, X, y), n_strengths)
+
+
+def _check_has_strength(model) -> None:
     reg = model.regularizer
     if not reg.has_strength:
         raise ValueError(
             f"{type(reg).__name__} has no strength to choose; use a penalised regularizer "
             "(Ridge, Lasso, ElasticNet, GroupLasso)."
         )
+
+
+def strengths_from_gradient(model, grad, n_strengths: int = DEFAULT_N_STRENGTHS) -> np.ndarray:
+    """The default grid from the data term's gradient at the intercept-only model.
+
+    Parameters
+    ----------
+    model : ClassifierGLM or ClassifierPopulationGLM
+    grad : array of shape (n_features, n_outputs, n_classes)
+        The coefficient rows of the gradient (a distributed search takes it in one pass).
+    n_strengths : int
+
+    Returns
+    -------
+    float64 array of shape (n_strengths,), decreasing.
+
+    Raises
+    ------
+    ValueError
+        For a penalty without a strength (UnRegularized), or ``n_strengths < 1``.
+    """
+    _check_has_strength(model)
+    reg = model.regularizer
     if int(n_strengths) < 1:
         raise ValueError(f"Expected at least one strength; got n_strengths={n_strengths!r}.")
-    grad = _intercept_only_gradient(model, X, y)
+    grad = np.asarray(grad)
     start = reg.zero_strength(grad, model.regularizer_strength)
     if start is None:
         start = RIDGE_START * float(np.max(np.abs(grad)))
@@ -94,11 +124,13 @@ def default_strengths(model, X, y, n_strengths: int = DEFAULT_N_STRENGTHS) -> np
     return np.geomspace(start, start * 10.0**-DEFAULT_DECADES, int(n_strengths))
 
 
-def _resolve_strengths(model, X, y, strengths) -> np.ndarray:
-    if strengths is None:
-        return default_strengths(model, X, y)
-    if isinstance(strengths, int | np.integer) and not isinstance(strengths, bool):
-        return default_strengths(model, X, y, int(strengths))
+def explicit_strengths(strengths) -> np.ndarray | None:
+    """``strengths`` as a decreasing float64 array, or None when a default grid is asked for
+    (None or an int)."""
+    if strengths is None or (
+        isinstance(strengths, int | np.integer) and not isinstance(strengths, bool)
+    ):
+        return None
     values = np.asarray(strengths, np.float64).reshape(-1)
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError(
@@ -106,6 +138,13 @@ def _resolve_strengths(model, X, y, strengths) -> np.ndarray:
             f"{strengths!r}."
         )
     return np.sort(values)[::-1]
+
+
+def _resolve_strengths(model, X, y, strengths) -> np.ndarray:
+    values = explicit_strengths(strengths)
+    if values is not None:
+        return values
+    return default_strengths(model, X, y, DEFAULT_N_STRENGTHS if strengths is None else strengths)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -142,6 +142,8 @@ def test_single_output_search_with_a_group_splitter():
     assert search.best_estimator_.coef_.shape == (5, 3)
     with pytest.raises(ValueError, match="int k >= 2"):
         distglm.ClassifierGLMCV(3, cv="session").fit(X, y[:, 0])
+    with pytest.raises(ValueError, match="requires y"):
+        distglm.ClassifierGLMCV(3).fit(X)
     with pytest.raises(NotImplementedError, match="log-likelihood"):
         distglm.ClassifierGLMCV(3, scoring="pseudo-r2-McFadden").fit(X, y[:, 0])
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distglm.folds import block_folds, plan_folds, splitter_folds
-from distglm.kernels.folds import fold_nll_sums, fold_value_and_grad_sums
+from distglm.folds import block_folds, fold_rule, plan_folds, splitter_folds
+from distglm.kernels.folds import fold_nll_sums, fold_value_and_grad_sums, stacked_fold_columns
 from distglm.kernels.softmax import nll_sums, nll_value_and_grad_sums
 
 from helpers import softmax_labels
@@ -113,3 +113,51 @@ def test_every_folds_sums_in_one_pass_equal_separate_passes(per_output, held, da
             hl[f], nll_sums((coef[f], intercept[f]), X, y, wh, None), rtol=1e-5
         )
         np.testing.assert_allclose(cnt[f], np.broadcast_to(wh.reshape(n, -1), (n, k)).sum(0))
+
+
+@given(
+    st.lists(st.integers(6, 40), min_size=2, max_size=4),
+    st.sampled_from(["session", 2, 3]),
+    st.integers(3, 17),
+    st.integers(0, 2**31 - 1),
+)
+@settings(max_examples=20, deadline=None)
+def test_fold_rule_over_chunks_equals_the_plan_over_sessions(lengths, cv, chunk, seed):
+    """A worker's rule, applied chunk by chunk (kept rows only), is plan_folds row for row."""
+    rule = fold_rule(lengths, cv, n_outputs=2)
+    plan = plan_folds(lengths, cv)
+    assert rule.n_folds == plan.n_folds
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum([0, *lengths])
+    counts = np.zeros(rule.n_folds, np.int64)
+    for s, n in enumerate(lengths):
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            keep = rng.random(b - a) > 0.2
+            index = rule.kept_index(s, a, b, keep, chunk + 2)
+            expected = plan.index[offsets[s] + a : offsets[s] + b][keep]
+            np.testing.assert_array_equal(index[: keep.sum()], expected)
+            assert np.all(index[keep.sum() :] == -1)
+            counts += rule.held_counts(s, a, b, keep)
+            assert counts.sum() <= offsets[s] + b
+    np.testing.assert_array_equal(
+        rule.stacked_outputs(np.array([1])), [1 + 2 * f for f in range(rule.n_folds + 1)]
+    )
+    with pytest.raises(ValueError, match="at least 2 sessions"):
+        fold_rule([10], "session", 1)
+
+
+def test_stacked_fold_columns_weight_training_and_held_out_rows():
+    y = np.array([[0, 1], [2, 0], [1, 1], [0, 2]], np.int32)
+    w = np.array([1.0, 1.0, 0.0, 1.0])  # the third row is padding
+    fold = np.array([0, 1, 1, -1], np.int32)
+    codes, both = stacked_fold_columns(jnp.asarray(y), jnp.asarray(w), jnp.asarray(fold), 2)
+    np.testing.assert_array_equal(codes, np.tile(y, (1, 3)))
+    train, held = np.asarray(both[:, 0]), np.asarray(both[:, 1])
+    # columns: fold 0 (outputs 0, 1), fold 1 (0, 1), every row (0, 1)
+    np.testing.assert_array_equal(train[:, 0], [0, 1, 0, 1])
+    np.testing.assert_array_equal(train[:, 2], [1, 0, 0, 1])
+    np.testing.assert_array_equal(train[:, 4], [1, 1, 0, 1])
+    np.testing.assert_array_equal(held[:, 1], [1, 0, 0, 0])
+    np.testing.assert_array_equal(held[:, 3], [0, 1, 0, 0])
+    np.testing.assert_array_equal(held[:, 5], [1, 1, 0, 1])

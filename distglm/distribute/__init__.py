@@ -2,7 +2,8 @@
 
 - :mod:`~distglm.distribute.client`: which cluster a fit uses.
 - :mod:`~distglm.distribute.session`: a data session (statistics, encoding, worker pool) that
-  outlives one fit; :mod:`~distglm.distribute.term`: the distributed data term of one fit.
+  outlives one fit; :mod:`~distglm.distribute.term`: the distributed data term of one fit;
+  :mod:`~distglm.distribute.folds_term`: that of a cross-validation search (every fold stacked).
 - :mod:`~distglm.distribute.pool`: the coordinator's pool of worker actors and its recovery;
   :mod:`~distglm.distribute.assignment`: which worker holds which chunk (pure);
   :mod:`~distglm.distribute.deadline`: how long a call waits for a worker (pure);

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.compiled import NEWTON_PASS, pad_outputs
+from ..kernels.compiled import NEWTON_PASS, STACKED_FOLDS, pad_outputs
 from ..kernels.newton import class_pairs
 from .wire import flatten_sums
 
@@ -16,7 +16,7 @@ __all__ = ["newton_chunk_sums"]
 
 
 def newton_chunk_sums(
-    chunks, held, session_outputs, payload, trial, hess_stride, block_rows, dtype
+    chunks, held, session_outputs, payload, trial, hess_stride, block_rows, dtype, folds=None
 ):
     """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`) over ``chunks``.
 
@@ -38,6 +38,10 @@ def newton_chunk_sums(
     hess_stride : int
     block_rows : int or None
     dtype : numpy dtype
+    folds : (FoldRule, callable), optional
+        A cross-validation search's stacked columns (``session_outputs`` are then the stacked
+        ones): each chunk's codes repeated per fold and weighted by the fold index the callable
+        gives for its chunk id; every chunk's sums end with its held-out losses (k_s',).
 
     Returns
     -------
@@ -71,7 +75,10 @@ def newton_chunk_sums(
     flat = []
     for cid, s, X, y, w in chunks(set(per_session)):
         pos, idx, th, d, st, te = per_session[s]
-        tl, loss, (gc, gb), h, hws = NEWTON_PASS(
+        if folds is not None:
+            rule, fold_index = folds
+            y, w = STACKED_FOLDS(y, w, fold_index(cid), n_folds=rule.n_folds)
+        tl, loss, (gc, gb), h, hws, *held_out = NEWTON_PASS(
             th, d, X, y, w, idx, st, te, hess_stride=int(hess_stride), block_rows=block_rows
         )
         m = pos.size
@@ -81,6 +88,7 @@ def newton_chunk_sums(
             np.asarray(loss)[:m].ravel(),
             np.asarray(gc)[:, :m].ravel(),
             np.asarray(gb)[:m].ravel(),
+            *(np.asarray(a)[:m].ravel() for a in held_out),
         ]
         hess[:, pos] += np.asarray(h)[:, :m]
         hw[pos] += np.asarray(hws)[:m]

@@ -418,7 +418,16 @@ class WorkerPool:
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
 
-    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride):
+    def fold_counts(self, rule):
+        """Kept rows each fold of ``rule`` (a FoldRule) holds out, per chunk: dict chunk id ->
+        int64 array (n_folds,). No data is read."""
+        out = {}
+        for ids, counts in self._run("fold_counts", lambda a: (rule,)).values():
+            out.update(zip(ids, counts, strict=True))
+        self._check_complete(out)
+        return out
+
+    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride, folds=None):
         """One Newton pass over every chunk, on the outputs ``outputs``.
 
         Parameters
@@ -429,11 +438,14 @@ class WorkerPool:
         steps : array of shape (n_trials, k)
         t_eval : array of shape (k,)
         hess_stride : int
+        folds : FoldRule, optional
+            A cross-validation search's stacked outputs (see :meth:`ChunkWorker.newton`).
 
         Returns
         -------
         per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
             grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
+            (with ``folds``, the stacked columns, and then the held-out loss (k_s',))
         hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
         timing : dict worker address -> (seconds, read seconds)
         """
@@ -445,9 +457,10 @@ class WorkerPool:
             np.asarray(steps),
             np.asarray(t_eval),
             hess_stride,
+            folds,
         )
         per_chunk, hess, timing = unpack_newton_sums(
-            self.plan, self._n_classes, outputs, np.asarray(steps).shape[0], results
+            self.plan, self._n_classes, outputs, np.asarray(steps).shape[0], results, folds
         )
         self._check_complete(per_chunk)
         return per_chunk, hess, timing

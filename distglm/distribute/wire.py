@@ -83,7 +83,7 @@ def split_flat(chunk_ids, sums, shapes):
     return out
 
 
-def unpack_newton_sums(plan, n_classes, outputs, n_trials, results):
+def unpack_newton_sums(plan, n_classes, outputs, n_trials, results, folds=None):
     """The workers' answers to a Newton pass on ``outputs``, unpacked.
 
     Parameters
@@ -96,6 +96,9 @@ def unpack_newton_sums(plan, n_classes, outputs, n_trials, results):
         Step sizes tried per output.
     results : dict worker address -> (chunk ids, flat sums, pair sums, weights, seconds,
         read seconds)
+    folds : FoldRule, optional
+        A cross-validation search's pass: ``outputs`` are stacked columns, and every chunk's
+        sums end with its held-out losses (k_s',).
 
     Returns
     -------
@@ -107,12 +110,15 @@ def unpack_newton_sums(plan, n_classes, outputs, n_trials, results):
     p, c, T = plan.n_features, n_classes, n_trials
     session_of = {spec.chunk_id: spec.session_index for spec in plan.chunks}
     active = set(np.asarray(outputs).tolist())
-    counts = [sum(int(o) in active for o in outs) for outs in plan.session_outputs]
+    session_outputs = plan.session_outputs
+    if folds is not None:
+        session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
+    counts = [sum(int(o) in active for o in outs) for outs in session_outputs]
     per_chunk, hess, timing = {}, {}, {}
 
     def shapes(cid):
         k = counts[session_of[cid]]
-        return [(T, k), (k,), (p, k, c), (k, c)]
+        return [(T, k), (k,), (p, k, c), (k, c), *([(k,)] if folds is not None else [])]
 
     for addr, (ids, sums, h, hw, seconds, read) in results.items():
         timing[addr] = (seconds, read)

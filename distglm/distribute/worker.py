@@ -12,6 +12,9 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
 - :meth:`ChunkWorker.adopt` takes chunks whose statistics are already known (a fit resumed
   from its checkpoint): nothing is read then; each chunk is read on the first pass, checked
   against its recorded kept rows, and kept in the cache while the budget allows.
+- :meth:`ChunkWorker.newton` with a :class:`~distglm.folds.FoldRule` runs a cross-validation
+  search's stacked columns: each chunk's fold weights come from its session and row range
+  (recorded when the chunk is read), its codes are repeated per fold, never re-read or one-hot.
 - :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.
@@ -122,6 +125,8 @@ class ChunkWorker:
         self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
         self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
         self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
+        self._row_ranges = {}  # chunk_id -> (session, row start, stop, kept-row mask)
+        self._folds = {}  # chunk_id -> (FoldRule, fold index per padded row on the device)
         self._classes = None
         self._reader = ChunkReader(self._session_outputs, self._dtype, read_limits)
 
@@ -199,6 +204,7 @@ class ChunkWorker:
             stats, keep = chunk_stats(spec.chunk_id, X, y)
             stats = dataclasses.replace(stats, fingerprint=fp)
             self._labels = self._labels.add(stats.labels, spec)
+            self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             if cached:
                 self._held[spec.chunk_id] = hold_chunk(
@@ -280,6 +286,7 @@ class ChunkWorker:
         X, y = self._reader.read(spec, check_stored=spec.chunk_id in self._pending)
         self._reader.fingerprint(spec, X, y)
         keep = kept_rows(X, y)
+        self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
         expected = self._expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
             raise ValueError(
@@ -393,8 +400,29 @@ class ChunkWorker:
         read seconds."""
         return self._run(theta, False)
 
+    def _fold_index(self, cid, rule):
+        """The fold of each of a chunk's padded rows under ``rule``, on the device (kept)."""
+        import jax
+
+        held = self._folds.get(cid)
+        if held is None or held[0] != rule:
+            held = (rule, jax.device_put(rule.kept_index(*self._row_ranges[cid], self._rows)))
+            self._folds[cid] = held
+        return held[1]
+
     @reported
-    def newton(self, payload, outputs, steps, t_eval, hess_stride):
+    def fold_counts(self, rule):
+        """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
+        and an int64 array of shape (n_chunks, n_folds). Reads nothing (each chunk's rows are
+        recorded when it is read)."""
+        ids = sorted([*self._cache, *self._streamed, *self._pending])
+        missing = [cid for cid in ids if cid not in self._row_ranges]
+        if missing:
+            raise ValueError(f"Chunks {missing} have not been read here yet: rows unknown.")
+        return ids, np.stack([rule.held_counts(*self._row_ranges[cid]) for cid in ids])
+
+    @reported
+    def newton(self, payload, outputs, steps, t_eval, hess_stride, folds=None):
         """One Newton pass (see :func:`~distglm.kernels.newton.newton_pass_sums`).
 
         Parameters
@@ -406,6 +434,11 @@ class ChunkWorker:
         steps : array of shape (n_trials, k)
         t_eval : array of shape (k,)
         hess_stride : int
+        folds : FoldRule, optional
+            Fit the stacked problem of a cross-validation search instead: output ``f * K + o``
+            is output ``o`` on fold ``f``'s training rows (``f = n_folds``: every row), each
+            chunk's fold weights derived here from its session and row range, and every
+            chunk's sums end with the loss over the fold's held-out rows (k_s',).
 
         Returns
         -------
@@ -413,7 +446,8 @@ class ChunkWorker:
         sums : 1-D float32 array
             Per chunk: trial losses (n_trials, k_s'), loss (k_s',), gradient sums
             (n_features, k_s', c) and (k_s', c), with ``k_s'`` the outputs of ``outputs``
-            its session recorded, in the order of ``outputs``.
+            its session recorded, in the order of ``outputs`` (and, with ``folds``, the
+            held-out loss (k_s',)).
         hess : float32 array of shape (n_pairs, k, n_features + 1, n_features + 1)
             Hessian class-pair sums over this worker's chunks (in chunk-id order).
         hess_weights : float array of shape (k,)
@@ -422,15 +456,19 @@ class ChunkWorker:
         start = time.perf_counter()
         read_before = self.read_seconds
         held = {c: self._session_of(c) for c in [*self._cache, *self._streamed, *self._pending]}
+        session_outputs = self._session_outputs
+        if folds is not None:
+            session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
         ids, buffer, hess, hw = newton_chunk_sums(
             self._chunks,
             held,
-            self._session_outputs,
+            session_outputs,
             np.asarray(self._resolve(payload)),
             (np.asarray(outputs), np.asarray(steps), np.asarray(t_eval)),
             int(hess_stride),
             self._block,
             self._dtype,
+            None if folds is None else (folds, lambda cid: self._fold_index(cid, folds)),
         )
         return ids, buffer, hess, hw, time.perf_counter() - start, self.read_seconds - read_before
 
@@ -441,6 +479,8 @@ class ChunkWorker:
         afterwards."""
         for d in (self._held, self._cache, self._streamed, self._pending, self._expected):
             d.clear()
+        self._row_ranges.clear()
+        self._folds.clear()
         self._stats.clear()
         self._reader.forget()
         self._ledger = CacheLedger(self._ledger.budget)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from .folds import stacked_fold_columns
 from .moments import second_moment
 from .newton import newton_pass_outputs
 from .softmax import nll_sums, nll_value_and_grad_sums
@@ -17,6 +18,7 @@ from .softmax import nll_sums, nll_value_and_grad_sums
 __all__ = [
     "NEWTON_PASS",
     "SECOND_MOMENT",
+    "STACKED_FOLDS",
     "VALUE",
     "VALUE_AND_GRAD",
     "output_bucket",
@@ -29,6 +31,8 @@ VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
 VALUE = jax.jit(nll_sums, static_argnames="block_rows")
 #: one Newton pass over a chunk, on a subset of output columns
 NEWTON_PASS = jax.jit(newton_pass_outputs, static_argnames=("hess_stride", "block_rows"))
+#: a chunk's labels and weights as a cross-validation search's stacked columns
+STACKED_FOLDS = jax.jit(stacked_fold_columns, static_argnames="n_folds")
 #: weighted second moment of ``[X, 1]``
 SECOND_MOMENT = jax.jit(second_moment)
 

@@ -5,6 +5,8 @@ rows of fold ``f`` are the rows whose index is not ``f`` and its held-out rows t
 is ``f``. The fold axis is batched with :func:`jax.vmap`, so one read of the chunk gives every
 fold's loss and gradient sums, each at that fold's own parameters. Fold weights are computed
 from the index by comparison inside the kernel; no one-hot array of folds or labels is built.
+:func:`stacked_fold_columns` lays the folds out instead as extra label columns (the search's
+stacked problem), with training and held-out weights for the Newton pass.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import jax.numpy as jnp
 
 from .softmax import DEFAULT_BLOCK_ROWS, nll_sums, nll_value_and_grad_sums
 
-__all__ = ["fold_nll_sums", "fold_value_and_grad_sums", "fold_weights"]
+__all__ = ["fold_nll_sums", "fold_value_and_grad_sums", "fold_weights", "stacked_fold_columns"]
 
 
 def fold_weights(weights, fold_index, fold, held_out=False):
@@ -99,3 +101,42 @@ def fold_nll_sums(params, X, y_codes, weights, fold_index, held_out=True, block_
         return nll_sums(p, X, y_codes, w, block_rows), jnp.sum(wk, axis=0)
 
     return jax.vmap(one)(params, _folds(n_folds))
+
+
+def stacked_fold_columns(y_codes, weights, fold_index, n_folds):
+    """Every fold's training problem and the full-data one as stacked label columns.
+
+    Column ``f * k + j`` is output ``j`` weighted by fold ``f``'s training rows (for
+    ``f = n_folds``: every row), with, as a second set of weights, fold ``f``'s held-out rows
+    (every row for ``f = n_folds``): the 3-D weights of
+    :func:`~distglm.kernels.newton.newton_pass_sums`. The codes are repeated, not one-hot.
+
+    Parameters
+    ----------
+    y_codes : int array of shape (n_samples, k)
+    weights : array of shape (n_samples,) or (n_samples, k)
+    fold_index : int array of shape (n_samples,)
+        The fold holding out each row (negative: none).
+    n_folds : int (static)
+
+    Returns
+    -------
+    codes : int array of shape (n_samples, (n_folds + 1) * k)
+    weights : array of shape (n_samples, 2, (n_folds + 1) * k)
+    """
+    n, k = y_codes.shape
+    w = weights[:, None, :] if weights.ndim == 2 else weights[:, None, None]  # (n, 1, k|1)
+    blocks = jnp.arange(n_folds + 1, dtype=jnp.int32)
+    out = fold_index[:, None] == blocks[None, :]  # (n, F + 1): held out of fold f
+    full = (blocks == n_folds)[None, :]
+    train = jnp.where((~out & ~full) | full, 1, 0).astype(w.dtype)[:, :, None] * w
+    held = jnp.where(out | full, 1, 0).astype(w.dtype)[:, :, None] * w
+    shape = (n, (n_folds + 1) * k)
+    both = jnp.stack(
+        [
+            jnp.broadcast_to(train, (n, n_folds + 1, k)).reshape(shape),
+            jnp.broadcast_to(held, (n, n_folds + 1, k)).reshape(shape),
+        ],
+        axis=1,
+    )
+    return jnp.tile(y_codes, (1, n_folds + 1)), both

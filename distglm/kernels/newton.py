@@ -56,6 +56,9 @@ def _block(w_cm, d_cm, b_cm, db_cm, X, y_codes, weights, steps, t_eval, hess_str
     eta0 = jnp.dot(X, w_cm).reshape(n, c, k) + b_cm[None].astype(dt)
     deta = jnp.dot(X, d_cm).reshape(n, c, k) + db_cm[None].astype(dt)
     is_y = class_indicator(y_codes, eta0.shape)
+    held = None
+    if weights.ndim == 3:  # (rows, 2, k): the fit's weights, then the held-out ones
+        weights, held = weights[:, 0], weights[:, 1].astype(dt)
     w = _output_weights(weights).astype(dt)
 
     def nll(eta):
@@ -85,7 +88,8 @@ def _block(w_cm, d_cm, b_cm, db_cm, X, y_codes, weights, steps, t_eval, hess_str
         z = (v[:, :, None] * xt[:, None, :]).reshape(xt.shape[0], k * (p + 1))
         grams.append(jnp.dot(z.T, xt).reshape(k, p + 1, p + 1))
     hess = jnp.stack(grams)
-    return trial, loss, g_cm, gb_cm, hess, jnp.broadcast_to(jnp.sum(ws, axis=0), (k,))
+    out = (trial, loss, g_cm, gb_cm, hess, jnp.broadcast_to(jnp.sum(ws, axis=0), (k,)))
+    return out if held is None else (*out, jnp.sum(held * nll_e, axis=0))
 
 
 def newton_pass_sums(
@@ -110,7 +114,9 @@ def newton_pass_sums(
         The proposed step ``d``, same shapes.
     X : array of shape (n_samples, n_features)
     y_codes : int array of shape (n_samples, n_outputs)
-    weights : array of shape (n_samples,) or (n_samples, n_outputs)
+    weights : array of shape (n_samples,), (n_samples, n_outputs) or (n_samples, 2, n_outputs)
+        The last: the fit's weights, then a second set (e.g. a cross-validation fold's
+        held-out rows) whose loss sums at the evaluation point are returned as well.
     steps : array of shape (n_trials, n_outputs)
         Trial step sizes, per output (one compile per number of trials).
     t_eval : array of shape (n_outputs,)
@@ -135,6 +141,9 @@ def newton_pass_sums(
         rows (``x~ = [x, 1]``).
     hess_weights : array of shape (n_outputs,)
         Sum of the weights of the strided rows (the Hessian's normaliser).
+    held_loss : array of shape (n_outputs,), only for 3-D ``weights``
+        Loss sums at ``params + t_eval * direction`` under the second set of weights, in the
+        same read of the rows.
     """
     coef, intercept = params
     p, k, c = coef.shape
@@ -152,11 +161,12 @@ def newton_pass_sums(
         jnp.zeros(c * k, dt),
         jnp.zeros((len(class_pairs(c)), k, p + 1, p + 1), dt),
         jnp.zeros(k, dt),
+        *([jnp.zeros(k, dt)] if weights.ndim == 3 else []),
     )
-    trial, loss, g_cm, gb_cm, hess, hw = _blocked(fn, X, y_codes, weights, block_rows, init)
+    trial, loss, g_cm, gb_cm, hess, hw, *held = _blocked(fn, X, y_codes, weights, block_rows, init)
     grad_coef = jnp.transpose(g_cm.reshape(p, c, k), (0, 2, 1))
     grad_intercept = jnp.transpose(gb_cm.reshape(c, k))
-    return trial, loss, (grad_coef, grad_intercept), hess, hw
+    return (trial, loss, (grad_coef, grad_intercept), hess, hw, *held)
 
 
 def newton_pass_outputs(
@@ -165,12 +175,13 @@ def newton_pass_outputs(
     """:func:`newton_pass_sums` on the label columns ``outputs`` only.
 
     ``params``, ``direction``, ``steps`` and ``t_eval`` are given for those outputs
-    (``n_outputs = len(outputs)``); ``y_codes`` and (2-D) ``weights`` hold every column. Outputs
+    (``n_outputs = len(outputs)``); ``y_codes`` and (2-D or 3-D) ``weights`` hold every
+    column. Outputs
     that have converged are left out this way; padding ``outputs`` to a few fixed lengths (by
     repeating an index) bounds the number of compiles.
     """
     y = jnp.take(y_codes, outputs, axis=1)
-    w = weights if weights.ndim == 1 else jnp.take(weights, outputs, axis=1)
+    w = weights if weights.ndim == 1 else jnp.take(weights, outputs, axis=weights.ndim - 1)
     return newton_pass_sums(params, direction, X, y, w, steps, t_eval, hess_stride, block_rows)
 
 

@@ -115,32 +115,39 @@ class InMemoryData:
         trial (n_trials, k), loss (k,), grad (n_features + 1, k, c), hess (k, D, D), with
         ``k = len(outputs)`` and ``D = (n_features + 1) * n_classes``.
         """
+        sums = self._newton_pass(self._w, theta, direction, outputs, steps, t_eval, hess_stride)
+        return self._newton_means(sums, outputs)
+
+    def _newton_pass(self, weights, theta, direction, outputs, steps, t_eval, hess_stride):
+        """The kernel's sums for ``outputs`` (padding columns cut off), as numpy arrays.
+
+        ``weights`` are this term's (n_rows, n_outputs) weights, or those stacked with a second
+        set along axis 1, whose loss sums at the evaluation point come last.
+        """
         k = len(outputs)
         idx = pad_outputs(outputs, self.n_outputs)
         sel = np.concatenate([np.arange(k), np.full(idx.size - k, k - 1)])
         th, d = theta[:, sel], direction[:, sel]
-        trial, loss, (gc, gb), hess, hw = NEWTON_PASS(
+        trial, loss, (gc, gb), hess, hw, *held = NEWTON_PASS(
             self._params(th),
             self._params(d),
             self._X,
             self._y,
-            self._w,
+            weights,
             jnp.asarray(idx),
             jnp.asarray(np.asarray(steps)[:, sel], self.dtype),
             jnp.asarray(np.asarray(t_eval)[sel], self.dtype),
             hess_stride=int(hess_stride),
             block_rows=self.block_rows,
         )
-        return newton_means(
-            np.asarray(trial)[:, :k],
-            np.asarray(loss)[:k],
-            np.asarray(gc)[:, :k],
-            np.asarray(gb)[:k],
-            np.asarray(hess)[:, :k],
-            np.asarray(hw)[:k],
-            self.weight_sums[np.asarray(outputs)],
-            self.n_classes,
-        )
+        out = [np.asarray(trial)[:, :k], np.asarray(loss)[:k], np.asarray(gc)[:, :k]]
+        out += [np.asarray(gb)[:k], np.asarray(hess)[:, :k], np.asarray(hw)[:k]]
+        return (*out, *(np.asarray(h)[:k] for h in held))
+
+    def _newton_means(self, sums, outputs):
+        trial, loss, gc, gb, hess, hw = sums[:6]
+        ws = self.weight_sums[np.asarray(outputs)]
+        return newton_means(trial, loss, gc, gb, hess, hw, ws, self.n_classes)
 
     def gram(self):
         """Weighted second moment of ``[X, 1]``, shape (n_features + 1, n_features + 1).
