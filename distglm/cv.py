@@ -182,7 +182,7 @@ class _ClassifierCV:
     def _finish(self, found, strengths, base, newton, refit):
         """Set the fitted attributes from a search; ``refit(model, init_params)`` fits."""
         score, n_held, full_path = found.score, found.n_held, found.path
-        mean = score.mean(axis=1)  # (strength, output)
+        mean = np.nanmean(score, axis=1)  # (strength, output), over folds holding it out
         if self.per_output:
             chosen = np.argmax(mean, axis=0)
         else:

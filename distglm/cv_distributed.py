@@ -18,6 +18,7 @@ derived the same way as they are read. Supported: per-output (separable) penalti
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 
@@ -31,38 +32,41 @@ from .spec import kernel_dtype
 
 __all__ = ["distributed_search", "session_rule"]
 
+logger = logging.getLogger(__name__)
+
 
 def session_rule(session: DataSession, cv) -> FoldRule:
     """The fold rule of ``cv`` over ``session``'s sessions.
 
+    With ``cv="session"``, an output recorded in one session only is held out by contiguous
+    time blocks inside it (logged, and listed in ``cv_results_.attrs["fallback_outputs"]``);
+    one missing from some sessions is held out only in the folds of those that recorded it
+    (its score is NaN in the others).
+
     Raises
     ------
     ValueError
-        For a ``cv`` that is not "session" or an int, or (with "session") outputs that some
-        session did not record (they would have folds with nothing held out).
+        For a ``cv`` that is not "session" or an int, or a splitter.
     """
     plan = session.plan
     lengths = np.zeros(len(plan.session_outputs), np.int64)
     for spec in plan.chunks:
         lengths[spec.session_index] = max(lengths[spec.session_index], spec.stop)
-    if cv == "session":
-        recorded = np.zeros((lengths.size, plan.n_outputs), bool)
-        for s, outs in enumerate(plan.session_outputs):
-            recorded[s, outs] = True
-        missing = np.flatnonzero(~recorded.all(axis=0))
-        if missing.size:
-            names = [plan.outputs[j] for j in missing]
-            raise ValueError(
-                f'cv="session" over sessions needs every session to record every output; '
-                f"outputs {names} are missing from some. Use an int cv (time blocks within "
-                "every session)."
-            )
     if hasattr(cv, "split") and not isinstance(cv, str):
         raise ValueError(
             f"A distributed search takes cv='session' or an int k; got the splitter {cv!r} "
             "(splitters need the rows in memory)."
         )
-    return fold_rule(lengths, cv, plan.n_outputs)
+    rule = fold_rule(lengths, cv, plan.n_outputs, plan.session_outputs)
+    if rule.fallback_outputs:
+        names = [str(plan.outputs[j]) for j in rule.fallback_outputs]
+        logger.warning(
+            'cv="session": outputs %s were recorded in one session only; each is held out by '
+            "%d contiguous time blocks inside its session instead",
+            names,
+            rule.n_folds,
+        )
+    return rule
 
 
 def _strengths(search, model, session, term) -> tuple[np.ndarray, int]:
@@ -131,6 +135,8 @@ def distributed_search(search, X, y, client, cache_bytes):
         found = search_result(
             model, strengths, data.n_held, (F, K), held, passes, thetas, outputs=plan.outputs
         )
-        return search._finish(
-            found, strengths, base, True, lambda m, init: m.fit(session, None, init)
-        )
+        search._finish(found, strengths, base, True, lambda m, init: m.fit(session, None, init))
+        search.cv_results_.attrs["fallback_outputs"] = [
+            str(plan.outputs[j]) for j in rule.fallback_outputs
+        ]
+        return search

@@ -319,4 +319,7 @@ def search_result(
             "class": model.classes_,
         },
     )
-    return SearchResult(-mean_nll[:, :F], np.asarray(n_held[:F]).astype(np.int64), path)
+    held_n = np.asarray(n_held[:F]).astype(np.int64)
+    # a fold that holds out none of an output's rows has no score for it
+    score = np.where(held_n[None] > 0, -mean_nll[:, :F], np.nan)
+    return SearchResult(score, held_n, path)

@@ -177,31 +177,53 @@ class FoldRule:
     n_outputs : int
         Outputs of the model; the search's stacked column ``f * n_outputs + o`` is output
         ``o`` fitted on fold ``f``'s training rows (``f = n_folds``: every row).
+    widths : tuple of int
+        Outputs each session recorded.
+    fallback : tuple of tuple of int
+        With "session": per session, the positions (among its outputs) of the outputs it
+        alone recorded; their folds are ``n_folds`` contiguous blocks inside it.
+    fallback_outputs : tuple of int
+        Those outputs' global indices, in increasing order.
     """
 
     kind: str
     n_folds: int
     session_lengths: tuple[int, ...]
     n_outputs: int
+    widths: tuple[int, ...] = ()
+    fallback: tuple[tuple[int, ...], ...] = ()
+    fallback_outputs: tuple[int, ...] = ()
 
     def chunk_index(self, session_index: int, start: int, stop: int) -> np.ndarray:
-        """The fold holding out each of a chunk's rows, int32 of shape (stop - start,)."""
-        if self.kind == "session":
+        """The fold holding out each of a chunk's rows: int32 of shape (stop - start,), or
+        (stop - start, k_s), one column per output of the session, where some of them fall
+        back to time blocks."""
+        blocks = block_folds(self.session_lengths[session_index], self.n_folds)[start:stop]
+        if self.kind != "session":
+            return blocks
+        own = self.fallback[session_index] if self.fallback else ()
+        if not own:
             return np.full(stop - start, session_index, np.int32)
-        return block_folds(self.session_lengths[session_index], self.n_folds)[start:stop]
+        out = np.full((stop - start, self.widths[session_index]), session_index, np.int32)
+        out[:, list(own)] = blocks[:, None]
+        return out
 
     def kept_index(self, session_index, start, stop, keep, n_rows) -> np.ndarray:
         """The fold of a chunk's kept rows (``keep``: bool mask of its rows), padded with -1
-        to ``n_rows``: int32 of shape (n_rows,)."""
+        to ``n_rows``: int32 of shape (n_rows,) or (n_rows, k_s) (see :meth:`chunk_index`)."""
         kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
-        out = np.full(int(n_rows), -1, np.int32)
-        out[: kept.size] = kept
+        out = np.full((int(n_rows), *kept.shape[1:]), -1, np.int32)
+        out[: kept.shape[0]] = kept
         return out
 
     def held_counts(self, session_index, start, stop, keep) -> np.ndarray:
-        """Kept rows of a chunk each fold holds out, int64 of shape (n_folds,)."""
+        """Kept rows of a chunk each fold holds out, for each of the session's outputs: int64
+        of shape (n_folds, k_s)."""
         kept = self.chunk_index(session_index, start, stop)[np.asarray(keep, bool)]
-        return np.bincount(kept, minlength=self.n_folds).astype(np.int64)
+        k = self.widths[session_index] if self.widths else 1
+        cols = kept if kept.ndim == 2 else np.broadcast_to(kept[:, None], (kept.shape[0], k))
+        counts = [np.bincount(cols[:, j], minlength=self.n_folds) for j in range(k)]
+        return np.stack(counts, axis=1).astype(np.int64)
 
     def stacked_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """The stacked columns of a session recording global outputs ``outputs``, in the order
@@ -210,24 +232,52 @@ class FoldRule:
         return np.concatenate([f * self.n_outputs + outputs for f in range(self.n_folds + 1)])
 
 
-def fold_rule(session_lengths: Sequence[int], cv: str | int, n_outputs: int) -> FoldRule:
-    """The :class:`FoldRule` of ``cv`` ("session" or an int ``k``) over sessions.
+def fold_rule(
+    session_lengths: Sequence[int],
+    cv: str | int,
+    n_outputs: int,
+    session_outputs: Sequence[np.ndarray] | None = None,
+    fallback_folds: int = DEFAULT_FALLBACK_FOLDS,
+) -> FoldRule:
+    """The :class:`FoldRule` of ``cv`` ("session" or an int ``k``) over sessions, as
+    :func:`plan_folds` gives it for sessions laid end to end.
+
+    Parameters
+    ----------
+    session_lengths : sequence of int
+    cv : "session" or int
+    n_outputs : int
+    session_outputs : sequence of int arrays, optional
+        Each session's global outputs (every output, when omitted). With "session", an output
+        recorded in one session only is held out by time blocks inside it (as many as there
+        are sessions; ``fallback_folds`` with a single session); one recorded in several but
+        not all sessions is held out of the folds of the sessions that recorded it.
 
     Raises
     ------
     ValueError
-        For another ``cv``, fewer than 2 sessions with "session", or a session shorter than
-        ``k`` rows.
+        For another ``cv``, or a session shorter than ``k`` rows (or than the blocks).
     """
     lengths = tuple(int(n) for n in session_lengths)
+    if session_outputs is None:
+        session_outputs = [np.arange(n_outputs)] * len(lengths)
+    outs = [np.asarray(o, np.int64) for o in session_outputs]
+    widths = tuple(int(o.size) for o in outs)
     if isinstance(cv, int | np.integer) and not isinstance(cv, bool):
         for n in lengths:
             block_folds(n, int(cv))  # checks k >= 2 and n >= k
-        return FoldRule("blocks", int(cv), lengths, int(n_outputs))
+        return FoldRule("blocks", int(cv), lengths, int(n_outputs), widths)
     if cv != "session":
         raise ValueError(f'cv must be "session" or an int k >= 2 over sessions; got {cv!r}.')
-    if len(lengths) < 2:
-        raise ValueError(
-            f'cv="session" needs at least 2 sessions to leave one out; got {len(lengths)}.'
-        )
-    return FoldRule("session", len(lengths), lengths, int(n_outputs))
+    seen = np.zeros(int(n_outputs), np.int64)
+    for o in outs:
+        seen[o] += 1
+    single = {int(j) for j in np.flatnonzero(seen == 1)}
+    n_folds = len(lengths) if len(lengths) >= 2 else int(fallback_folds)
+    fallback = tuple(tuple(i for i, j in enumerate(o) if int(j) in single) for o in outs)
+    for n, own in zip(lengths, fallback, strict=True):
+        if own:
+            block_folds(n, n_folds)  # checks the session has a row per block
+    return FoldRule(
+        "session", n_folds, lengths, int(n_outputs), widths, fallback, tuple(sorted(single))
+    )

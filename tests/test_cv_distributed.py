@@ -122,7 +122,7 @@ def test_distributed_search_refuses_what_it_does_not_support(data, client):
 
 def test_time_blocks_over_sessions_recording_different_outputs(tmp_path, client):
     """cv=k with overlapping outputs: each output is held out, fold by fold, on block f of the
-    sessions that recorded it, and cv="session" is refused (some folds would hold none out)."""
+    sessions that recorded it."""
     rng = np.random.default_rng(5)
     layout = {"a": (["n0", "n1"], 600), "b": (["n1", "n2"], 500)}
     path = str(tmp_path / "overlap.zarr")
@@ -144,8 +144,59 @@ def test_time_blocks_over_sessions_recording_different_outputs(tmp_path, client)
     assert held.loc[1].to_dict() == {"n0": 300, "n1": 300 + 250, "n2": 250}
     assert np.all(np.isfinite(search.cv_results_["score"].values))
     assert search.best_estimator_.coef_.shape == (P, 3, C)
-    with pytest.raises(ValueError, match="every session to record every output"):
-        distglm.ClassifierPopulationGLMCV(C, cv="session").fit(sessions, client=client)
+
+
+def test_leave_one_session_out_over_sessions_recording_different_outputs(tmp_path, client):
+    """cv="session" where sessions record different outputs: an output recorded in one
+    session only is held out by 3 time blocks inside it (the fit says so), one missing from
+    a session has no score in that session's fold; every score equals a brute-force
+    reference (a separate fit of that output on its training rows, scored on its held-out
+    rows) to 1e-6, and the choices are its choices."""
+    rng = np.random.default_rng(11)
+    layout = {"a": (["n0", "n1", "n4"], 420), "b": (["n1", "n2", "n4"], 360), "c": (["n1"], 390)}
+    path = str(tmp_path / "sessions.zarr")
+    rows = {}  # output -> list of (X, y, fold) per session recording it
+    for s, (name, (outs, n)) in enumerate(layout.items()):
+        X = rng.normal(size=(n, P))
+        W = rng.normal(scale=[[1.5], [0.3], [0.8]][s % 3][0], size=(P, len(outs), C))
+        y = softmax_labels(rng, X, W, np.zeros((len(outs), C)))
+        ds = xr.Dataset(
+            {"X": (("sample", "feature"), X), "y": (("sample", "output"), y)},
+            coords={"output": outs},
+        )
+        ds.chunk({"sample": 150}).to_zarr(path, group=name)
+        for j, o in enumerate(outs):
+            single = o in ("n0", "n2")
+            fold = block_folds(n, 3) if single else np.full(n, s)
+            rows.setdefault(o, []).append((X, y[:, j], fold))
+    strengths = [1.0, 0.05, 0.002]
+    with jax.enable_x64(True):
+        search = distglm.ClassifierPopulationGLMCV(C, strengths=strengths, cv="session", **EXACT)
+        search.fit(distglm.open_sessions(path), client=client)
+        res = search.cv_results_
+        assert res.attrs["fallback_outputs"] == ["n0", "n2"]
+        for o, parts in rows.items():
+            X = np.concatenate([p[0] for p in parts])
+            y = np.concatenate([p[1] for p in parts])
+            fold = np.concatenate([p[2] for p in parts])
+            for f in range(3):
+                held = fold == f
+                got = res["score"].sel(output=o, fold=f).values
+                assert res["n_held_out"].sel(output=o, fold=f) == held.sum()
+                if not held.any():  # n4 in session c's fold
+                    assert np.all(np.isnan(got))
+                    continue
+                for i, value in enumerate(strengths):
+                    alone = distglm.ClassifierGLM(C, regularizer_strength=value, **EXACT)
+                    alone.fit(X[~held], y[~held])
+                    lp = np.asarray(alone.predict_proba(X[held], "log-proba"))
+                    want = np.take_along_axis(lp, y[held][:, None].astype(int), axis=1).mean()
+                    np.testing.assert_allclose(got[i], want, rtol=1e-6, err_msg=f"{o} {f} {i}")
+        mean = res["score"].mean("fold", skipna=True)
+        np.testing.assert_array_equal(
+            search.strength_, np.asarray(strengths)[mean.argmax("strength").values]
+        )
+        assert np.isfinite(res["mean_score"].values).all()
 
 
 def test_single_output_search_on_dask_arrays_equals_in_memory(data, client):

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from distglm.folds import block_folds, fold_rule, plan_folds, splitter_folds
+from distglm.folds import (
+    DEFAULT_FALLBACK_FOLDS,
+    block_folds,
+    fold_rule,
+    plan_folds,
+    splitter_folds,
+)
 from distglm.kernels.folds import fold_nll_sums, fold_value_and_grad_sums, stacked_fold_columns
 from distglm.kernels.softmax import nll_sums, nll_value_and_grad_sums
 
@@ -116,35 +122,56 @@ def test_every_folds_sums_in_one_pass_equal_separate_passes(per_output, held, da
 
 
 @given(
-    st.lists(st.integers(6, 40), min_size=2, max_size=4),
+    st.lists(st.integers(6, 40), min_size=1, max_size=4),
     st.sampled_from(["session", 2, 3]),
     st.integers(3, 17),
     st.integers(0, 2**31 - 1),
 )
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=30, deadline=None)
 def test_fold_rule_over_chunks_equals_the_plan_over_sessions(lengths, cv, chunk, seed):
-    """A worker's rule, applied chunk by chunk (kept rows only), is plan_folds row for row."""
-    rule = fold_rule(lengths, cv, n_outputs=2)
-    plan = plan_folds(lengths, cv)
-    assert rule.n_folds == plan.n_folds
+    """A worker's rule, applied chunk by chunk (kept rows only), is plan_folds row for row and
+    output for output, with sessions recording different outputs (some in one session only,
+    which fall back to time blocks under cv="session")."""
     rng = np.random.default_rng(seed)
+    n_outputs = 4
+    recorded = rng.random((len(lengths), n_outputs)) < 0.6
+    recorded[rng.integers(0, len(lengths), n_outputs), np.arange(n_outputs)] = True
+    recorded[:, 0] = True  # one output everywhere
+    session_outputs = [np.flatnonzero(r) for r in recorded]
+    rule = fold_rule(lengths, cv, n_outputs, session_outputs)
+    plan = (
+        plan_folds(lengths, cv, recorded=recorded) if cv == "session" else plan_folds(lengths, cv)
+    )
+    assert rule.n_folds == plan.n_folds
+    assert rule.fallback_outputs == (plan.fallback if cv == "session" else ())
     offsets = np.cumsum([0, *lengths])
-    counts = np.zeros(rule.n_folds, np.int64)
+    counts = np.zeros((rule.n_folds, n_outputs), np.int64)
     for s, n in enumerate(lengths):
+        outs = session_outputs[s]
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             keep = rng.random(b - a) > 0.2
             index = rule.kept_index(s, a, b, keep, chunk + 2)
-            expected = plan.index[offsets[s] + a : offsets[s] + b][keep]
-            np.testing.assert_array_equal(index[: keep.sum()], expected)
+            rows = plan.index[offsets[s] + a : offsets[s] + b][keep]
+            expected = rows[:, outs] if rows.ndim == 2 else rows[:, None]
+            got = index[: keep.sum()]
+            got = got if got.ndim == 2 else got[:, None]
+            np.testing.assert_array_equal(np.broadcast_to(got, expected.shape), expected)
             assert np.all(index[keep.sum() :] == -1)
-            counts += rule.held_counts(s, a, b, keep)
-            assert counts.sum() <= offsets[s] + b
+            held = rule.held_counts(s, a, b, keep)
+            assert held.shape == (rule.n_folds, outs.size)
+            counts[:, outs] += held
+    for j in range(n_outputs):  # every kept row of an output is held out by at most one fold
+        assert counts[:, j].sum() <= sum(lengths)
     np.testing.assert_array_equal(
-        rule.stacked_outputs(np.array([1])), [1 + 2 * f for f in range(rule.n_folds + 1)]
+        rule.stacked_outputs(np.array([1])), [1 + n_outputs * f for f in range(rule.n_folds + 1)]
     )
-    with pytest.raises(ValueError, match="at least 2 sessions"):
-        fold_rule([10], "session", 1)
+
+
+def test_one_session_falls_back_to_time_blocks():
+    rule = fold_rule([10], "session", 1)
+    assert rule.n_folds == DEFAULT_FALLBACK_FOLDS and rule.fallback_outputs == (0,)
+    np.testing.assert_array_equal(rule.chunk_index(0, 0, 10)[:, 0], block_folds(10, 5))
 
 
 def test_stacked_fold_columns_weight_training_and_held_out_rows():

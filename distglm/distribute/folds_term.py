@@ -28,7 +28,7 @@ def fold_held_counts(session, rule) -> np.ndarray:
     plan = session.plan
     counts = np.zeros((rule.n_folds, plan.n_outputs), np.int64)
     for spec in plan.chunks:
-        counts[:, plan.session_outputs[spec.session_index]] += per_chunk[spec.chunk_id][:, None]
+        counts[:, plan.session_outputs[spec.session_index]] += per_chunk[spec.chunk_id]
     return counts
 
 

@@ -420,7 +420,7 @@ class WorkerPool:
 
     def fold_counts(self, rule):
         """Kept rows each fold of ``rule`` (a FoldRule) holds out, per chunk: dict chunk id ->
-        int64 array (n_folds,). No data is read."""
+        int64 array (n_folds, k_s), one column per output of its session. No data is read."""
         out = {}
         for ids, counts in self._run("fold_counts", lambda a: (rule,)).values():
             out.update(zip(ids, counts, strict=True))

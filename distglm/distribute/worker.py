@@ -413,13 +413,13 @@ class ChunkWorker:
     @reported
     def fold_counts(self, rule):
         """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
-        and an int64 array of shape (n_chunks, n_folds). Reads nothing (each chunk's rows are
+        and, for each, an int64 array of shape (n_folds, k_s). Reads nothing (each chunk's rows are
         recorded when it is read)."""
         ids = sorted([*self._cache, *self._streamed, *self._pending])
         missing = [cid for cid in ids if cid not in self._row_ranges]
         if missing:
             raise ValueError(f"Chunks {missing} have not been read here yet: rows unknown.")
-        return ids, np.stack([rule.held_counts(*self._row_ranges[cid]) for cid in ids])
+        return ids, [rule.held_counts(*self._row_ranges[cid]) for cid in ids]
 
     @reported
     def newton(self, payload, outputs, steps, t_eval, hess_stride, folds=None):

@@ -115,8 +115,8 @@ def stacked_fold_columns(y_codes, weights, fold_index, n_folds):
     ----------
     y_codes : int array of shape (n_samples, k)
     weights : array of shape (n_samples,) or (n_samples, k)
-    fold_index : int array of shape (n_samples,)
-        The fold holding out each row (negative: none).
+    fold_index : int array of shape (n_samples,) or (n_samples, k)
+        The fold holding out each row (or each row for each output; negative: none).
     n_folds : int (static)
 
     Returns
@@ -127,10 +127,11 @@ def stacked_fold_columns(y_codes, weights, fold_index, n_folds):
     n, k = y_codes.shape
     w = weights[:, None, :] if weights.ndim == 2 else weights[:, None, None]  # (n, 1, k|1)
     blocks = jnp.arange(n_folds + 1, dtype=jnp.int32)
-    out = fold_index[:, None] == blocks[None, :]  # (n, F + 1): held out of fold f
-    full = (blocks == n_folds)[None, :]
-    train = jnp.where((~out & ~full) | full, 1, 0).astype(w.dtype)[:, :, None] * w
-    held = jnp.where(out | full, 1, 0).astype(w.dtype)[:, :, None] * w
+    index = fold_index[:, None, :] if fold_index.ndim == 2 else fold_index[:, None, None]
+    out = index == blocks[None, :, None]  # (n, F + 1, k|1): held out of fold f
+    full = (blocks == n_folds)[None, :, None]
+    train = jnp.where((~out & ~full) | full, 1, 0).astype(w.dtype) * w
+    held = jnp.where(out | full, 1, 0).astype(w.dtype) * w
     shape = (n, (n_folds + 1) * k)
     both = jnp.stack(
         [
