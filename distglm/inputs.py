@@ -56,6 +56,13 @@ def check_dense_real(a, name: str = "X") -> None:
         )
 
 
+def _mismatch(what):
+    """The opening of a structure error, in the words nemos uses for coef and for masks."""
+    if what == "coef":
+        return "X and coef have mismatched structure"
+    return f"{what} and X must have the same structure"
+
+
 @dataclasses.dataclass(frozen=True)
 class DesignLayout:
     """How a design (an array or a dict of 2-D arrays) maps onto one feature axis.
@@ -94,7 +101,7 @@ class DesignLayout:
             shape = _shape(a, name)
             if len(shape) != 2:
                 raise ValueError(
-                    f"{name} must be 2-dimensional (n_samples, n_features); got shape {shape}. "
+                    f"X must be 2-dimensional (n_samples, n_features): {name} has shape {shape}. "
                     "Reshape your data: X[:, None] for one feature, X[None] for one sample."
                 )
             if n is not None and shape[0] != n:
@@ -161,15 +168,15 @@ class DesignLayout:
         if self.keys is None:
             if isinstance(tree, dict):
                 raise StructureMismatchError(
-                    f"X and {what} have mismatched structure: {what} is a dict but X is an "
-                    f"array; give {what} as an array."
+                    f"{_mismatch(what)}: {what} is a dict but X is an array; give {what} as an "
+                    "array."
                 )
             return tree
         if not isinstance(tree, dict) or tuple(sorted(tree)) != self.keys:
             got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
             raise StructureMismatchError(
-                f"X and {what} have mismatched structure: {what} must be a dict with the keys "
-                f"of X {list(self.keys)}; got {got}."
+                f"{_mismatch(what)}: {what} must be a dict with the keys of X "
+                f"{list(self.keys)}; got {got}."
             )
         return jnp.concatenate([jnp.asarray(tree[k]) for k in self.keys], axis=0)
 
@@ -312,22 +319,23 @@ def params_to_block(params, layout: DesignLayout, n_classes: int, population: bo
 def _coef_and_intercept(params):
     """``params`` split into ``(coef, intercept)``, refused with nemos' exception types.
 
-    A collection other than a tuple or list (dict, set, ...) is a TypeError; anything else that
-    is not a pair (a number, a tuple of three) is a ValueError.
+    As in nemos, the length is checked first: anything without two elements (a number, a
+    tuple of three) is a ValueError; two elements in something other than a tuple or list (a
+    dict, a set, an array of two rows) are a TypeError.
     """
-    if isinstance(params, (tuple, list)):
-        if len(params) == 2:
-            return params
-        raise ValueError(
-            f"Params must have length two, (coef, intercept); got a {type(params).__name__} "
-            f"of length {len(params)}."
-        )
-    if isinstance(params, (dict, set, frozenset, str, bytes)) or hasattr(params, "__iter__"):
+    try:
+        length = len(params)
+    except TypeError:
+        length = None
+    if length != 2:
+        got = type(params).__name__ + ("" if length is None else f" of length {length}")
+        raise ValueError(f"Params must have length two: a (coef, intercept) pair; got {got}.")
+    if not isinstance(params, (tuple, list)):
         raise TypeError(
-            "Model params must be a tuple/list of length two, (coef, intercept); got "
+            "Model params must be a tuple/list of length two, a (coef, intercept) pair; got "
             f"{type(params).__name__}."
         )
-    raise ValueError(f"Params must have length two, (coef, intercept); got {params!r}.")
+    return params
 
 
 def _param_array(x, what):

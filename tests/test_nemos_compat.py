@@ -241,6 +241,11 @@ _BAD_INIT_PARAMS = {
         "params must be a tuple/list of length two",
         lambda c, b: {"p1": np.zeros(c), "p2": np.zeros(b)},
     ),
+    "an array of two rows": (
+        TypeError,
+        "params must be a tuple/list of length two",
+        lambda c, b: np.zeros((2, *b)),
+    ),
     "a set": (TypeError, "params must be a tuple/list of length two", lambda c, b: {0, 1}),
     "a dict coef for an array X": (
         TypeError,
@@ -314,3 +319,62 @@ def test_malformed_init_params_raise_as_in_nemos(case, population):
     batch_model = getattr(distglm, name)(3).set_classes(np.arange(3))
     with pytest.raises(exc, match=match):
         batch_model.initialize_solver_and_state(X, y, params)
+
+
+def _hand_set(module, mask):
+    """A population model with a mask, then coef_/intercept_ (5 features, 3 outputs, 3 classes)
+    set by hand, as nemos' own tests build one."""
+    model = module.ClassifierPopulationGLM(3, feature_mask=mask)
+    model.set_classes(np.arange(3))
+    model.coef_ = np.zeros((5, 3, 3))
+    model.intercept_ = np.zeros((3, 3))
+    return model
+
+
+@pytest.mark.parametrize("method", ["predict", "score"])
+def test_feature_mask_is_checked_against_coef_at_predict_and_score(method):
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((20, 5)), rng.integers(0, 3, (20, 3))
+    args = (X,) if method == "predict" else (X, y)
+    _both_raise(
+        ValueError,
+        "Inconsistent feature mask shape",
+        lambda m: getattr(_hand_set(m, np.ones((5, 3))), method)(*args),
+    )
+    _both_raise(
+        TypeError,
+        "feature_mask and (X|coef) must have the same structure",
+        lambda m: getattr(_hand_set(m, {"a": np.ones((5, 3, 3))}), method)(*args),
+    )
+    # the right mask passes
+    assert getattr(_hand_set(distglm, np.ones((5, 3, 3))), method)(*args) is not None
+
+
+def test_error_messages_carry_nemos_wording():
+    rng = np.random.default_rng(9)
+    X, y = rng.standard_normal((30, 2)), np.arange(30) % 3
+    _both_raise(
+        ValueError, "The number of classes must be an integer", lambda m: m.ClassifierGLM(0)
+    )
+    _both_raise(
+        ValueError, "Found only 2 unique class labels", lambda m: m.ClassifierGLM(3).fit(X, y % 2)
+    )
+    _both_raise(
+        ValueError,
+        "Found 4 unique class labels",
+        lambda m: m.ClassifierGLM(3).fit(X, np.arange(30) % 4),
+    )
+    _both_raise(
+        ValueError,
+        "Unrecognized return type",
+        lambda m: m.ClassifierGLM(3).fit(X, y).predict_proba(X, return_type="odds"),
+    )
+    _both_raise(
+        ValueError,
+        "'feature_mask' must contain only 0s and 1s",
+        lambda m: m.ClassifierPopulationGLM(3, feature_mask=np.full((2, 1, 3), 0.5)),
+    )
+    X_tree = {"a": X[:, :1], "b": X[:, 1:]}
+    model = distglm.ClassifierGLM(3).fit(X_tree, y)
+    with pytest.raises(ValueError, match=r"X must be 2-dimensional.*X\['a'\]"):
+        model.predict_proba({"a": X[:, 0], "b": X[:, 1:]})
