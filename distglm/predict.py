@@ -57,6 +57,9 @@ class Fitted:
         Output ids (selecting a session's outputs in lazy predictions).
     population : bool
         False for a single-output model: results have no output axis.
+    pynapple_labels : (columns, metadata) or None
+        Those of the pynapple ``TsdFrame`` of labels the model was fitted on, given to 2-D
+        pynapple results (see :func:`~distglm.pynapple_io.to_pynapple`).
     """
 
     block: jax.Array
@@ -65,6 +68,7 @@ class Fitted:
     encoder: LabelEncoder
     outputs: np.ndarray
     population: bool
+    pynapple_labels: tuple | None = None
 
     @classmethod
     def from_user(cls, coef, intercept, encoder, outputs, population) -> Fitted:
@@ -224,7 +228,8 @@ class Prediction(abc.ABC):
         # the feature mask is checked against coef_ here too, as nemos checks it at predict
         # and score (coef_ may have been set by hand after the mask)
         self._mask_block(fitted.layout, fitted.block.shape[1])
-        return fitted
+        labels = getattr(self, "_pynapple_labels", None)
+        return fitted if labels is None else dataclasses.replace(fitted, pynapple_labels=labels)
 
     def predict(self, X):
         """Most probable class of each sample (and output).
