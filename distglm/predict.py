@@ -226,8 +226,10 @@ class Prediction(abc.ABC):
             self.coef_, self.intercept_, self._encoder, self.outputs_, self._population
         )
         # the feature mask is checked against coef_ here too, as nemos checks it at predict
-        # and score (coef_ may have been set by hand after the mask)
-        self._mask_block(fitted.layout, fitted.block.shape[1])
+        # and score (coef_ may have been set by hand after the mask); a DataArray mask is
+        # aligned by the data's labels at fit and may cover more than coef_
+        if not isinstance(getattr(self, "feature_mask", None), xr.DataArray):
+            self._mask_block(fitted.layout, fitted.block.shape[1])
         labels = getattr(self, "_pynapple_labels", None)
         return fitted if labels is None else dataclasses.replace(fitted, pynapple_labels=labels)
 
