@@ -332,7 +332,7 @@ def _coef_and_intercept(params):
         raise ValueError(f"Params must have length two: a (coef, intercept) pair; got {got}.")
     if not isinstance(params, (tuple, list)):
         raise TypeError(
-            "Model params must be a tuple/list of length two, a (coef, intercept) pair; got "
+            "GLM params must be a tuple/list of length two, a (coef, intercept) pair; got "
             f"{type(params).__name__}."
         )
     return params

@@ -238,15 +238,15 @@ _BAD_INIT_PARAMS = {
     "a number": (ValueError, "Params must have length two", lambda c, b: 0),
     "a dict": (
         TypeError,
-        "params must be a tuple/list of length two",
+        "GLM params must be a tuple/list of length two",
         lambda c, b: {"p1": np.zeros(c), "p2": np.zeros(b)},
     ),
     "an array of two rows": (
         TypeError,
-        "params must be a tuple/list of length two",
+        "GLM params must be a tuple/list of length two",
         lambda c, b: np.zeros((2, *b)),
     ),
-    "a set": (TypeError, "params must be a tuple/list of length two", lambda c, b: {0, 1}),
+    "a set": (TypeError, "GLM params must be a tuple/list of length two", lambda c, b: {0, 1}),
     "a dict coef for an array X": (
         TypeError,
         "X and coef have mismatched structure",
