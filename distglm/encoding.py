@@ -152,7 +152,7 @@ class LabelEncoder:
         """
         if self._classes is None:
             raise RuntimeError(
-                f"Classes are not set: call ``set_classes`` before ``{method_name}``."
+                f"Classes are not set. Call ``set_classes`` (or ``fit``) before ``{method_name}``."
             )
 
     def set_classes(self, y: Any) -> LabelEncoder:
@@ -194,12 +194,12 @@ class LabelEncoder:
                 bool(continuous)
             )
             raise ValueError(
-                f"Found {n_found} distinct labels but n_classes is {self._n_classes}; "
+                f"Found {n_found} unique class labels but n_classes is {self._n_classes}; "
                 f"labels found: {_list_labels(classes)}.{hint}"
             )
         if n_found < self._n_classes:
             raise ValueError(
-                f"Found {n_found} distinct labels but n_classes is {self._n_classes}; "
+                f"Found only {n_found} unique class labels but n_classes is {self._n_classes}; "
                 + ("y holds only one class; " if n_found == 1 else "")
                 + "pass an array that holds every class at least once."
             )

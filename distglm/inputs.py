@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse
 
 from .exceptions import StructureMismatchError
+from .pynapple_io import is_feature_pytree
 
 __all__ = [
     "CoefView",
@@ -55,6 +56,13 @@ def check_dense_real(a, name: str = "X") -> None:
         )
 
 
+def _mismatch(what):
+    """The opening of a structure error, in the words nemos uses for coef and for masks."""
+    if what == "coef":
+        return "X and coef have mismatched structure"
+    return f"{what} and X must have the same structure"
+
+
 @dataclasses.dataclass(frozen=True)
 class DesignLayout:
     """How a design (an array or a dict of 2-D arrays) maps onto one feature axis.
@@ -93,7 +101,7 @@ class DesignLayout:
             shape = _shape(a, name)
             if len(shape) != 2:
                 raise ValueError(
-                    f"{name} must be 2-dimensional (n_samples, n_features); got shape {shape}. "
+                    f"X must be 2-dimensional (n_samples, n_features): {name} has shape {shape}. "
                     "Reshape your data: X[:, None] for one feature, X[None] for one sample."
                 )
             if n is not None and shape[0] != n:
@@ -160,13 +168,15 @@ class DesignLayout:
         if self.keys is None:
             if isinstance(tree, dict):
                 raise StructureMismatchError(
-                    f"{what} is a dict but X is an array; give {what} as an array."
+                    f"{_mismatch(what)}: {what} is a dict but X is an array; give {what} as an "
+                    "array."
                 )
             return tree
         if not isinstance(tree, dict) or tuple(sorted(tree)) != self.keys:
             got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
             raise StructureMismatchError(
-                f"{what} must be a dict with the keys of X {list(self.keys)}; got {got}."
+                f"{_mismatch(what)}: {what} must be a dict with the keys of X "
+                f"{list(self.keys)}; got {got}."
             )
         return jnp.concatenate([jnp.asarray(tree[k]) for k in self.keys], axis=0)
 
@@ -263,20 +273,24 @@ def params_to_block(params, layout: DesignLayout, n_classes: int, population: bo
     block : array of shape (n_features, n_outputs, n_classes)
     intercept : array of shape (n_outputs, n_classes)
     """
-    if not isinstance(params, (tuple, list)) or len(params) != 2:
-        raise ValueError(f"params must be a (coef, intercept) pair; got {type(params).__name__}.")
-    coef, intercept = params
+    coef, intercept = _coef_and_intercept(params)
     c = n_classes
-    if layout.keys is None and isinstance(coef, dict):
-        raise StructureMismatchError("coef is a dict but X is an array; give coef as an array.")
-    block = jnp.asarray(layout.join(coef))
-    intercept = jnp.asarray(intercept)
+    if layout.keys is None and (isinstance(coef, dict) or is_feature_pytree(coef)):
+        raise StructureMismatchError(
+            "X and coef have mismatched structure: X is an array, so coef must be an array "
+            f"too; got {type(coef).__name__}."
+        )
+    if is_feature_pytree(coef):
+        coef = dict(coef.data)
+    block = _param_array(layout.join(coef), "coef")
+    intercept = _param_array(intercept, "intercept")
     want_ndim = 3 if population else 2
     shape_txt = "(n_features, n_outputs, n_classes)" if population else "(n_features, n_classes)"
     icpt_txt = "(n_outputs, n_classes)" if population else "(n_classes,)"
     if block.ndim != want_ndim or intercept.ndim != want_ndim - 1:
         raise ValueError(
-            f"coef must have shape {shape_txt} and intercept {icpt_txt}; got "
+            f"Invalid parameter dimensionality: coef must be an array (or a dict of arrays "
+            f"like X) of shape {shape_txt} and intercept of shape {icpt_txt}; got "
             f"{tuple(block.shape)} and {tuple(intercept.shape)}."
         )
     if block.shape[-1] != c or intercept.shape[-1] != c:
@@ -300,6 +314,47 @@ def params_to_block(params, layout: DesignLayout, n_classes: int, population: bo
             f"Inconsistent number of outputs: coef has {block.shape[1]}, y has {n_outputs}."
         )
     return block, intercept
+
+
+def _coef_and_intercept(params):
+    """``params`` split into ``(coef, intercept)``, refused with nemos' exception types.
+
+    As in nemos, the length is checked first: anything without two elements (a number, a
+    tuple of three) is a ValueError; two elements in something other than a tuple or list (a
+    dict, a set, an array of two rows) are a TypeError.
+    """
+    try:
+        length = len(params)
+    except TypeError:
+        length = None
+    if length != 2:
+        got = type(params).__name__ + ("" if length is None else f" of length {length}")
+        raise ValueError(f"Params must have length two: a (coef, intercept) pair; got {got}.")
+    if not isinstance(params, (tuple, list)):
+        raise TypeError(
+            "GLM params must be a tuple/list of length two, a (coef, intercept) pair; got "
+            f"{type(params).__name__}."
+        )
+    return params
+
+
+def _param_array(x, what):
+    """``x`` as a JAX array; a value that is not numeric array-like is a TypeError."""
+    if x is None:
+        raise ValueError(f"Invalid parameter dimensionality: {what} must be an array; got None.")
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"Failed to convert parameters to JAX arrays: {what} must be a numeric array-like; "
+            f"got {type(x).__name__} ({err})."
+        ) from err
+    if not (jnp.issubdtype(arr.dtype, jnp.number) or arr.dtype == jnp.bool_):
+        raise TypeError(
+            f"Failed to convert parameters to JAX arrays: {what} must be numeric; got dtype "
+            f"{arr.dtype}."
+        )
+    return arr
 
 
 def theta_from_blocks(block, intercept) -> np.ndarray:

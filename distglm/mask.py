@@ -22,7 +22,7 @@ __all__ = ["check_feature_mask", "mask_block"]
 def _check_binary(values):
     if np.any((values != 0) & (values != 1)):
         bad = np.unique(values[(values != 0) & (values != 1)])[:5].tolist()
-        raise ValueError(f"feature_mask must contain only 0s and 1s; found {bad}.")
+        raise ValueError(f"'feature_mask' must contain only 0s and 1s; found {bad}.")
 
 
 def check_feature_mask(mask):
@@ -94,7 +94,8 @@ def mask_block(mask, layout: DesignLayout, n_outputs: int, n_classes: int, label
     want = (layout.n_features, n_outputs, n_classes)
     if block.shape != want:
         raise ValueError(
-            "feature_mask must match coef's shape (n_features, n_outputs, n_classes) = "
+            "Inconsistent feature mask shape: feature_mask must match coef's shape "
+            "(n_features, n_outputs, n_classes) = "
             f"{want}; got {block.shape}."
         )
     return block

@@ -85,7 +85,7 @@ class ClassifierParams:
             or int(value) != value
         ):
             raise ValueError(
-                f"n_classes must be an integer greater than or equal to 2; got {value!r}."
+                f"The number of classes must be an integer >= 2 (n_classes); got {value!r}."
             )
         self._encoder = LabelEncoder(int(value))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,9 @@ class Fitted:
         Output ids (selecting a session's outputs in lazy predictions).
     population : bool
         False for a single-output model: results have no output axis.
+    pynapple_labels : (columns, metadata) or None
+        Those of the pynapple ``TsdFrame`` of labels the model was fitted on, given to 2-D
+        pynapple results (see :func:`~distglm.pynapple_io.to_pynapple`).
     """
 
     block: jax.Array
@@ -64,6 +68,7 @@ class Fitted:
     encoder: LabelEncoder
     outputs: np.ndarray
     population: bool
+    pynapple_labels: tuple | None = None
 
     @classmethod
     def from_user(cls, coef, intercept, encoder, outputs, population) -> Fitted:
@@ -105,7 +110,10 @@ class Fitted:
     @support_pynapple
     def predict_proba(self, X, return_type):
         if return_type not in ("log-proba", "proba"):
-            raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
+            raise ValueError(
+                f"Unrecognized return type {return_type!r}: return_type must be 'log-proba' or "
+                "'proba'."
+            )
         if is_distributed_input(X):
             return self.lazy().log_proba(X, proba=return_type == "proba")
         lp = self.log_proba(X)
@@ -204,6 +212,7 @@ class Prediction(abc.ABC):
     intercept_: object
     outputs_: object
     _population: bool
+    _mask_block: Callable
 
     def _fitted(self, method) -> Fitted:
         """The fitted (or hand-set) parameters, as they predict."""
@@ -213,9 +222,16 @@ class Prediction(abc.ABC):
                 f"This {type(self).__name__} is not fitted yet: call 'fit' with appropriate "
                 "arguments first."
             )
-        return Fitted.from_user(
+        fitted = Fitted.from_user(
             self.coef_, self.intercept_, self._encoder, self.outputs_, self._population
         )
+        # the feature mask is checked against coef_ here too, as nemos checks it at predict
+        # and score (coef_ may have been set by hand after the mask); a DataArray mask is
+        # aligned by the data's labels at fit and may cover more than coef_
+        if not isinstance(getattr(self, "feature_mask", None), xr.DataArray):
+            self._mask_block(fitted.layout, fitted.block.shape[1])
+        labels = getattr(self, "_pynapple_labels", None)
+        return fitted if labels is None else dataclasses.replace(fitted, pynapple_labels=labels)
 
     def predict(self, X):
         """Most probable class of each sample (and output).
@@ -249,7 +265,10 @@ class Prediction(abc.ABC):
         """
         self._encoder.check_is_set("predict_proba")
         if return_type not in ("log-proba", "proba"):
-            raise ValueError(f"return_type must be 'log-proba' or 'proba'; got {return_type!r}.")
+            raise ValueError(
+                f"Unrecognized return type {return_type!r}: return_type must be 'log-proba' or "
+                "'proba'."
+            )
         return self._fitted("predict_proba").predict_proba(X, return_type)
 
     @support_pynapple

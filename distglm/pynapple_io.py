@@ -86,10 +86,22 @@ def from_pynapple(args, kwargs, method: str):
     return plain_args, plain_kwargs, (found[0] if found else None)
 
 
-def to_pynapple(result, ref):
-    """Array results with one row per time point of ``ref`` as pynapple objects on its index."""
+def _frame_labels(y):
+    """``(columns, metadata)`` of a pynapple ``TsdFrame`` of labels, or None for anything else."""
+    if not is_pynapple(y) or np.ndim(y.values) != 2 or not hasattr(y, "columns"):
+        return None
+    meta = getattr(y, "metadata", None)
+    return list(y.columns), (None if meta is None else meta.copy())
+
+
+def to_pynapple(result, ref, labels=None):
+    """Array results with one row per time point of ``ref`` as pynapple objects on its index.
+
+    ``labels``: ``(columns, metadata)`` of the ``TsdFrame`` of labels the model was fitted on;
+    a 2-D result with one column per output gets them (a copy of the metadata), as in nemos.
+    """
     if isinstance(result, tuple):
-        return tuple(to_pynapple(r, ref) for r in result)
+        return tuple(to_pynapple(r, ref, labels) for r in result)
     if not hasattr(result, "shape") or not hasattr(result, "ndim") or result.ndim == 0:
         return result
     t = np.asarray(ref.t)
@@ -103,6 +115,12 @@ def to_pynapple(result, ref):
     if arr.ndim == 1:
         return nap.Tsd(t=t, d=arr, time_support=ref.time_support)
     if arr.ndim == 2:
+        if labels is not None and len(labels[0]) == arr.shape[1]:
+            columns, meta = labels
+            meta = None if meta is None or meta.shape[1] == 0 else meta.copy()
+            return nap.TsdFrame(
+                t=t, d=arr, time_support=ref.time_support, columns=columns, metadata=meta
+            )
         return nap.TsdFrame(t=t, d=arr, time_support=ref.time_support)
     return nap.TsdTensor(t=t, d=arr, time_support=ref.time_support)
 
@@ -112,8 +130,16 @@ def support_pynapple(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        y = args[1] if len(args) > 1 else kwargs.get("y")
         args, kwargs, ref = from_pynapple(args, kwargs, method.__name__)
         result = method(self, *args, **kwargs)
-        return result if ref is None or result is self else to_pynapple(result, ref)
+        if method.__name__ == "fit" and result is self:
+            # the labels' columns and metadata, given back on predictions (as nemos does)
+            self._pynapple_labels = _frame_labels(y)
+        if ref is None or result is self:
+            return result
+        # an estimator's result (or a Fitted one's, which carries the estimator's labels)
+        labels = getattr(self, "_pynapple_labels", getattr(self, "pynapple_labels", None))
+        return to_pynapple(result, ref, labels)
 
     return wrapper

@@ -91,9 +91,9 @@ def test_set_classes_and_setter(data):
     assert m.classes_ is None
     m.classes_ = np.array(["c", "a", "b", "a"])
     np.testing.assert_array_equal(m.classes_, ["a", "b", "c"])
-    with pytest.raises(ValueError, match="distinct labels"):
+    with pytest.raises(ValueError, match="unique class labels"):
         m.classes_ = np.array([0, 1])
-    with pytest.raises(ValueError, match="distinct labels"):
+    with pytest.raises(ValueError, match="unique class labels"):
         m.set_classes([0, 1, 2, 3])
 
 
@@ -634,7 +634,7 @@ def test_shape_errors(data, population):
     if population:
         with pytest.raises(ValueError, match="outputs"):
             m.fit(X, y, init_params=(coef[:, :1], icpt[:1]))
-    with pytest.raises(ValueError, match="distinct labels"):
+    with pytest.raises(ValueError, match="unique class labels"):
         m.fit(X, np.zeros_like(y))
     m.fit(X, y)
     with pytest.raises(ValueError, match="features"):

@@ -224,3 +224,157 @@ def test_structure_mismatches_are_type_errors_as_in_nemos():
     # distglm's structure errors stay ValueErrors too, as they were
     with pytest.raises(ValueError, match="same structure"):
         tree_model.predict_proba(X)
+
+
+# (exception type, message part both libraries share, init_params from (coef shape, intercept
+# shape)): the malformed init_params nemos 0.2.8's own tests pass to fit
+_BAD_INIT_PARAMS = {
+    "one element": (ValueError, "Params must have length two", lambda c, b: [[np.zeros(c)]]),
+    "three elements": (
+        ValueError,
+        "Params must have length two",
+        lambda c, b: (np.zeros(c), np.zeros(b), np.zeros(b)),
+    ),
+    "a number": (ValueError, "Params must have length two", lambda c, b: 0),
+    "a dict": (
+        TypeError,
+        "GLM params must be a tuple/list of length two",
+        lambda c, b: {"p1": np.zeros(c), "p2": np.zeros(b)},
+    ),
+    "an array of two rows": (
+        TypeError,
+        "GLM params must be a tuple/list of length two",
+        lambda c, b: np.zeros((2, *b)),
+    ),
+    "a set": (TypeError, "GLM params must be a tuple/list of length two", lambda c, b: {0, 1}),
+    "a dict coef for an array X": (
+        TypeError,
+        "X and coef have mismatched structure",
+        lambda c, b: [{"p1": np.zeros(c)}, np.zeros(b)],
+    ),
+    "a FeaturePytree coef for an array X": (
+        TypeError,
+        "X and coef have mismatched structure",
+        lambda c, b: [nemos.pytrees.FeaturePytree(p1=np.zeros(c)), np.zeros(b)],
+    ),
+    "a string intercept": (
+        TypeError,
+        "Failed to convert parameters to JAX arrays",
+        lambda c, b: [np.zeros(c), ""],
+    ),
+    "a string coef": (
+        TypeError,
+        "Failed to convert parameters to JAX arrays",
+        lambda c, b: ["", np.zeros(b)],
+    ),
+    "an empty coef": (
+        ValueError,
+        "Invalid parameter dimensionality",
+        lambda c, b: (np.array([]), np.zeros(b)),
+    ),
+    "coef with an extra axis": (
+        ValueError,
+        "Invalid parameter dimensionality",
+        lambda c, b: (np.zeros((*c, 1)), np.zeros(b)),
+    ),
+    "coef without the class axis": (
+        ValueError,
+        "Invalid parameter dimensionality",
+        lambda c, b: (np.zeros(c[:-1]), np.zeros(b)),
+    ),
+    "intercept with an extra axis": (
+        ValueError,
+        "Invalid parameter dimensionality",
+        lambda c, b: (np.zeros(c), np.zeros((*b, 1))),
+    ),
+    "a scalar intercept": (
+        ValueError,
+        "Invalid parameter dimensionality",
+        lambda c, b: (np.zeros(c), np.float32(0.0)),
+    ),
+    "None for both": (ValueError, "Invalid parameter dimensionality", lambda c, b: (None, None)),
+    "one feature too few": (
+        ValueError,
+        "Inconsistent number of features",
+        lambda c, b: (np.zeros((c[0] - 1, *c[1:])), np.zeros(b)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_INIT_PARAMS))
+@pytest.mark.parametrize("population", [False, True])
+def test_malformed_init_params_raise_as_in_nemos(case, population):
+    exc, match, make = _BAD_INIT_PARAMS[case]
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((30, 4))
+    y = np.arange(30) % 3
+    name = "ClassifierPopulationGLM" if population else "ClassifierGLM"
+    coef_shape, icpt_shape = ((4, 2, 3), (2, 3)) if population else ((4, 3), (3,))
+    y = np.stack([y, y[::-1]], axis=1) if population else y
+    params = make(coef_shape, icpt_shape)
+    _both_raise(
+        exc, match, lambda m: getattr(m, name)(3, solver_kwargs={"maxiter": 2}).fit(X, y, params)
+    )
+    # the batch API checks them the same way
+    batch_model = getattr(distglm, name)(3).set_classes(np.arange(3))
+    with pytest.raises(exc, match=match):
+        batch_model.initialize_solver_and_state(X, y, params)
+
+
+def _hand_set(module, mask):
+    """A population model with a mask, then coef_/intercept_ (5 features, 3 outputs, 3 classes)
+    set by hand, as nemos' own tests build one."""
+    model = module.ClassifierPopulationGLM(3, feature_mask=mask)
+    model.set_classes(np.arange(3))
+    model.coef_ = np.zeros((5, 3, 3))
+    model.intercept_ = np.zeros((3, 3))
+    return model
+
+
+@pytest.mark.parametrize("method", ["predict", "score"])
+def test_feature_mask_is_checked_against_coef_at_predict_and_score(method):
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((20, 5)), rng.integers(0, 3, (20, 3))
+    args = (X,) if method == "predict" else (X, y)
+    _both_raise(
+        ValueError,
+        "Inconsistent feature mask shape",
+        lambda m: getattr(_hand_set(m, np.ones((5, 3))), method)(*args),
+    )
+    _both_raise(
+        TypeError,
+        "feature_mask and (X|coef) must have the same structure",
+        lambda m: getattr(_hand_set(m, {"a": np.ones((5, 3, 3))}), method)(*args),
+    )
+    # the right mask passes
+    assert getattr(_hand_set(distglm, np.ones((5, 3, 3))), method)(*args) is not None
+
+
+def test_error_messages_carry_nemos_wording():
+    rng = np.random.default_rng(9)
+    X, y = rng.standard_normal((30, 2)), np.arange(30) % 3
+    _both_raise(
+        ValueError, "The number of classes must be an integer", lambda m: m.ClassifierGLM(0)
+    )
+    _both_raise(
+        ValueError, "Found only 2 unique class labels", lambda m: m.ClassifierGLM(3).fit(X, y % 2)
+    )
+    _both_raise(
+        ValueError,
+        "Found 4 unique class labels",
+        lambda m: m.ClassifierGLM(3).fit(X, np.arange(30) % 4),
+    )
+    _both_raise(
+        ValueError,
+        "Unrecognized return type",
+        lambda m: m.ClassifierGLM(3).fit(X, y).predict_proba(X, return_type="odds"),
+    )
+    _both_raise(
+        ValueError,
+        "'feature_mask' must contain only 0s and 1s",
+        lambda m: m.ClassifierPopulationGLM(3, feature_mask=np.full((2, 1, 3), 0.5)),
+    )
+    X_tree = {"a": X[:, :1], "b": X[:, 1:]}
+    model = distglm.ClassifierGLM(3).fit(X_tree, y)
+    with pytest.raises(ValueError, match=r"X must be 2-dimensional.*X\['a'\]"):
+        model.predict_proba({"a": X[:, 0], "b": X[:, 1:]})

@@ -109,3 +109,29 @@ def test_arrays_in_stay_arrays_out_and_mismatched_times_are_refused():
     shifted = nap.Tsd(t=Xt.t + 0.5, d=yt.d)
     with pytest.raises(ValueError, match="time axis"):
         model.score(Xt, shifted)
+
+
+def test_labels_frame_columns_and_metadata_reach_predictions_as_in_nemos():
+    rng = np.random.default_rng(4)
+    t = np.arange(90) * 0.1
+    X = rng.standard_normal((90, 3))
+    y = np.stack([np.arange(90) % 3, (np.arange(90) // 3) % 3], axis=1)
+    Xt = nap.TsdFrame(t=t, d=X)
+    yt = nap.TsdFrame(t=t, d=y, columns=["u1", "u2"], metadata={"depth": np.array([10, 20])})
+    out = {}
+    for name, cls in [
+        ("ours", distglm.ClassifierPopulationGLM),
+        ("nemos", nmo.glm.ClassifierPopulationGLM),
+    ]:
+        model = cls(3).fit(Xt, yt)
+        out[name] = model.predict(Xt)
+    for pred in out.values():
+        assert list(pred.columns) == ["u1", "u2"]
+        np.testing.assert_array_equal(pred.metadata["depth"].to_numpy(), [10, 20])
+    np.testing.assert_array_equal(out["ours"].values, out["nemos"].values)
+    # a copy: changing the labels' metadata later leaves the predictions' alone
+    yt["depth"] = np.array([1, 2])
+    np.testing.assert_array_equal(out["ours"].metadata["depth"].to_numpy(), [10, 20])
+    # a fit on plain labels gives plain columns again
+    plain = distglm.ClassifierPopulationGLM(3).fit(Xt, y).predict(Xt)
+    assert list(plain.columns) == [0, 1] and plain.metadata.shape[1] == 0
