@@ -107,7 +107,9 @@ def test_too_many_classes_message():
 
 
 def test_too_few_classes_message():
-    with pytest.raises(ValueError, match=r"Found 2 .*n_classes is 3.*every class"):
+    with pytest.raises(
+        ValueError, match=r"Found only 2 unique class labels but n_classes is 3.*every class"
+    ):
         LabelEncoder(3).set_classes(["a", "b", "a"])
 
 
