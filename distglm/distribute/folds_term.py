@@ -16,7 +16,7 @@ import numpy as np
 
 from ..solve.heldout import HeldOutRecord
 from ..solve.means import newton_means
-from .passes import fold_counts, newton_pass
+from .passes import add_hessians, fold_counts, newton_pass
 from .reduce import reduce_in_chunk_order
 from .term import DistributedData
 
@@ -97,11 +97,7 @@ class FoldedData(DistributedData):
         trial, loss, gc, gb, held = reduce_in_chunk_order(
             self.plan, per_chunk, totals, (1, 0, 1, 0, 0), lambda s: where[s]
         )
-        hess, hw = None, np.zeros(k)
-        for addr in sorted(hess_parts):
-            h, w = hess_parts[addr]
-            hess = np.asarray(h, np.float64) if hess is None else hess + h
-            hw += w
+        hess, hw = add_hessians(hess_parts, k)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )

@@ -12,7 +12,7 @@ import numpy as np
 
 from .wire import unpack_chunk_sums, unpack_newton_sums
 
-__all__ = ["evaluate_pass", "fold_counts", "newton_pass"]
+__all__ = ["add_hessians", "evaluate_pass", "fold_counts", "newton_pass"]
 
 
 def fold_counts(pool, rule):
@@ -90,3 +90,14 @@ def evaluate_pass(pool, theta, with_grad=True):
         per_chunk.update(unpack_chunk_sums(pool.plan, pool.n_classes, ids, sums, with_grad))
     pool.check_complete(per_chunk)
     return per_chunk, timing
+
+
+def add_hessians(hess_parts, k):
+    """The workers' Hessian class-pair sums added in worker-address order (float64), and their
+    weights: ``(hess (n_pairs, k, p + 1, p + 1) or None, weights (k,))``."""
+    hess, hw = None, np.zeros(k)
+    for addr in sorted(hess_parts):
+        h, w = hess_parts[addr]
+        hess = np.asarray(h, np.float64) if hess is None else hess + h
+        hw += w
+    return hess, hw

@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
-from .passes import evaluate_pass, newton_pass
+from .passes import add_hessians, evaluate_pass, newton_pass
 from .reduce import reduce_in_chunk_order
 
 __all__ = ["DistributedData"]
@@ -182,11 +182,7 @@ class DistributedData:
         trial, loss, gc, gb = reduce_in_chunk_order(
             self.plan, per_chunk, totals, (1, 0, 1, 0), lambda s: where[s]
         )
-        hess, hw = None, np.zeros(k)
-        for addr in sorted(hess_parts):
-            h, w = hess_parts[addr]
-            hess = np.asarray(h, np.float64) if hess is None else hess + h
-            hw += w
+        hess, hw = add_hessians(hess_parts, k)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )
