@@ -16,6 +16,7 @@ import numpy as np
 
 from ..solve.heldout import HeldOutRecord
 from ..solve.means import newton_means
+from .passes import add_hessians, fold_counts, newton_pass
 from .reduce import reduce_in_chunk_order
 from .term import DistributedData
 
@@ -24,7 +25,7 @@ __all__ = ["FoldedData", "fold_held_counts"]
 
 def fold_held_counts(session, rule) -> np.ndarray:
     """Kept rows each fold holds out, per output, shape (n_folds, n_outputs) (no data read)."""
-    per_chunk = session.pool.fold_counts(rule)
+    per_chunk = fold_counts(session.pool, rule)
     plan = session.plan
     counts = np.zeros((rule.n_folds, plan.n_outputs), np.int64)
     for spec in plan.chunks:
@@ -81,8 +82,8 @@ class FoldedData(DistributedData):
         :meth:`DistributedData.newton_sums`), recording the held-out sums."""
         start = time.perf_counter()
         outputs = np.asarray(outputs)
-        per_chunk, hess_parts, timing = self.pool.newton(
-            theta, direction, outputs, steps, t_eval, hess_stride, folds=self.rule
+        per_chunk, hess_parts, timing = newton_pass(
+            self.pool, theta, direction, outputs, steps, t_eval, hess_stride, folds=self.rule
         )
         p, c, k = self.n_features, self.n_classes, outputs.size
         T = np.asarray(steps).shape[0]
@@ -96,11 +97,7 @@ class FoldedData(DistributedData):
         trial, loss, gc, gb, held = reduce_in_chunk_order(
             self.plan, per_chunk, totals, (1, 0, 1, 0, 0), lambda s: where[s]
         )
-        hess, hw = None, np.zeros(k)
-        for addr in sorted(hess_parts):
-            h, w = hess_parts[addr]
-            hess = np.asarray(h, np.float64) if hess is None else hess + h
-            hw += w
+        hess, hw = add_hessians(hess_parts, k)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )

@@ -27,7 +27,6 @@ from .assignment import Assignment
 from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
-from .wire import unpack_chunk_sums, unpack_newton_sums
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
@@ -405,7 +404,10 @@ class WorkerPool:
         """Each worker's :meth:`ChunkWorker.info` (cache, streamed chunks, memory)."""
         return self._run("info", lambda a: ())
 
-    def _shared_run(self, method, array, *rest):
+    def run_shared(self, method, array, *rest):
+        """Call ``method(array, *rest)`` on every actor at a pass boundary (workers joined or
+        lost are dealt with first), ``array`` sent once per worker (or broadcast, if large);
+        returns ``{worker: result}``."""
         self.look_at_members()
         payload, release = self.transport.share(np.asarray(array, self.dtype))
         try:
@@ -413,78 +415,18 @@ class WorkerPool:
         finally:
             release()
 
-    def _check_complete(self, per_chunk):
+    def run_all(self, method, *args):
+        """Call ``method(*args)`` on every actor (recovering lost workers); ``{worker:
+        result}``."""
+        return self._run(method, lambda a: args)
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of the shared encoding (0 before it)."""
+        return self._n_classes
+
+    def check_complete(self, per_chunk) -> None:
+        """Raise unless every chunk of the plan is in ``per_chunk``."""
         missing = sorted(set(self._specs) - set(per_chunk))
         if missing:
             raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")
-
-    def fold_counts(self, rule):
-        """Kept rows each fold of ``rule`` (a FoldRule) holds out, per chunk: dict chunk id ->
-        int64 array (n_folds, k_s), one column per output of its session. No data is read."""
-        out = {}
-        for ids, counts in self._run("fold_counts", lambda a: (rule,)).values():
-            out.update(zip(ids, counts, strict=True))
-        self._check_complete(out)
-        return out
-
-    def newton(self, theta, direction, outputs, steps, t_eval, hess_stride, folds=None):
-        """One Newton pass over every chunk, on the outputs ``outputs``.
-
-        Parameters
-        ----------
-        theta, direction : arrays of shape (n_features + 1, k, n_classes)
-            For the ``k`` outputs ``outputs`` (global indices).
-        outputs : int array of shape (k,)
-        steps : array of shape (n_trials, k)
-        t_eval : array of shape (k,)
-        hess_stride : int
-        folds : FoldRule, optional
-            A cross-validation search's stacked outputs (see :meth:`ChunkWorker.newton`).
-
-        Returns
-        -------
-        per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
-            grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
-            (with ``folds``, the stacked columns, and then the held-out loss (k_s',))
-        hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
-        timing : dict worker address -> (seconds, read seconds)
-        """
-        outputs = np.asarray(outputs)
-        results = self._shared_run(
-            "newton",
-            np.stack([theta, direction]),
-            outputs,
-            np.asarray(steps),
-            np.asarray(t_eval),
-            hess_stride,
-            folds,
-        )
-        per_chunk, hess, timing = unpack_newton_sums(
-            self.plan, self._n_classes, outputs, np.asarray(steps).shape[0], results, folds
-        )
-        self._check_complete(per_chunk)
-        return per_chunk, hess, timing
-
-    def evaluate(self, theta, with_grad=True):
-        """One pass at ``theta``: per-chunk sums and per-worker compute seconds.
-
-        Parameters
-        ----------
-        theta : float array of shape (n_features + 1, n_outputs, n_classes)
-
-        Returns
-        -------
-        per_chunk : dict chunk id -> tuple of arrays
-            (loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c)), or
-            (loss,) without the gradient.
-        timing : dict worker address -> (seconds, read seconds)
-            The worker's wall time for the pass, and the part of it its reader thread spent
-            reading streamed chunks (overlapping compute).
-        """
-        results = self._shared_run("value_and_grad" if with_grad else "value", theta)
-        per_chunk, timing = {}, {}
-        for addr, (ids, sums, seconds, read) in results.items():
-            timing[addr] = (seconds, read)
-            per_chunk.update(unpack_chunk_sums(self.plan, self._n_classes, ids, sums, with_grad))
-        self._check_complete(per_chunk)
-        return per_chunk, timing

@@ -17,6 +17,7 @@ import uuid
 import numpy as np
 
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
+from .passes import add_hessians, evaluate_pass, newton_pass
 from .reduce import reduce_in_chunk_order
 
 __all__ = ["DistributedData"]
@@ -135,7 +136,7 @@ class DistributedData:
 
     def _pass(self, theta, with_grad):
         start = time.perf_counter()
-        per_chunk, timing = self.pool.evaluate(theta, with_grad)
+        per_chunk, timing = evaluate_pass(self.pool, theta, with_grad)
         p, K, c = self.n_features, self.n_outputs, self.n_classes
         totals = [np.zeros(K)]
         if with_grad:
@@ -167,8 +168,8 @@ class DistributedData:
         """
         start = time.perf_counter()
         outputs = np.asarray(outputs)
-        per_chunk, hess_parts, timing = self.pool.newton(
-            theta, direction, outputs, steps, t_eval, hess_stride
+        per_chunk, hess_parts, timing = newton_pass(
+            self.pool, theta, direction, outputs, steps, t_eval, hess_stride
         )
         p, c, k = self.n_features, self.n_classes, outputs.size
         T = np.asarray(steps).shape[0]
@@ -181,11 +182,7 @@ class DistributedData:
         trial, loss, gc, gb = reduce_in_chunk_order(
             self.plan, per_chunk, totals, (1, 0, 1, 0), lambda s: where[s]
         )
-        hess, hw = None, np.zeros(k)
-        for addr in sorted(hess_parts):
-            h, w = hess_parts[addr]
-            hess = np.asarray(h, np.float64) if hess is None else hess + h
-            hw += w
+        hess, hw = add_hessians(hess_parts, k)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )

@@ -19,15 +19,9 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
   cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
   reduce them in chunk-id order whatever the assignment of chunks to workers.
 
-Memory: a worker caches decoded chunks up to its budget (``cache_bytes``; by default its memory
-limit up to Dask's pause/terminate fraction, less the runtime measured when the actor starts and
-the chunks in flight: :func:`~distglm.distribute.budget.default_cache_bytes`). Cached labels are
-int8/int16 codes (:mod:`~distglm.distribute.chunks`), and each chunk's host copy is released as
-it is encoded. Chunks past the budget are **streamed**: re-read from their source on
-every pass, the next one read in a background thread while the current one is computed (Zarr
-decoding and XLA both release the GIL), and copied to the device as they come. At most two
-streamed chunks are alive at once, so a worker's memory is its cache plus a few chunks plus the
-runtime, whatever the size of the data.
+Memory: chunks are cached up to the worker's budget, labels as int8/int16 codes, and streamed
+past it, the next read one ahead in a background thread (:mod:`~distglm.distribute.reader`,
+:mod:`~distglm.distribute.worker_memory`).
 
 Every public method returns ``("ok", result)`` or ``("error", exception)``
 (:func:`~distglm.distribute.wire.reported`): an exception raised by a method is then told apart
@@ -45,13 +39,13 @@ import numpy as np
 from ..data.stats import chunk_stats
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
-from ..kernels.compiled import VALUE, VALUE_AND_GRAD
 from .budget import CacheLedger, resolve_cache_bytes, working_bytes
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
+from .gradient_pass import gradient_chunk_sums, resolve_shared
 from .newton_pass import newton_chunk_sums
 from .reader import ChunkReader
 from .runtime import keep_freed_memory, process_memory, return_freed_memory
-from .wire import flatten_sums, reported
+from .wire import reported
 from .worker_memory import BUDGET_EVENT, check_stats_size, dask_memory_limit, log_budget
 
 __all__ = ["BUDGET_EVENT", "ChunkWorker"]
@@ -129,6 +123,10 @@ class ChunkWorker:
         self._folds = {}  # chunk_id -> (FoldRule, fold index per padded row on the device)
         self._classes = None
         self._reader = ChunkReader(self._session_outputs, self._dtype, read_limits)
+
+    def _ids(self):
+        """The chunks ready for passes (cached, streamed, adopted), sorted."""
+        return sorted([*self._cache, *self._streamed, *self._pending])
 
     @property
     def cache_bytes(self) -> int:
@@ -279,7 +277,7 @@ class ChunkWorker:
             cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
             (self._pending if cached else self._streamed)[cid] = spec
             self._expected[cid] = int(n)
-        return sorted([*self._cache, *self._streamed, *self._pending])
+        return self._ids()
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
@@ -310,7 +308,7 @@ class ChunkWorker:
         the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
         an adopted chunk is cached once read. With ``sessions``, only the chunks of those
         sessions (the others are not read)."""
-        ids = sorted([*self._cache, *self._streamed, *self._pending])
+        ids = self._ids()
         if sessions is not None:
             ids = [c for c in ids if self._session_of(c) in sessions]
         to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
@@ -326,48 +324,17 @@ class ChunkWorker:
             yield cid, s, X, y, w
 
     # ------------------------------------------------------------------ passes
-    def _session_params(self, theta):
-        import jax.numpy as jnp
-
-        out = {}
-        for s in range(len(self._session_outputs)):
-            th = np.asarray(theta[:, self._session_outputs[s], :], self._dtype)
-            out[s] = (jnp.asarray(th[:-1]), jnp.asarray(th[-1]))
-        return out
-
-    @staticmethod
-    def _resolve(theta):
-        if isinstance(theta, tuple) and len(theta) == 2 and theta[0] == "scattered":
-            from distributed import get_client, get_worker
-
-            key = theta[1]
-            data = get_worker().data
-            if key in data:
-                return data[key]
-            from distributed import Future
-
-            return get_client().gather(Future(key))
-        return theta
-
     def _run(self, theta, with_grad):
         start = time.perf_counter()
         read_before = self.read_seconds
-        params = self._session_params(self._resolve(theta))
-        fn = VALUE_AND_GRAD if with_grad else VALUE
-        ids, flat = [], []
-        # one flat float32 buffer for all chunks (one serialised frame, not 3 per chunk); the
-        # coordinator knows each chunk's session and so the sizes to cut it back into. Each
-        # chunk's sums are pulled to the host before the next chunk is computed, so a streamed
-        # chunk's arrays are freed as soon as it is done.
-        for cid, s, X, y, w in self._chunks():
-            r = fn(params[s], X, y, w, block_rows=self._block)
-            ids.append(cid)
-            if with_grad:
-                loss, (gc, gb) = r
-                flat += [np.asarray(loss).ravel(), np.asarray(gc).ravel(), np.asarray(gb).ravel()]
-            else:
-                flat.append(np.asarray(r).ravel())
-        buffer = flatten_sums(flat, self._dtype)
+        ids, buffer = gradient_chunk_sums(
+            self._chunks(),
+            self._session_outputs,
+            resolve_shared(theta),
+            with_grad,
+            self._block,
+            self._dtype,
+        )
         return ids, buffer, time.perf_counter() - start, self.read_seconds - read_before
 
     @reported
@@ -415,7 +382,7 @@ class ChunkWorker:
         """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
         and, for each, an int64 array of shape (n_folds, k_s). Reads nothing (each chunk's rows are
         recorded when it is read)."""
-        ids = sorted([*self._cache, *self._streamed, *self._pending])
+        ids = self._ids()
         missing = [cid for cid in ids if cid not in self._row_ranges]
         if missing:
             raise ValueError(f"Chunks {missing} have not been read here yet: rows unknown.")
@@ -463,7 +430,7 @@ class ChunkWorker:
             self._chunks,
             held,
             session_outputs,
-            np.asarray(self._resolve(payload)),
+            np.asarray(resolve_shared(payload)),
             (np.asarray(outputs), np.asarray(steps), np.asarray(t_eval)),
             int(hess_stride),
             self._block,
@@ -523,7 +490,7 @@ class ChunkWorker:
 
         nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
         return {
-            "chunks": sorted([*self._cache, *self._streamed, *self._pending]),
+            "chunks": self._ids(),
             "cached": sorted(self._cache),
             "streamed": sorted(self._streamed),
             "pending": sorted(self._pending),

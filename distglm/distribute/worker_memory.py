@@ -1,5 +1,16 @@
 """What a worker's actor knows about its own memory: the Dask worker's limit, the budget event
-it logs, and the up-front check of the statistics pass's second moments."""
+it logs, and the up-front check of the statistics pass's second moments.
+
+A worker caches decoded chunks up to its budget (``cache_bytes``; by default its memory limit
+up to Dask's pause/terminate fraction, less the runtime measured when the actor starts and the
+chunks in flight: :func:`~distglm.distribute.budget.default_cache_bytes`). Cached labels are
+int8/int16 codes (:mod:`~distglm.distribute.chunks`), and each chunk's host copy is released as
+it is encoded. Chunks past the budget are streamed: re-read from their source on every pass,
+the next one read in a background thread while the current one is computed (Zarr decoding and
+XLA both release the GIL), and copied to the device as they come. At most two streamed chunks
+are alive at once, so a worker's memory is its cache plus a few chunks plus the runtime,
+whatever the size of the data.
+"""
 
 from __future__ import annotations
 
