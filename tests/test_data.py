@@ -102,16 +102,12 @@ class FakePool:
         self.workers = {i: _worker(plan, specs, classes) for i, specs in by_worker.items()}
         self.n_classes = len(classes)
 
-    def evaluate(self, theta, with_grad=True):
-        payload = np.asarray(theta, self.dtype)
-        per_chunk, compute = {}, {}
-        for i, w in self.workers.items():
-            ids, sums, seconds, read = _check(
-                w.value_and_grad(payload) if with_grad else w.value(payload)
-            )
-            compute[i] = (seconds, read)
-            per_chunk.update(unpack_chunk_sums(self.plan, self.n_classes, ids, sums, with_grad))
-        return per_chunk, compute
+    def run_shared(self, method, array, *rest):
+        payload = np.asarray(array, self.dtype)
+        return {i: _check(getattr(w, method)(payload, *rest)) for i, w in self.workers.items()}
+
+    def check_complete(self, per_chunk):
+        assert sorted(per_chunk) == [spec.chunk_id for spec in self.plan.chunks]
 
 
 def _results(plan, returned, with_grad=True, n_classes=3):
@@ -833,10 +829,15 @@ class _FixedPool:
 
     def __init__(self, plan, sums, order):
         self.plan, self.dtype, self._sums, self._order = plan, np.dtype("float32"), sums, order
+        self.n_classes = 2
 
-    def evaluate(self, theta, with_grad=True):
-        per_chunk = {cid: self._sums[cid][: 3 if with_grad else 1] for cid in self._order}
-        return per_chunk, {"w": (0.0, 0.0)}
+    def run_shared(self, method, array, *rest):
+        n = 3 if method == "value_and_grad" else 1
+        flat = [np.ravel(a) for cid in self._order for a in self._sums[cid][:n]]
+        return {"w": (list(self._order), np.concatenate(flat).astype(np.float64), 0.0, 0.0)}
+
+    def check_complete(self, per_chunk):
+        assert sorted(per_chunk) == sorted(self._sums)
 
 
 def test_distributed_data_reduces_in_chunk_id_order():
