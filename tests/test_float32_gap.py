@@ -64,7 +64,9 @@ def test_distributed_float32_fit_reaches_the_in_memory_gap(tmp_path, client):
     assert np.asarray(dist.coef_).dtype == np.float32  # the default, float32 kernels
     gap_mem, gap_dist = _gap(mem, X64, y, ref.fun), _gap(dist, X64, y, ref.fun)
     assert gap_mem >= -1e-12 and gap_dist >= -1e-12, (gap_mem, gap_dist)
-    # both within the default tol's reach of the optimum, the distributed no further than the
-    # in-memory fit (up to a factor for the different rounding of the two reductions)
-    assert gap_mem <= 1e-7, gap_mem
-    assert gap_dist <= max(3 * gap_mem, 2e-8), (gap_dist, gap_mem)
+    print(f"float32 gaps to the float64 optimum: memory {gap_mem:.3g}, cluster {gap_dist:.3g}")
+    # Both within the default tol (1e-8) of the optimum: the stopping rule reads the gap from
+    # the gradient, not from the rounded float32 value (before: 4.8e-8 at 40,000 rows), and the
+    # distributed fit stops no further from it than the in-memory one, up to tol.
+    assert gap_mem <= 1e-8, gap_mem
+    assert gap_dist <= max(gap_mem, 1e-8), (gap_dist, gap_mem)
