@@ -18,7 +18,8 @@ Run it in the background, e.g.
 ``--gib 0.05`` checks the script in a minute.
 
 Run: ``python benchmarks/bench_scale.py [--gib 26] [--dir /tmp/bench_scale] [--sessions 64]
-[--features 64] [--outputs 100] [--classes 3] [--chunk-rows 65536] [--memory-limit 4GiB]``
+[--features 64] [--outputs 100] [--classes 3] [--chunk-rows 65536] [--memory-limit 4GiB]
+[--cache-bytes 0.5]``
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ def main(argv=None):
     ap.add_argument("--chunk-rows", type=int, default=65536)
     ap.add_argument("--memory-limit", default="4GiB")
     ap.add_argument("--strength", type=float, default=1e-3)
+    ap.add_argument(
+        "--cache-bytes",
+        default=None,
+        help="each worker's chunk-cache budget (a fraction of its limit, or bytes); default: "
+        "distglm's default budget",
+    )
     args = ap.parse_args(argv)
     import dask
     from distributed import Client, LocalCluster
@@ -137,7 +144,10 @@ def main(argv=None):
             solver_name="auto",
         )
         t = time.perf_counter()
-        model.fit(sessions, client=client, progress=True)
+        cache = args.cache_bytes
+        if cache is not None:
+            cache = float(cache) if "." in cache else cache
+        model.fit(sessions, client=client, progress=True, cache_bytes=cache)
         fit_s = time.perf_counter() - t
         prof = model.fit_profile_
         passes = prof["passes"]

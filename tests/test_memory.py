@@ -12,6 +12,7 @@ import pytest
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
 from distglm.distribute.budget import (
+    IN_FLIGHT_CHUNKS,
     XLA_RESERVE_BYTES,
     MemoryCeiling,
     default_cache_bytes,
@@ -122,9 +123,9 @@ def test_default_budget_from_limit_fractions_and_runtime():
     assert MemoryCeiling(pause=None, terminate=0.95).fraction == 0.95
     assert MemoryCeiling(None, None).fraction == 1.0
     work = working_bytes(10 * MIB, 6 * MIB)
-    assert work == 40 * MIB + XLA_RESERVE_BYTES + TRIM_THRESHOLD_BYTES
-    got = default_cache_bytes(600 * MIB, 260 * MIB, work, ceiling)
-    assert got == int(0.8 * 600 * MIB) - 260 * MIB - work
+    assert work == IN_FLIGHT_CHUNKS * 10 * MIB + XLA_RESERVE_BYTES + TRIM_THRESHOLD_BYTES
+    got = default_cache_bytes(1000 * MIB, 260 * MIB, work, ceiling)
+    assert got == int(0.8 * 1000 * MIB) - 260 * MIB - work
     assert default_cache_bytes(300 * MIB, 260 * MIB, work, ceiling) == 0  # all streamed
     with dask.config.set(
         {"distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.7}

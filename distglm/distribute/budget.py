@@ -32,9 +32,13 @@ __all__ = [
     "working_bytes",
 ]
 
-#: Chunks alive at once besides the cache, at most: the one computed, the one read ahead, and
-#: the temporaries of the statistics pass on the first (its float64 copy is twice its X).
-IN_FLIGHT_CHUNKS = 4
+#: Chunks alive at once besides the cache, at most: the one computed (as read, padded and on
+#: the device), the one read ahead, the temporaries of the statistics pass (its float64 copy is
+#: twice its X) and of the kernels on a whole chunk. Measured on 65,536 x 64 float32 chunks
+#: (16 MiB), 12 outputs x 3 classes, a worker's peak was 350-400 MiB above its runtime and its
+#: cache (benchmarks/bench_scale.py's store at 1 and 2 GiB limits), and 4 chunks here had a
+#: 1 GiB and a 4 GiB worker restarted for memory; 12 chunks and the reserve below make 364 MiB.
+IN_FLIGHT_CHUNKS = 12
 #: Memory XLA takes beyond the runtime at start: compiled kernels and their temporaries.
 XLA_RESERVE_BYTES = 96 << 20
 

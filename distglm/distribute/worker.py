@@ -44,7 +44,7 @@ from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
 from .gradient_pass import gradient_chunk_sums, resolve_shared
 from .newton_pass import newton_chunk_sums
 from .reader import ChunkReader
-from .runtime import keep_freed_memory, process_memory, return_freed_memory
+from .runtime import HeapGuard, keep_freed_memory, process_memory, return_freed_memory
 from .wire import reported
 from .worker_memory import BUDGET_EVENT, check_stats_size, dask_memory_limit, log_budget
 
@@ -113,6 +113,8 @@ class ChunkWorker:
         self._working = working_bytes(read_bytes, held)
         self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
         log_budget(self.memory_limit, self.cache_bytes, self.memory_start["rss"])
+        planned = (self.memory_start["rss"] or 0) + self.cache_bytes + self._working
+        self._heap = HeapGuard(None if self.memory_limit is None else planned)
         self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
         self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
@@ -211,6 +213,8 @@ class ChunkWorker:
             else:
                 self._streamed[spec.chunk_id] = spec
             self._stats[spec.chunk_id] = stats
+            del X, y
+            self._heap.check()
         return [self._stats[spec.chunk_id] for spec in specs]
 
     def _read_checked(self, spec):
@@ -245,6 +249,7 @@ class ChunkWorker:
                 raise ValueError(f"Chunk {cid}: {e}") from None
             self._cache[cid] = (held.session_index, *self._device(arrays))
             del held, arrays
+            self._heap.check()
         return sorted([*self._cache, *self._streamed])
 
     @reported
@@ -322,6 +327,8 @@ class ChunkWorker:
                 if self._pending.pop(cid, None) is not None:
                     self._cache[cid] = (s, X, y, w)
             yield cid, s, X, y, w
+            del X, y, w
+            self._heap.check()
 
     # ------------------------------------------------------------------ passes
     def _run(self, theta, with_grad):
