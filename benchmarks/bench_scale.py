@@ -12,7 +12,9 @@ reference), fits it with ``solver_name="auto"`` at Ridge ``--strength``, and rep
 solver chosen, passes, the statistics pass, the median pass beside one read, each worker's peak
 resident memory, and the whole fit time.
 
-Not part of CI: at the default size the write takes ~30-60 min and the fit hours on 2 cores.
+Not part of CI. Measured here (2 cores, ``--outputs 20``, recorded in
+``benchmarks/results/bench_scale.txt``): the write took 11 min, the fit 21 min (8 passes, Newton);
+with the default 100 outputs expect the write and the passes' compute to be several times that.
 Run it in the background, e.g.
 ``nohup python benchmarks/bench_scale.py > /tmp/bench_scale/log.txt 2>&1 &``.
 ``--gib 0.05`` checks the script in a minute.
