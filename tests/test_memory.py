@@ -12,6 +12,7 @@ import pytest
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
 from distglm.distribute.budget import (
+    CACHE_FOOTPRINT,
     IN_FLIGHT_CHUNKS,
     XLA_RESERVE_BYTES,
     MemoryCeiling,
@@ -125,7 +126,7 @@ def test_default_budget_from_limit_fractions_and_runtime():
     work = working_bytes(10 * MIB, 6 * MIB)
     assert work == IN_FLIGHT_CHUNKS * 10 * MIB + XLA_RESERVE_BYTES + TRIM_THRESHOLD_BYTES
     got = default_cache_bytes(1000 * MIB, 260 * MIB, work, ceiling)
-    assert got == int(0.8 * 1000 * MIB) - 260 * MIB - work
+    assert got == int((int(0.8 * 1000 * MIB) - 260 * MIB - work) / CACHE_FOOTPRINT)
     assert default_cache_bytes(300 * MIB, 260 * MIB, work, ceiling) == 0  # all streamed
     with dask.config.set(
         {"distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": 0.7}

@@ -39,7 +39,7 @@ import numpy as np
 from ..data.stats import chunk_stats
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
-from .budget import CacheLedger, resolve_cache_bytes, working_bytes
+from .budget import CACHE_FOOTPRINT, CacheLedger, resolve_cache_bytes, working_bytes
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
 from .gradient_pass import gradient_chunk_sums, resolve_shared
 from .newton_pass import newton_chunk_sums
@@ -113,7 +113,8 @@ class ChunkWorker:
         self._working = working_bytes(read_bytes, held)
         self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
         log_budget(self.memory_limit, self.cache_bytes, self.memory_start["rss"])
-        planned = (self.memory_start["rss"] or 0) + self.cache_bytes + self._working
+        cache = int(CACHE_FOOTPRINT * self.cache_bytes)
+        planned = (self.memory_start["rss"] or 0) + cache + self._working
         self._heap = HeapGuard(None if self.memory_limit is None else planned)
         self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
         self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
