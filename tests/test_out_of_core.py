@@ -19,7 +19,7 @@ from distributed import Client, LocalCluster
 from distglm import ClassifierPopulationGLM
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
-from distglm.distribute.budget import MemoryCeiling, resolve_cache_bytes
+from distglm.distribute.budget import CACHE_FOOTPRINT, MemoryCeiling, resolve_cache_bytes
 from distglm.distribute.reader import ChunkReader
 from distglm.distribute.worker import ChunkWorker
 
@@ -72,11 +72,13 @@ def test_resolve_cache_bytes():
     gib = 2**30
     ceiling = MemoryCeiling(pause=0.8, terminate=0.95)
     # by default: the limit up to the pause fraction, less the runtime and working memory
-    assert resolve_cache_bytes(None, 4 * gib, ceiling=ceiling) == int(0.8 * 4 * gib)
-    assert (
-        resolve_cache_bytes(None, 4 * gib, runtime_bytes=gib, working=gib // 2, ceiling=ceiling)
-        == int(0.8 * 4 * gib) - gib - gib // 2
+    # (what is free, over the resident cost of a cached byte)
+    assert resolve_cache_bytes(None, 4 * gib, ceiling=ceiling) == int(
+        int(0.8 * 4 * gib) / CACHE_FOOTPRINT
     )
+    assert resolve_cache_bytes(
+        None, 4 * gib, runtime_bytes=gib, working=gib // 2, ceiling=ceiling
+    ) == int((int(0.8 * 4 * gib) - gib - gib // 2) / CACHE_FOOTPRINT)
     assert resolve_cache_bytes(0.25, 4 * gib) == gib
     assert resolve_cache_bytes(0, 4 * gib) == 0
     assert resolve_cache_bytes("64 MiB", 4 * gib) == 64 * 2**20
@@ -84,7 +86,7 @@ def test_resolve_cache_bytes():
     # no memory limit: the machine's memory shared by the workers on it
     assert resolve_cache_bytes(
         None, None, total_memory=8 * gib, workers_on_host=4, ceiling=ceiling
-    ) == int(0.8 * 2 * gib)
+    ) == int(int(0.8 * 2 * gib) / CACHE_FOOTPRINT)
     with pytest.raises(ValueError, match=r"cache_bytes=1\.5"):
         resolve_cache_bytes(1.5, gib)
     with pytest.raises(ValueError, match="'lots'"):
