@@ -374,10 +374,10 @@ def test_forget_frees_cache_space(tmp_path):
     plan = plan_data(open_sessions(path))
     worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
     status, stats = worker.load(plan.chunks)
-    used = worker._ledger.used
+    used = worker.holdings.ledger.used
     assert used > 0
     assert worker.encode(merge_stats(plan, stats, 2).classes)[0] == "ok"
     status, left = worker.forget([0, 2])
     assert status == "ok" and left == [1, 3]
-    assert worker._ledger.used == used // 2
+    assert worker.holdings.ledger.used == used // 2
     assert worker.info()[1]["chunks"] == [1, 3]

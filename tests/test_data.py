@@ -732,7 +732,7 @@ def test_chunk_worker_pads_chunks_to_one_compiled_shape():
     _check(w.value_and_grad(np.ones((8, 2, 3), np.float32)))
     assert len(results) == 3
     assert compiled_kernels.VALUE_AND_GRAD._cache_size() - before <= 1
-    shapes = {tuple(a.shape) for entry in w._cache.values() for a in entry[1:]}
+    shapes = {tuple(a.shape) for entry in w.holdings.cache.values() for a in entry[1:]}
     assert shapes == {(120, 7), (120, 2), (120,)}
     # padding rows have weight 0: the short chunk's sums are those of its 90 rows
     ref = InMemoryData(X[240:], y[240:], 3)
@@ -764,7 +764,7 @@ def test_chunk_worker_code_dtype(n_classes, dtype):
     y = np.arange(n_classes)[:, None]
     plan = plan_data(da.from_array(X, chunks=(n_classes, -1)), y)
     w = _worker(plan, classes=np.arange(n_classes))
-    codes = w._cache[0][2]
+    codes = w.holdings.cache[0][2]
     assert codes.dtype == dtype
     np.testing.assert_array_equal(np.asarray(codes)[:, 0], np.arange(n_classes))
 

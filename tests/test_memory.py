@@ -54,7 +54,7 @@ def test_string_labels_are_cached_as_codes_at_their_budgeted_size():
     plan = _string_plan()
     w = _worker(plan)
     stats = _ok(w.load(plan.chunks))
-    held = list(w._held.values())
+    held = list(w.holdings.held.values())
     assert held and all(h.codes.dtype == np.int8 for h in held)
     budgeted = w.chunk_bytes(0)
     # what the ledger counted is what is held: padded X + int8 codes (+ the few labels)
@@ -66,7 +66,7 @@ def test_string_labels_are_cached_as_codes_at_their_budgeted_size():
     assert raw > 10 * held[0].codes.nbytes
     classes = merge_stats(plan, stats, 3).classes
     ids = _ok(w.encode(classes))
-    assert not w._held  # every host copy released as encoded
+    assert not w.holdings.held  # every host copy released as encoded
     info = _ok(w.info())
     assert info["nbytes"] == len(ids) * budgeted  # cached arrays are exactly the budgeted bytes
 
@@ -98,14 +98,14 @@ def test_encode_releases_each_raw_chunk_before_the_next(monkeypatch):
     plan = _string_plan()
     w = _worker(plan)
     stats = _ok(w.load(plan.chunks))
-    refs = {cid: weakref.ref(h.X) for cid, h in w._held.items()}
+    refs = {cid: weakref.ref(h.X) for cid, h in w.holdings.held.items()}
     alive = []
     real_device = w._device
 
     def spy(arrays):
         # a host copy still alive and not the buffer a device array uses (on a CPU, JAX may
         # alias an aligned numpy array instead of copying it)
-        shared = {int(a.unsafe_buffer_pointer()) for e in w._cache.values() for a in e[1:]}
+        shared = {int(a.unsafe_buffer_pointer()) for e in w.holdings.cache.values() for a in e[1:]}
         copies = [r() for r in refs.values()]
         alive.append(sum(x is not None and x.ctypes.data not in shared for x in copies))
         return real_device(arrays)

@@ -1,7 +1,10 @@
-"""What runs on a Dask worker: a :class:`ChunkWorker` holding decoded chunks and running kernels.
+"""What runs on a Dask worker: a :class:`ChunkWorker` reading chunks and running kernels on them.
 
 One ``ChunkWorker`` lives on each worker (as a Dask Actor, so a pass costs one direct call, not a
-scheduled task). It is plain Python with no network code, so tests drive it directly.
+scheduled task). It is plain Python with no network code, so tests drive it directly. Where each
+chunk is (held, cached, streamed, adopted) and the cache budget are its
+:class:`~distglm.distribute.holdings.ChunkHoldings`; its memory plan is
+:func:`~distglm.distribute.worker_memory.plan_memory`.
 
 - :meth:`ChunkWorker.load` reads chunks from their source (the culled dask graph of each block,
   computed here with the synchronous scheduler: the worker reads Zarr itself) and returns their
@@ -10,19 +13,14 @@ scheduled task). It is plain Python with no network code, so tests drive it dire
   classes are known, pads every chunk to the plan's fixed row count (weight 0) and places the
   arrays on the worker's default JAX device. No re-read.
 - :meth:`ChunkWorker.adopt` takes chunks whose statistics are already known (a fit resumed
-  from its checkpoint): nothing is read then; each chunk is read on the first pass, checked
-  against its recorded kept rows, and kept in the cache while the budget allows.
+  from its checkpoint): each is read on the first pass, checked against its recorded kept rows.
 - :meth:`ChunkWorker.newton` with a :class:`~distglm.folds.FoldRule` runs a cross-validation
-  search's stacked columns: each chunk's fold weights come from its session and row range
-  (recorded when the chunk is read), its codes are repeated per fold, never re-read or one-hot.
+  search's stacked columns: each chunk's fold weights come from its session and row range.
 - :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
-  cached chunk at the given parameters and return **per-chunk** sums, so the coordinator can
-  reduce them in chunk-id order whatever the assignment of chunks to workers.
+  chunk at the given parameters and return **per-chunk** sums, so the coordinator can reduce
+  them in chunk-id order whatever the assignment of chunks to workers.
 
-Memory: chunks are cached up to the worker's budget, labels as int8/int16 codes, and streamed
-past it, the next read one ahead in a background thread (:mod:`~distglm.distribute.reader`,
-:mod:`~distglm.distribute.worker_memory`).
-
+Streamed chunks are read one ahead in a background thread (:mod:`~distglm.distribute.reader`).
 Every public method returns ``("ok", result)`` or ``("error", exception)``
 (:func:`~distglm.distribute.wire.reported`): an exception raised by a method is then told apart
 from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`distglm.data`
@@ -39,14 +37,14 @@ import numpy as np
 from ..data.stats import chunk_stats
 from ..inputs import kept_rows
 from ..kernels.compile_cache import enable_compile_cache
-from .budget import CACHE_FOOTPRINT, CacheLedger, resolve_cache_bytes, working_bytes
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
 from .gradient_pass import gradient_chunk_sums, resolve_shared
+from .holdings import ChunkHoldings
 from .newton_pass import newton_chunk_sums
 from .reader import ChunkReader
 from .runtime import HeapGuard, keep_freed_memory, process_memory, return_freed_memory
 from .wire import reported
-from .worker_memory import BUDGET_EVENT, check_stats_size, dask_memory_limit, log_budget
+from .worker_memory import BUDGET_EVENT, check_stats_size, dask_memory_limit, plan_memory
 
 __all__ = ["BUDGET_EVENT", "ChunkWorker"]
 
@@ -110,45 +108,22 @@ class ChunkWorker:
         jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
         self.memory_start = process_memory(reset_peak=True)
         held = max((self.chunk_bytes(s) for s in range(len(self._session_outputs))), default=0)
-        self._working = working_bytes(read_bytes, held)
-        self._ledger = CacheLedger(self._budget(cache_bytes, workers_on_host))
-        log_budget(self.memory_limit, self.cache_bytes, self.memory_start["rss"])
-        cache = int(CACHE_FOOTPRINT * self.cache_bytes)
-        planned = (self.memory_start["rss"] or 0) + cache + self._working
-        self._heap = HeapGuard(None if self.memory_limit is None else planned)
-        self._held = {}  # chunk_id -> HeldChunk (padded X, label codes), until encoded
-        self._cache = {}  # chunk_id -> (session_index, X, codes, weights) on the JAX device
-        self._streamed = {}  # chunk_id -> ChunkSpec, re-read on every pass
-        self._stats = {}  # chunk_id -> ChunkStats (a repeated load does not re-read)
-        self._pending = {}  # chunk_id -> ChunkSpec, adopted: read on the first pass, then cached
-        self._expected = {}  # chunk_id -> kept rows the adopted statistics recorded
-        self._row_ranges = {}  # chunk_id -> (session, row start, stop, kept-row mask)
-        self._folds = {}  # chunk_id -> (FoldRule, fold index per padded row on the device)
+        rss = self.memory_start["rss"]
+        plan = plan_memory(self.memory_limit, cache_bytes, workers_on_host, rss, read_bytes, held)
+        self.holdings = ChunkHoldings(plan.cache_bytes, self.chunk_bytes)
+        self._heap = HeapGuard(plan.planned)
         self._classes = None
         self._reader = ChunkReader(self._session_outputs, self._dtype, read_limits)
-
-    def _ids(self):
-        """The chunks ready for passes (cached, streamed, adopted), sorted."""
-        return sorted([*self._cache, *self._streamed, *self._pending])
 
     @property
     def cache_bytes(self) -> int:
         """The cache budget in bytes."""
-        return self._ledger.budget
+        return self.holdings.budget
 
     @property
     def memory_limit(self) -> int | None:
         """This Dask worker's memory limit (None outside a worker or without a limit)."""
         return dask_memory_limit()
-
-    def _budget(self, cache_bytes, workers_on_host):
-        return resolve_cache_bytes(
-            cache_bytes,
-            self.memory_limit,
-            workers_on_host=workers_on_host,
-            runtime_bytes=self.memory_start["rss"] or 0,
-            working=self._working,
-        )
 
     def chunk_bytes(self, session_index):
         """Bytes one cached chunk of this session takes: padded X, codes and weights."""
@@ -192,10 +167,11 @@ class ChunkWorker:
             As soon as the chunks read show more distinct labels than ``n_classes`` (naming
             the chunk where the count was passed).
         """
-        todo = [spec for spec in specs if spec.chunk_id not in self._stats]
+        h = self.holdings
+        todo = [spec for spec in specs if spec.chunk_id not in h.stats]
         if todo:
             self._n_features = todo[0].X.shape[1]
-            n = len(todo) + len(self._stats)
+            n = len(todo) + len(h.stats)
             rss = self.memory_start["rss"]
             check_stats_size(self.memory_limit, rss, n, self._n_features, self._rows)
         known = fingerprints or {}
@@ -205,18 +181,13 @@ class ChunkWorker:
             stats, keep = chunk_stats(spec.chunk_id, X, y)
             stats = dataclasses.replace(stats, fingerprint=fp)
             self._labels = self._labels.add(stats.labels, spec)
-            self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
-            cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
-            if cached:
-                self._held[spec.chunk_id] = hold_chunk(
+            if h.record_read(spec, stats, keep):
+                h.held[spec.chunk_id] = hold_chunk(
                     spec.session_index, X, y, keep, stats.labels, self._rows, self._dtype
                 )
-            else:
-                self._streamed[spec.chunk_id] = spec
-            self._stats[spec.chunk_id] = stats
             del X, y
             self._heap.check()
-        return [self._stats[spec.chunk_id] for spec in specs]
+        return [h.stats[spec.chunk_id] for spec in specs]
 
     def _read_checked(self, spec):
         return self._reader.read(spec, check_stored=True)
@@ -242,16 +213,17 @@ class ChunkWorker:
         self._classes = np.asarray(classes)
         # one chunk at a time, its host copy dropped before the next: holding every raw chunk
         # while making the encoded copies took a process from 303 to 1,490 MiB (issue 11)
-        for cid in sorted(self._held):
-            held = self._held.pop(cid)
+        h = self.holdings
+        for cid in sorted(h.held):
+            held = h.held.pop(cid)
             try:
                 arrays = encode_held(held, self._classes, self._rows, self._dtype)
             except ValueError as e:
                 raise ValueError(f"Chunk {cid}: {e}") from None
-            self._cache[cid] = (held.session_index, *self._device(arrays))
+            h.cache[cid] = (held.session_index, *self._device(arrays))
             del held, arrays
             self._heap.check()
-        return sorted([*self._cache, *self._streamed])
+        return sorted([*h.cache, *h.streamed])
 
     @reported
     def adopt(self, specs, classes, kept):
@@ -277,21 +249,17 @@ class ChunkWorker:
         if specs:
             self._n_features = specs[0].X.shape[1]
         for spec, n in zip(specs, kept, strict=True):
-            cid = spec.chunk_id
-            if cid in self._cache or cid in self._streamed or cid in self._pending:
-                continue
-            cached, self._ledger = self._ledger.admit(self.chunk_bytes(spec.session_index))
-            (self._pending if cached else self._streamed)[cid] = spec
-            self._expected[cid] = int(n)
-        return self._ids()
+            self.holdings.adopt(spec, n)
+        return self.holdings.ready()
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        X, y = self._reader.read(spec, check_stored=spec.chunk_id in self._pending)
+        h = self.holdings
+        X, y = self._reader.read(spec, check_stored=spec.chunk_id in h.pending)
         self._reader.fingerprint(spec, X, y)
         keep = kept_rows(X, y)
-        self._row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
-        expected = self._expected.get(spec.chunk_id)
+        h.row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
+        expected = h.expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
             raise ValueError(
                 f"{spec.describe()}: {int(keep.sum())} rows without NaN/Inf, but the statistics "
@@ -304,29 +272,23 @@ class ChunkWorker:
             raise ValueError(f"{spec.describe()}: {e}") from None
         return spec.chunk_id, spec.session_index, self._device(arrays)
 
-    def _session_of(self, cid):
-        if cid in self._cache:
-            return self._cache[cid][0]
-        return (self._streamed.get(cid) or self._pending[cid]).session_index
-
     def _chunks(self, sessions=None):
         """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
         the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
         an adopted chunk is cached once read. With ``sessions``, only the chunks of those
         sessions (the others are not read)."""
-        ids = self._ids()
+        h = self.holdings
+        ids = h.ready()
         if sessions is not None:
-            ids = [c for c in ids if self._session_of(c) in sessions]
-        to_read = [self._streamed.get(c) or self._pending[c] for c in ids if c not in self._cache]
-        stream = self._reader.prefetched(to_read, self._read_encoded)
+            ids = [c for c in ids if h.session_of(c) in sessions]
+        stream = self._reader.prefetched(h.to_read(ids), self._read_encoded)
         for cid in ids:
-            if cid in self._cache:
-                s, X, y, w = self._cache[cid]
+            if cid in h.cache:
+                s, X, y, w = h.cache[cid]
             else:
                 got, s, (X, y, w) = next(stream)
                 assert got == cid, (got, cid)
-                if self._pending.pop(cid, None) is not None:
-                    self._cache[cid] = (s, X, y, w)
+                h.was_read(cid, (s, X, y, w))
             yield cid, s, X, y, w
             del X, y, w
             self._heap.check()
@@ -376,25 +338,16 @@ class ChunkWorker:
         return self._run(theta, False)
 
     def _fold_index(self, cid, rule):
-        """The fold of each of a chunk's padded rows under ``rule``, on the device (kept)."""
         import jax
 
-        held = self._folds.get(cid)
-        if held is None or held[0] != rule:
-            held = (rule, jax.device_put(rule.kept_index(*self._row_ranges[cid], self._rows)))
-            self._folds[cid] = held
-        return held[1]
+        return self.holdings.fold_index(cid, rule, self._rows, jax.device_put)
 
     @reported
     def fold_counts(self, rule):
         """Per chunk, its kept rows held out by each fold of ``rule`` (a FoldRule): chunk ids
         and, for each, an int64 array of shape (n_folds, k_s). Reads nothing (each chunk's rows are
         recorded when it is read)."""
-        ids = self._ids()
-        missing = [cid for cid in ids if cid not in self._row_ranges]
-        if missing:
-            raise ValueError(f"Chunks {missing} have not been read here yet: rows unknown.")
-        return ids, [rule.held_counts(*self._row_ranges[cid]) for cid in ids]
+        return self.holdings.fold_counts(rule)
 
     @reported
     def newton(self, payload, outputs, steps, t_eval, hess_stride, folds=None):
@@ -430,7 +383,7 @@ class ChunkWorker:
         """
         start = time.perf_counter()
         read_before = self.read_seconds
-        held = {c: self._session_of(c) for c in [*self._cache, *self._streamed, *self._pending]}
+        held = self.holdings.sessions()
         session_outputs = self._session_outputs
         if folds is not None:
             session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
@@ -452,13 +405,8 @@ class ChunkWorker:
         """Drop every chunk (cached, held, streamed) and return the freed memory to the system
         (a fit's end: the actor itself may outlive it a moment). Returns this process's memory
         afterwards."""
-        for d in (self._held, self._cache, self._streamed, self._pending, self._expected):
-            d.clear()
-        self._row_ranges.clear()
-        self._folds.clear()
-        self._stats.clear()
+        self.holdings.clear()
         self._reader.forget()
-        self._ledger = CacheLedger(self._ledger.budget)
         return return_freed_memory()
 
     @reported
@@ -474,20 +422,9 @@ class ChunkWorker:
         list of int
             The chunk ids this worker still holds.
         """
-        for cid in chunk_ids:
-            for d in (self._stats, self._expected, self._streamed):
-                d.pop(cid, None)
-            self._reader.forget([cid])
-            session = None
-            if cid in self._cache:
-                session = self._cache.pop(cid)[0]
-            elif cid in self._held:
-                session = self._held.pop(cid).session_index
-            elif cid in self._pending:
-                session = self._pending.pop(cid).session_index
-            if session is not None:
-                self._ledger = self._ledger.release(self.chunk_bytes(session))
-        return sorted([*self._cache, *self._held, *self._streamed, *self._pending])
+        chunk_ids = list(chunk_ids)
+        self._reader.forget(chunk_ids)
+        return self.holdings.forget(chunk_ids)
 
     @reported
     def info(self):
@@ -496,13 +433,13 @@ class ChunkWorker:
         peak since the actor started)."""
         import jax
 
-        nbytes = sum(int(a.nbytes) for entry in self._cache.values() for a in entry[1:])
+        h = self.holdings
         return {
-            "chunks": self._ids(),
-            "cached": sorted(self._cache),
-            "streamed": sorted(self._streamed),
-            "pending": sorted(self._pending),
-            "nbytes": nbytes,
+            "chunks": h.ready(),
+            "cached": sorted(h.cache),
+            "streamed": sorted(h.streamed),
+            "pending": sorted(h.pending),
+            "nbytes": h.cached_nbytes(),
             "cache_bytes": self.cache_bytes,
             "memory_limit": self.memory_limit,
             "device": str(jax.devices()[0]),
