@@ -10,7 +10,7 @@ import logging
 from . import exceptions, regularizer
 from .cv import ClassifierGLMCV, ClassifierPopulationGLMCV
 from .data import Sessions, open_sessions
-from .distribute import DataSession, open_data, pin_workers_to_cores
+from .distribute import WORKER_PRELOAD, DataSession, open_data, pin_workers_to_cores
 from .encoding import LabelEncoder
 from .estimator import ClassifierGLM, ClassifierPopulationGLM
 from .exceptions import FitTooLargeError, WorkerLost, WorkerMemoryError
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 logging.getLogger("distglm").addHandler(logging.NullHandler())
 
 __all__ = [
+    "WORKER_PRELOAD",
     "ClassifierGLM",
     "ClassifierGLMCV",
     "ClassifierPopulationGLM",

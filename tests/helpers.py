@@ -63,11 +63,12 @@ def _popen(*args):
 
 
 @contextlib.contextmanager
-def dask_processes(folder, n_workers=2, nanny=False, memory_limit="1GiB"):
+def dask_processes(folder, n_workers=2, nanny=False, memory_limit="1GiB", preload=()):
     """A `dask scheduler` and ``n_workers`` `dask worker` processes on 127.0.0.1 (without a
     nanny unless ``nanny``: the process is then the worker itself), each with
-    ``--memory-limit memory_limit``; yields (scheduler file, scheduler process, worker
-    processes); every process is ended by its PID on exit."""
+    ``--memory-limit memory_limit`` and a ``--preload`` per module in ``preload``; yields
+    (scheduler file, scheduler process, worker processes); every process is ended by its PID
+    on exit."""
     path = folder / "scheduler.json"
     sched = _popen(
         "distributed.cli.dask_scheduler",
@@ -100,6 +101,7 @@ def dask_processes(folder, n_workers=2, nanny=False, memory_limit="1GiB"):
                 memory_limit,
                 "--dashboard-address",
                 ":0",
+                *(a for m in preload for a in ("--preload", m)),
             )
             for _ in range(n_workers)
         ]

@@ -179,12 +179,17 @@ def test_fit_predict_score_on_a_local_cluster(store, tmp_path, client):
 
 @pytest.fixture(scope="module")
 def scheduler_file(tmp_path_factory):
-    """A `dask scheduler` and one `dask worker` (with its nanny) on 127.0.0.1, as subprocesses."""
-    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=1, nanny=True) as (path, _, _):
+    """A `dask scheduler` and one `dask worker` (with its nanny, started with distglm's preload)
+    on 127.0.0.1, as subprocesses."""
+    folder = tmp_path_factory.mktemp("dask")
+    preload = [distglm.WORKER_PRELOAD]
+    with dask_processes(folder, n_workers=1, nanny=True, preload=preload) as (path, _, _):
         from distributed import Client
 
         with Client(scheduler_file=str(path), timeout="30s") as c:
             c.wait_for_workers(1, timeout=60)
+            imported = c.run(lambda: "distglm.distribute.worker" in sys.modules)
+        assert list(imported.values()) == [True], imported
         yield path
 
 

@@ -40,6 +40,7 @@ def cluster_client(args, out=None):
     out = sys.stdout if out is None else out
     from distributed import Client, LocalCluster
 
+    from ..distribute import WORKER_PRELOAD
     from ..distribute.transport import scheduler_workers
 
     if args.scheduler or args.scheduler_file:
@@ -56,6 +57,7 @@ def cluster_client(args, out=None):
             memory_limit=args.memory_limit,
             processes=True,
             dashboard_address=":0",
+            preload=[WORKER_PRELOAD],
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -43,7 +43,11 @@ def run_demo(args) -> int:
             )
         with (
             LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                preload=[distglm.WORKER_PRELOAD],
             ) as cluster,
             Client(cluster) as client,
         ):

@@ -18,12 +18,14 @@ from .assignment import Assignment
 from .client import connect, pin_workers_to_cores
 from .deadline import Deadlines
 from .pool import WorkerPool
+from .preload import MODULE as WORKER_PRELOAD
 from .session import DataSession, open_data, open_plan
 from .term import DistributedData
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 from .worker import ChunkWorker
 
 __all__ = [
+    "WORKER_PRELOAD",
     "Assignment",
     "ChunkWorker",
     "DaskTransport",

@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 
+from .preload import MODULE as WORKER_PRELOAD
+
 __all__ = ["connect", "pin_workers_to_cores"]
 
 logger = logging.getLogger("distglm")
@@ -25,7 +27,8 @@ def pin_workers_to_cores(client) -> dict:
 
     XLA:CPU sizes its thread pool from the cores a process may use, so without this every
     JAX worker on a small machine spreads over all cores and they slow each other down. Call it
-    before the first fit (before JAX is imported on the workers). Workers beyond the number of
+    before the first fit (before JAX's backend starts on the workers; importing JAX, as
+    :data:`distglm.WORKER_PRELOAD` does, is fine). Workers beyond the number of
     cores are left alone.
 
     Returns
@@ -90,7 +93,11 @@ def connect(client=None, n_workers=None):
     )
     logger.info("No Dask client found: starting a LocalCluster with %d worker processes", n)
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        preload=[WORKER_PRELOAD],
     )
     try:
         with Client(cluster, set_as_default=False) as c:
