@@ -6,10 +6,12 @@ chunk, the coordinator gathers and reduces the per-chunk sums. Workers run in on
 (``LocalCluster(processes=False, threads_per_worker=1)``): 32 worker processes would each
 import JAX and hold ~300 MB on a 2-core machine, and on loopback the messages cross the same
 TCP stack either way (the scheduler and the actors still talk over tcp://127.0.0.1).
-Per worker count: passes, median pass wall time at the coordinator, median slowest-worker
-compute, median overhead (wall - compute), beside the goal 5 ms + 0.25 ms per worker.
+With ``--processes`` each worker is its own process instead (as on a real cluster; each holds
+~300 MB, and on a 2-core machine they share 2 cores). Per worker count: passes, median pass
+wall time at the coordinator, median slowest-worker compute, median overhead (wall - compute),
+beside the goal 5 ms + 0.25 ms per worker.
 
-Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32]``
+Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]``
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 ROWS, P, K, C = 256, 8, 4, 3
 
 
-def measure(n_workers):
+def measure(n_workers, processes=False):
     import dask.array as da
     from distributed import Client, LocalCluster
 
@@ -36,7 +38,7 @@ def measure(n_workers):
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
-        processes=False,
+        processes=processes,
         dashboard_address=None,
         protocol="tcp",
     )
@@ -68,14 +70,19 @@ def main(argv=None):
     warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, nargs="+", default=[2, 8, 16, 32])
+    ap.add_argument("--processes", action="store_true", help="one process per worker")
     args = ap.parse_args(argv)
-    print(f"per-pass coordination, {ROWS} rows x {P} features x {K} outputs x {C} classes a worker")
+    where = "worker processes" if args.processes else "workers in one process"
+    print(
+        f"per-pass coordination ({where}), "
+        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker"
+    )
     print(
         f"{'workers':>7s} {'passes':>6s} {'pass ms':>8s} {'compute ms':>10s} "
         f"{'overhead ms':>11s} {'goal ms':>8s} {'overhead/goal':>13s}"
     )
     for n in args.workers:
-        r = measure(n)
+        r = measure(n, args.processes)
         goal = 5.0 + 0.25 * n
         print(
             f"{n:7d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "
