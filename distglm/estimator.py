@@ -2,11 +2,11 @@
 
 A thin shell over the fit path. Its facets live beside it: the constructor parameters and
 scikit-learn's protocol (:mod:`distglm.params`), nemos' batch API (:mod:`distglm.batch`),
-prediction and scoring (:mod:`distglm.predict`). Here, :meth:`fit` turns the data into a data
-term (:class:`~distglm.solve.InMemoryData`, or one from a :class:`~distglm.DataSession`) and the
-parameters into a :class:`~distglm.spec.ModelSpec`, hands both to the fit driver
-(:func:`distglm.fit.run_fit`), and sets the fitted attributes from its
-:class:`~distglm.fit.FitResult` in one place (``_set_fitted``).
+prediction and scoring (:mod:`distglm.predict`), and the three paths a fit takes to the fit driver
+(:mod:`distglm.fit_paths`: in memory, distributed inputs, a data session). Here, :meth:`fit`
+checks its arguments and picks the path; the parameters become a
+:class:`~distglm.spec.ModelSpec` (``_spec``), and the fitted attributes are set from the
+driver's :class:`~distglm.fit.FitResult` in one place (``_set_fitted``).
 
 Internally both estimators are population models: a single-output ``ClassifierGLM`` is the
 population model with one output, and its ``coef_`` is shown without that axis.
@@ -18,33 +18,30 @@ import time
 
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
-from .batch import BatchFitting, design_rank
-from .data import is_distributed_input, plan_data
-from .data.sizes import check_client_sizes
-from .distribute import DataSession, open_plan
-from .fit import FitResult, initial_theta, run_fit
-from .inputs import CoefView, DesignLayout, as_label_array, design_and_codes, params_to_block
-from .inputs import theta_from_blocks as _theta
+from .batch import BatchFitting
+from .data import is_distributed_input
+from .distribute import DataSession
+from .fit import FitResult, initial_theta
+from .fit_paths import FitPaths
+from .inputs import CoefView, DesignLayout, design_and_codes, params_to_block
 from .kernels.compile_cache import enable_compile_cache
 from .labelled import Reporting
 from .mask import check_feature_mask, mask_block
 from .params import ClassifierParams
-from .persist.checkpoint import Checkpointing, memory_fit_data, plan_fingerprint, session_fit_data
+from .persist.checkpoint import Checkpointing, session_fit_data
 from .persist.facet import Keeping
 from .predict import Prediction
 from .progress import fit_callbacks
 from .pynapple_io import support_pynapple
 from .sklearn_compat import SklearnConventions
-from .solve import InMemoryData
 from .spec import kernel_dtype, model_spec
 
 __all__ = ["ClassifierGLM", "ClassifierPopulationGLM"]
 
 
 class _Classifier(
-    ClassifierParams, BatchFitting, Prediction, Keeping, SklearnConventions, Reporting
+    ClassifierParams, BatchFitting, FitPaths, Prediction, Keeping, SklearnConventions, Reporting
 ):
     """Shared implementation; use :class:`ClassifierGLM` or :class:`ClassifierPopulationGLM`."""
 
@@ -229,108 +226,6 @@ class _Classifier(
             self._fit_in_memory(X, y, init_params, callbacks, cache_bytes, ckpt)
         self.fit_time_ = time.perf_counter() - start
         return self
-
-    @staticmethod
-    def _run(spec, data, theta0, callbacks, ckpt, saved, fit_data):
-        if ckpt is None:
-            return run_fit(spec, data, theta0, callbacks=callbacks)
-        return ckpt.run(spec, data, theta0, callbacks, saved, fit_data)
-
-    def _fit_distributed(self, X, y, init_params, callbacks, client, options, ckpt):
-        cache_bytes, drop_empty_sessions = options
-        dtype = str(kernel_dtype())
-        plan = plan_data(X, y, self._population)
-        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
-        saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
-        if saved is not None and saved.complete:  # its result, without reading the data
-            stats = saved.data.stats
-            self._encoder.set_classes(saved.data.classes)
-            self._set_fitted(
-                saved.result(),
-                plan.layout,
-                plan.outputs,
-                plan.features,
-                stats.n_samples,
-                stats.design_rank,
-                None,
-            )
-            return
-        reuse = (
-            {}
-            if saved is None
-            else {"stats": saved.data.stats, "chunk_kept": saved.data.chunk_kept}
-        )
-        with open_plan(
-            plan,
-            n_classes=self.n_classes,
-            client=client,
-            dtype=dtype,
-            cache_bytes=cache_bytes,
-            drop_empty_sessions=drop_empty_sessions,
-            **reuse,
-        ) as session:
-            self._fit_session(session, init_params, callbacks, ckpt, saved)
-
-    def _fit_in_memory(self, X, y, init_params, callbacks, cache_bytes, ckpt):
-        if cache_bytes is not None:
-            raise ValueError(
-                "cache_bytes applies to distributed inputs (dask arrays, xarray, sessions); "
-                f"X is in memory ({type(X).__name__})."
-            )
-        if y is None:
-            raise ValueError(
-                "fit requires y to be passed, but the target y is None (only sessions carry "
-                "their labels; in-memory X needs y)."
-            )
-        y_arr = as_label_array(y, DesignLayout.from_design(X).n_samples(X), self._population)
-        self._encoder.set_classes(y_arr[np.isfinite(y_arr)] if y_arr.dtype.kind == "f" else y_arr)
-        layout, Xs, codes = self._prepare(X, y_arr, "fit")
-        K = codes.shape[1]
-        if init_params is None:
-            theta0 = self._initial(layout, codes)
-        else:
-            theta0 = _theta(*self._blocks(init_params, layout, K))
-        data = InMemoryData(Xs, codes, self.n_classes, dtype=kernel_dtype())
-        outputs = np.arange(K)
-        if isinstance(y, xr.DataArray) and y.ndim == 2 and y.dims[1] in y.coords:
-            outputs = np.asarray(y.coords[y.dims[1]].values)
-        fit_data = saved = None
-        if ckpt is not None:
-            fit_data = memory_fit_data(layout, Xs, codes, self.classes_, outputs, kernel_dtype())
-            saved = ckpt.begin(fit_data.fingerprint)
-        result = self._run(self._spec(layout, K), data, theta0, callbacks, ckpt, saved, fit_data)
-        self._set_fitted(
-            result, layout, outputs, None, np.full(K, Xs.shape[0]), lambda: design_rank(Xs), None
-        )
-
-    def _fit_session(self, session, init_params, callbacks, ckpt=None, saved=None):
-        if session.n_classes != self.n_classes:
-            raise ValueError(
-                f"The data session was opened for n_classes={session.n_classes}; this model "
-                f"has n_classes={self.n_classes}."
-            )
-        plan, stats = session.plan, session.stats
-        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
-        self._encoder.set_classes(session.classes)
-        layout, K = plan.layout, plan.n_outputs
-        if init_params is None:
-            theta0 = initial_theta(layout.n_features, stats.class_counts, stats.n_samples)
-        else:
-            theta0 = _theta(*self._blocks(init_params, layout, K))
-        term = session.term()
-        spec = self._spec(layout, K, labels=(plan.features, plan.outputs))
-        fit_data = None if ckpt is None else session_fit_data(session)
-        result = self._run(spec, term, theta0, callbacks, ckpt, saved, fit_data)
-        profile = session.profile(term)
-        self._set_fitted(
-            result,
-            layout,
-            plan.outputs,
-            plan.features,
-            stats.n_samples,
-            session.design_rank,
-            profile,
-        )
 
     def _set_fitted(self, result: FitResult, layout, outputs, features, n_samples, rank, profile):
         """Every fitted attribute, from one fit's result."""
