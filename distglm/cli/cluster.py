@@ -38,9 +38,9 @@ def add_cluster_arguments(parser) -> None:
 def cluster_client(args, out=None):
     """Yield a ``distributed.Client`` for ``args``; print where its dashboard is."""
     out = sys.stdout if out is None else out
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from ..distribute import WORKER_PRELOAD
+    from ..distribute.client import local_cluster
     from ..distribute.transport import scheduler_workers
 
     if args.scheduler or args.scheduler_file:
@@ -51,14 +51,7 @@ def cluster_client(args, out=None):
             yield client
         return
     with (
-        LocalCluster(
-            n_workers=args.workers,
-            threads_per_worker=args.threads_per_worker,
-            memory_limit=args.memory_limit,
-            processes=True,
-            dashboard_address=":0",
-            preload=[WORKER_PRELOAD],
-        ) as cluster,
+        local_cluster(args.workers, args.threads_per_worker, args.memory_limit) as cluster,
         Client(cluster) as client,
     ):
         from ..distribute import pin_workers_to_cores

@@ -13,10 +13,11 @@ def run_demo(args) -> int:
     """``distglm demo``: generate, write, fit on a LocalCluster, summarise."""
     import tempfile
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     import distglm
 
+    from ..distribute.client import local_cluster
     from .generate import make_sessions
 
     sessions, coef, _, ids, _ = make_sessions(
@@ -42,13 +43,7 @@ def run_demo(args) -> int:
                 f" ({ds['y'].shape[1]}), chunks of {ds['X'].data.chunks[0][0]:,} rows"
             )
         with (
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                preload=[distglm.WORKER_PRELOAD],
-            ) as cluster,
+            local_cluster(args.workers) as cluster,
             Client(cluster) as client,
         ):
             distglm.pin_workers_to_cores(client)

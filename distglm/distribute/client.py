@@ -8,7 +8,7 @@ import os
 
 from .preload import MODULE as WORKER_PRELOAD
 
-__all__ = ["connect", "pin_workers_to_cores"]
+__all__ = ["connect", "local_cluster", "pin_workers_to_cores"]
 
 logger = logging.getLogger("distglm")
 
@@ -55,6 +55,36 @@ def pin_workers_to_cores(client) -> dict:
     return out
 
 
+def local_cluster(n_workers, threads_per_worker=1, memory_limit="auto"):
+    """The ``LocalCluster`` distglm starts itself (a fit without a client, ``distglm demo``,
+    ``distglm fit --workers N``): worker processes started with
+    :data:`~distglm.WORKER_PRELOAD`, the dashboard on a free port.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes.
+    threads_per_worker : int
+        Threads in each.
+    memory_limit : str or int
+        Each worker's memory limit, as ``LocalCluster`` takes it.
+
+    Returns
+    -------
+    distributed.LocalCluster
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        processes=True,
+        dashboard_address=":0",
+        preload=[WORKER_PRELOAD],
+    )
+
+
 @contextlib.contextmanager
 def connect(client=None, n_workers=None):
     """Yield the Dask client to fit with.
@@ -80,7 +110,7 @@ def connect(client=None, n_workers=None):
     if found is not None:
         yield found
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     n = n_workers or max(
         1,
@@ -92,13 +122,7 @@ def connect(client=None, n_workers=None):
         ),
     )
     logger.info("No Dask client found: starting a LocalCluster with %d worker processes", n)
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        preload=[WORKER_PRELOAD],
-    )
+    cluster = local_cluster(n)
     try:
         with Client(cluster, set_as_default=False) as c:
             pin_workers_to_cores(c)
