@@ -53,9 +53,7 @@ def _block(w_cm, d_cm, b_cm, db_cm, X, y_codes, weights, steps, t_eval, hess_str
     n, p = X.shape
     c, k = b_cm.shape
     dt = X.dtype
-    eta0 = jnp.dot(X, w_cm).reshape(n, c, k) + b_cm[None].astype(dt)
-    deta = jnp.dot(X, d_cm).reshape(n, c, k) + db_cm[None].astype(dt)
-    is_y = class_indicator(y_codes, eta0.shape)
+    is_y = class_indicator(y_codes, (n, c, k))
     held = None
     if weights.ndim == 3:  # (rows, 2, k): the fit's weights, then the held-out ones
         weights, held = weights[:, 0], weights[:, 1].astype(dt)
@@ -65,14 +63,26 @@ def _block(w_cm, d_cm, b_cm, db_cm, X, y_codes, weights, steps, t_eval, hess_str
         return nll_and_proba(eta, is_y)
 
     steps = steps.astype(dt)
-    trial = jnp.stack(
-        [
-            jnp.sum(w * nll(eta0 + steps[i][None, None, :] * deta)[0], axis=0)
-            for i in range(steps.shape[0])
-        ]
-        or [jnp.zeros(k, dt)]
-    )[: steps.shape[0]]
-    nll_e, prob = nll(eta0 + t_eval.astype(dt)[None, None, :] * deta)
+    t_eval = t_eval.astype(dt)
+    if steps.shape[0]:
+        # eta(t) = X theta + t X d: two products give every trial step's predictor
+        eta0 = jnp.dot(X, w_cm).reshape(n, c, k) + b_cm[None].astype(dt)
+        deta = jnp.dot(X, d_cm).reshape(n, c, k) + db_cm[None].astype(dt)
+        trial = jnp.stack(
+            [
+                jnp.sum(w * nll(eta0 + steps[i][None, None, :] * deta)[0], axis=0)
+                for i in range(steps.shape[0])
+            ]
+        )
+        eta = eta0 + t_eval[None, None, :] * deta
+    else:
+        # no trial steps: one product, at the evaluation point theta + t_eval d itself
+        t_cm = jnp.tile(t_eval, c)
+        eta = jnp.dot(X, w_cm + t_cm[None, :] * d_cm.astype(dt)).reshape(n, c, k) + (
+            b_cm + t_eval[None, :] * db_cm
+        )[None].astype(dt)
+        trial = jnp.zeros((0, k), dt)
+    nll_e, prob = nll(eta)
     loss = jnp.sum(w * nll_e, axis=0)
     resid = (w[:, None, :] * (prob - is_y.astype(dt))).reshape(n, c * k)
     g_cm = jnp.dot(X.T, resid)

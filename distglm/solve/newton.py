@@ -317,9 +317,10 @@ class Newton:
         outputs = np.flatnonzero(ex["active"])
         t_eval = ex["t_eval"][outputs]
         evaluate_only = t_eval == 0
-        # Trial steps (each costs a softmax over the data, ~25% of a pass) only while steps
-        # get damped: the first steps from the start, and two passes after any damped step.
-        # Near the optimum full steps are accepted and a pass skips them (a second compile).
+        # Trial steps (each costs a softmax over the data; with them a pass also needs a
+        # second matrix product) only while steps get damped: the two passes after a damped
+        # step. Full steps were accepted from the first one on every benchmark problem, so a
+        # fit starts without them; a damped first step costs one backtracking pass.
         trials = 0 if first else len(self.trial_steps) * (ex["trials_left"] > 0)
         steps = np.outer(self.trial_steps[:trials], np.where(evaluate_only, 0.0, t_eval))
         trial, value, grad, hess = objective.newton_pass(
@@ -369,7 +370,7 @@ class Newton:
                 ex["hess"][j] = hess[i]
                 ex["known"][j] = True
         check_finite(theta, "parameters")
-        ex["trials_left"] = 2 if (first or damped) else max(0, ex["trials_left"] - 1)
+        ex["trials_left"] = 2 if damped else max(0, ex["trials_left"] - 1)
         ready = np.flatnonzero(ex["active"] & ex["known"])
         if ready.size:
             self._directions(objective, theta, ex, ready)
