@@ -2,7 +2,9 @@
 
 Tiny data (one 256-row chunk per worker, 8 features, 4 outputs x 3 classes) so a pass's time is
 coordination alone: the coordinator sends parameters, each actor runs its kernel on its one
-chunk, the coordinator gathers and reduces the per-chunk sums. Workers run in one process
+chunk, the coordinator gathers and adds the workers' sums. ``--chunks N`` gives every worker N
+chunks of 256 rows instead (what a worker holding many chunks costs the coordinator: each
+worker's answer is one buffer of the problem's size, whatever N). Workers run in one process
 (``LocalCluster(processes=False, threads_per_worker=1)``): 32 worker processes would each
 import JAX and hold ~300 MB on a 2-core machine, and on loopback the messages cross the same
 TCP stack either way (the scheduler and the actors still talk over tcp://127.0.0.1).
@@ -11,7 +13,7 @@ With ``--processes`` each worker is its own process instead (as on a real cluste
 wall time at the coordinator, median slowest-worker compute, median overhead (wall - compute),
 beside the goal 5 ms + 0.25 ms per worker.
 
-Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]``
+Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes] [--chunks 1]``
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ import numpy as np
 ROWS, P, K, C = 256, 8, 4, 3
 
 
-def measure(n_workers, processes=False):
+def measure(n_workers, processes=False, chunks=1):
     import dask.array as da
     from distributed import Client, LocalCluster
 
     import distglm
     from distglm.cli import make_population
 
-    X, y, _, _ = make_population(ROWS * n_workers, P, K, C, seed=0)
+    X, y, _, _ = make_population(ROWS * n_workers * chunks, P, K, C, seed=0)
     Xd = da.from_array(np.asarray(X, np.float32), chunks=(ROWS, P))
     yd = da.from_array(np.asarray(y, np.int8), chunks=(ROWS, K))
     cluster = LocalCluster(
@@ -71,10 +73,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, nargs="+", default=[2, 8, 16, 32])
     ap.add_argument("--processes", action="store_true", help="one process per worker")
+    ap.add_argument("--chunks", type=int, default=1, help="chunks of 256 rows per worker")
     args = ap.parse_args(argv)
     where = "worker processes" if args.processes else "workers in one process"
     print(
-        f"per-pass coordination ({where}), "
+        f"per-pass coordination ({where}), {args.chunks} chunk(s) of "
         f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker"
     )
     print(
@@ -82,7 +85,7 @@ def main(argv=None):
         f"{'overhead ms':>11s} {'goal ms':>8s} {'overhead/goal':>13s}"
     )
     for n in args.workers:
-        r = measure(n, args.processes)
+        r = measure(n, args.processes, args.chunks)
         goal = 5.0 + 0.25 * n
         print(
             f"{n:7d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "

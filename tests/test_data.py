@@ -32,7 +32,8 @@ from distglm.data import ChunkStats, DataPlan, Sessions, merge_stats, plan_data
 from distglm.data.lazy import LazyModel
 from distglm.data.stats import chunk_stats
 from distglm.distribute import ChunkWorker, DistributedData
-from distglm.distribute.wire import unpack_chunk_sums
+from distglm.distribute.reduce import CompensatedTotals, reduce_worker_buffers
+from distglm.distribute.wire import gradient_shapes
 from distglm.kernels import compiled as compiled_kernels
 from distglm.solve import InMemoryData
 
@@ -106,16 +107,13 @@ class FakePool:
         payload = np.asarray(array, self.dtype)
         return {i: _check(getattr(w, method)(payload, *rest)) for i, w in self.workers.items()}
 
-    def check_complete(self, per_chunk):
-        assert sorted(per_chunk) == [spec.chunk_id for spec in self.plan.chunks]
-
 
 def _results(plan, returned, with_grad=True, n_classes=3):
-    """A worker's (ids, flat sums, seconds, read seconds) as a list of (chunk id, *arrays), and
-    seconds."""
-    ids, sums, seconds, _ = _check(returned)
-    unpacked = unpack_chunk_sums(plan, n_classes, ids, sums, with_grad)
-    return [(cid, *unpacked[cid]) for cid in ids], seconds
+    """A worker's (ids, buffer, seconds, read seconds) as its chunk ids, its totals (loss, and
+    the gradient's two arrays) and seconds."""
+    ids, buffer, seconds, _ = _check(returned)
+    shapes = gradient_shapes(plan.n_features, plan.n_outputs, n_classes, with_grad)
+    return ids, reduce_worker_buffers({"w": buffer}, shapes), seconds
 
 
 def _rel(a, b):
@@ -663,12 +661,11 @@ def test_chunk_worker_sums_match_in_memory(worker_data):
     assert _check(w.encode(merged.classes)) == [0, 1, 2, 3]
 
     theta = _theta(P_W, K_W, C_W, seed=3)
-    results, seconds = _results(plan, w.value_and_grad(np.asarray(theta, np.float32)), True, C_W)
-    assert seconds >= 0 and [r[0] for r in results] == [0, 1, 2, 3]
-    loss = sum(np.asarray(r[1], np.float64) for r in results)
-    gc = sum(np.asarray(r[2], np.float64) for r in results)
-    gb = sum(np.asarray(r[3], np.float64) for r in results)
-    assert results[0][2].shape == (P_W, K_W, C_W) and results[0][3].shape == (K_W, C_W)
+    ids, (loss, gc, gb), seconds = _results(
+        plan, w.value_and_grad(np.asarray(theta, np.float32)), True, C_W
+    )
+    assert seconds >= 0 and ids == [0, 1, 2, 3]
+    assert gc.shape == (P_W, K_W, C_W) and gb.shape == (K_W, C_W) and loss.dtype == np.float64
 
     ref, value, grad = _in_memory_sums(X, y, keep, theta)
     np.testing.assert_array_equal(ref.weight_sums, merged.n_samples)
@@ -681,8 +678,8 @@ def test_chunk_worker_sums_match_in_memory(worker_data):
     scaled = grad * ref.weight_sums[None, :, None]
     assert _rel(gc, scaled[:-1]) < 1e-5 and _rel(gb, scaled[-1]) < 1e-5
 
-    values, _ = _results(plan, w.value(np.asarray(theta, np.float32)), False, C_W)
-    np.testing.assert_allclose(sum(np.asarray(r[1], np.float64) for r in values), loss, rtol=1e-6)
+    _, (values,), _ = _results(plan, w.value(np.asarray(theta, np.float32)), False, C_W)
+    np.testing.assert_allclose(values, loss, rtol=1e-6)
 
     info = _check(w.info())
     assert info["chunks"] == [0, 1, 2, 3] and info["nbytes"] > 0
@@ -728,18 +725,20 @@ def test_chunk_worker_pads_chunks_to_one_compiled_shape():
     assert plan.chunk_rows == 120
     w = _worker(plan, classes=np.arange(3))
     before = compiled_kernels.VALUE_AND_GRAD._cache_size()
-    results, _ = _results(plan, w.value_and_grad(np.zeros((8, 2, 3), np.float32)))
+    ids, _, _ = _results(plan, w.value_and_grad(np.zeros((8, 2, 3), np.float32)))
     _check(w.value_and_grad(np.ones((8, 2, 3), np.float32)))
-    assert len(results) == 3
+    assert ids == [0, 1, 2]
     assert compiled_kernels.VALUE_AND_GRAD._cache_size() - before <= 1
     shapes = {tuple(a.shape) for entry in w.holdings.cache.values() for a in entry[1:]}
     assert shapes == {(120, 7), (120, 2), (120,)}
     # padding rows have weight 0: the short chunk's sums are those of its 90 rows
+    short = _worker(plan, plan.chunks[2:], classes=np.arange(3))
+    _, (loss_short, *_), _ = _results(plan, short.value_and_grad(np.zeros((8, 2, 3), np.float32)))
     ref = InMemoryData(X[240:], y[240:], 3)
     loss = compiled_kernels.VALUE(
         ref._params(np.zeros((8, 2, 3))), *ref.arrays, block_rows=ref.block_rows
     )
-    np.testing.assert_allclose(results[2][1], loss, rtol=1e-6)
+    np.testing.assert_allclose(loss_short, loss, rtol=1e-6)
 
 
 def test_chunk_worker_errors_are_returned(worker_data):
@@ -825,39 +824,58 @@ def test_distributed_data_is_independent_of_assignment(dist_data, dist_reference
 
 
 class _FixedPool:
-    """Returns given per-chunk sums, inserted in a given order (as workers would answer)."""
+    """Workers that answer with given per-chunk sums: worker ``i`` adds the chunks
+    ``split[i]``, in that order, as :func:`gradient_chunk_sums` does."""
 
-    def __init__(self, plan, sums, order):
-        self.plan, self.dtype, self._sums, self._order = plan, np.dtype("float32"), sums, order
+    def __init__(self, plan, sums, split):
+        self.plan, self.dtype, self._sums, self._split = plan, np.dtype("float32"), sums, split
         self.n_classes = 2
 
     def run_shared(self, method, array, *rest):
         n = 3 if method == "value_and_grad" else 1
-        flat = [np.ravel(a) for cid in self._order for a in self._sums[cid][:n]]
-        return {"w": (list(self._order), np.concatenate(flat).astype(np.float64), 0.0, 0.0)}
+        out = {}
+        for i, cids in enumerate(self._split):
+            totals = CompensatedTotals(gradient_shapes(2, 1, 2, n == 3))
+            for cid in cids:
+                totals.add(self._sums[cid][:n], (0, 1, 0)[:n], np.array([0]))
+            out[f"w{i}"] = (list(cids), totals.buffer(), 0.0, 0.0)
+        return out
 
-    def check_complete(self, per_chunk):
-        assert sorted(per_chunk) == sorted(self._sums)
 
-
-def test_distributed_data_reduces_in_chunk_id_order():
-    # float32 partials add up exactly in float64, so the property test above cannot see the
-    # order of the reduction; here the partials are chosen so that the order shows
+def test_distributed_data_sums_exactly_in_any_order_and_split():
+    # float64 partials chosen so that a plain sum's result depends on the order (1 is lost
+    # next to 2**54): the compensated reduction gives the exact sum, 1, for every order of the
+    # chunks and every split of them over workers
     plan = plan_data(da.zeros((3, 2), chunks=(1, -1)), np.zeros((3, 1), int))
     big = 2.0**54
     losses = {0: 1.0, 1: big, 2: -big}
     sums = {
         cid: (np.array([v]), np.full((2, 1, 2), v), np.full((1, 2), v)) for cid, v in losses.items()
     }
-    want = ((0.0 + 1.0) + big) - big
-    assert want != (0.0 + 1.0) + (big - big)
+    assert ((0.0 + 1.0) + big) - big != 1.0  # a plain sum in chunk-id order loses it
     stats = types.SimpleNamespace(n_samples=np.array([3]), gram=np.eye(3), n_rows=3)
-    for order in itertools.permutations(range(3)):
-        data = DistributedData(_FixedPool(plan, sums, order), stats, 2)
+    splits = [[list(order)] for order in itertools.permutations(range(3))]
+    splits += [[[a], [b, c]] for a, b, c in itertools.permutations(range(3))]
+    splits += [[[0], [1], [2]], [[2], [0], [1]]]
+    for split in splits:
+        data = DistributedData(_FixedPool(plan, sums, split), stats, 2)
         value, grad = data.value_and_grad(np.zeros((3, 1, 2)))
-        assert value == want / 3
-        np.testing.assert_array_equal(grad, np.full((3, 1, 2), want / 3))
-        assert data.value(np.zeros((3, 1, 2))) == want / 3
+        assert value == 1.0 / 3, split
+        np.testing.assert_array_equal(grad, np.full((3, 1, 2), 1.0 / 3))
+        assert data.value(np.zeros((3, 1, 2))) == 1.0 / 3
+
+
+def test_distributed_data_refuses_a_chunk_missing_or_twice():
+    plan = plan_data(da.zeros((3, 2), chunks=(1, -1)), np.zeros((3, 1), int))
+    sums = {cid: (np.array([1.0]), np.ones((2, 1, 2)), np.ones((1, 2))) for cid in range(3)}
+    stats = types.SimpleNamespace(n_samples=np.array([3]), gram=np.eye(3), n_rows=3)
+    for split, what in (
+        ([[0, 1]], r"Chunks \[2\] returned no sums"),
+        ([[0, 1], [1, 2]], "summed by two workers"),
+    ):
+        data = DistributedData(_FixedPool(plan, sums, split), stats, 2)
+        with pytest.raises(RuntimeError, match=what):
+            data.value(np.zeros((3, 1, 2)))
 
 
 def test_distributed_data_sessions_with_output_subsets():

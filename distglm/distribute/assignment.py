@@ -2,8 +2,9 @@
 
 The model is ``distributed``'s worker state machine: the pool feeds events (workers started,
 workers lost) to these functions and carries out the decisions they return (which chunks each
-worker must load); nothing here does I/O. Because partial sums are reduced in chunk-id order,
-no decision here can change a fit's result, only where the work is done.
+worker must load); nothing here does I/O. Because partial sums are added exactly
+(:mod:`~distglm.distribute.reduce`), no decision here can change a fit's result, only where the
+work is done.
 
 The rule: chunks are handed out in chunk-id order, each to the worker with the fewest rows so
 far (ties to the lowest address). Chunks of a lost worker go, in id order, to the least loaded

@@ -17,7 +17,6 @@ import numpy as np
 from ..solve.heldout import HeldOutRecord
 from ..solve.means import newton_means
 from .passes import add_hessians, fold_counts, newton_pass
-from .reduce import reduce_in_chunk_order
 from .term import DistributedData
 
 __all__ = ["FoldedData", "fold_held_counts"]
@@ -74,7 +73,6 @@ class FoldedData(DistributedData):
             bad = np.flatnonzero(self.weight_sums <= 0).tolist()
             raise ValueError(f"Stacked column(s) {bad} have no training rows in their fold.")
         self.n_outputs = (rule.n_folds + 1) * self.plan.n_outputs
-        self._stacked = [rule.stacked_outputs(o) for o in self.plan.session_outputs]
         self.evaluated = HeldOutRecord()
 
     def newton_sums(self, theta, direction, outputs, steps, t_eval, hess_stride):
@@ -82,22 +80,10 @@ class FoldedData(DistributedData):
         :meth:`DistributedData.newton_sums`), recording the held-out sums."""
         start = time.perf_counter()
         outputs = np.asarray(outputs)
-        per_chunk, hess_parts, timing = newton_pass(
+        (trial, loss, gc, gb, held), hess_parts, timing = newton_pass(
             self.pool, theta, direction, outputs, steps, t_eval, hess_stride, folds=self.rule
         )
-        p, c, k = self.n_features, self.n_classes, outputs.size
-        T = np.asarray(steps).shape[0]
-        position = {int(o): i for i, o in enumerate(outputs)}
-        where = [
-            np.asarray([position[int(o)] for o in outs if int(o) in position], dtype=np.int64)
-            for outs in self._stacked
-        ]
-        totals = [np.zeros((T, k)), np.zeros(k), np.zeros((p, k, c)), np.zeros((k, c))]
-        totals.append(np.zeros(k))
-        trial, loss, gc, gb, held = reduce_in_chunk_order(
-            self.plan, per_chunk, totals, (1, 0, 1, 0, 0), lambda s: where[s]
-        )
-        hess, hw = add_hessians(hess_parts, k)
+        hess, hw = add_hessians(hess_parts, outputs.size)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )

@@ -1,4 +1,4 @@
-"""A worker's loss (and gradient) pass over its chunks: per-chunk sums in one flat buffer.
+"""A worker's loss (and gradient) pass over its chunks: its compensated totals in one buffer.
 
 Pure functions of the worker's chunks and the parameters, as :mod:`.newton_pass` is for the
 Newton pass; :class:`~distglm.distribute.worker.ChunkWorker` only hands them its chunks.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.compiled import VALUE, VALUE_AND_GRAD
-from .wire import flatten_sums
+from .reduce import CompensatedTotals
+from .wire import GRADIENT_AXES, gradient_shapes
 
 __all__ = ["gradient_chunk_sums", "resolve_shared"]
 
@@ -29,7 +30,7 @@ def resolve_shared(payload):
 
 
 def gradient_chunk_sums(chunks, session_outputs, theta, with_grad, block_rows, dtype):
-    """Per-chunk loss (and gradient) sums at ``theta``.
+    """The worker's loss (and gradient) totals at ``theta`` over ``chunks``.
 
     Parameters
     ----------
@@ -44,9 +45,12 @@ def gradient_chunk_sums(chunks, session_outputs, theta, with_grad, block_rows, d
     Returns
     -------
     chunk_ids : list of int
-    sums : 1-D array
-        For each chunk in turn: loss sums (k_s,) and, with the gradient, coefficient sums
-        (n_features, k_s, c) and intercept sums (k_s, c), flattened and concatenated.
+        The chunks added, in the order given.
+    buffer : 1-D float64 array
+        :meth:`~distglm.distribute.reduce.CompensatedTotals.buffer` of the totals of
+        :func:`~distglm.distribute.wire.gradient_shapes`: loss sums (n_outputs,) and, with the
+        gradient, coefficient sums (n_features, n_outputs, n_classes) and intercept sums
+        (n_outputs, n_classes), each chunk's added at its session's outputs.
     """
     import jax.numpy as jnp
 
@@ -55,17 +59,16 @@ def gradient_chunk_sums(chunks, session_outputs, theta, with_grad, block_rows, d
         th = np.asarray(theta[:, outs, :], dtype)
         params[s] = (jnp.asarray(th[:-1]), jnp.asarray(th[-1]))
     fn = VALUE_AND_GRAD if with_grad else VALUE
-    ids, flat = [], []
-    # one flat buffer for all chunks (one serialised frame, not 3 per chunk); the coordinator
-    # knows each chunk's session and so the sizes to cut it back into. Each chunk's sums are
-    # pulled to the host before the next chunk is computed, so a streamed chunk's arrays are
-    # freed as soon as it is done.
+    P1, K, c = theta.shape
+    shapes = gradient_shapes(P1 - 1, K, c, with_grad)
+    totals = CompensatedTotals(shapes)
+    axes = GRADIENT_AXES[: len(shapes)]
+    ids = []
+    # each chunk's sums are pulled to the host and added before the next chunk is computed, so
+    # a streamed chunk's arrays are freed as soon as it is done
     for cid, s, X, y, w in chunks:
         r = fn(params[s], X, y, w, block_rows=block_rows)
         ids.append(cid)
-        if with_grad:
-            loss, (gc, gb) = r
-            flat += [np.asarray(loss).ravel(), np.asarray(gc).ravel(), np.asarray(gb).ravel()]
-        else:
-            flat.append(np.asarray(r).ravel())
-    return ids, flatten_sums(flat, dtype)
+        parts = (r[0], *r[1]) if with_grad else (r,)
+        totals.add([np.asarray(a) for a in parts], axes, session_outputs[s])
+    return ids, totals.buffer()

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..kernels.compiled import NEWTON_PASS, STACKED_FOLDS, pad_outputs
 from ..kernels.newton import class_pairs
-from .wire import flatten_sums
+from .reduce import CompensatedTotals
+from .wire import NEWTON_AXES, newton_shapes
 
 __all__ = ["newton_chunk_sums"]
 
@@ -26,7 +27,7 @@ def newton_chunk_sums(
         ``chunks(sessions)``: the chunks of those sessions as (chunk id, session index, X,
         codes, weights), in chunk-id order. Chunks of sessions none of whose outputs are
         evaluated (they have all converged) are not asked for, so a streamed one is not
-        read; they are listed first, with empty sums.
+        read; they are listed first among the chunk ids, adding nothing.
     held : dict of chunk id -> session index
         Every chunk the worker holds.
     session_outputs : list of int arrays
@@ -45,7 +46,15 @@ def newton_chunk_sums(
 
     Returns
     -------
-    chunk_ids, sums, hess (n_pairs, k, p + 1, p + 1) in ``dtype``, hess_weights (k,)
+    chunk_ids : list of int
+        Every chunk the worker holds.
+    buffer : 1-D float64 array
+        :meth:`~distglm.distribute.reduce.CompensatedTotals.buffer` of the totals of
+        :func:`~distglm.distribute.wire.newton_shapes` over the ``k`` outputs evaluated, in the
+        order of ``outputs``: trial losses (n_trials, k), loss (k,), gradient sums
+        (n_features, k, c) and (k, c) (and, with ``folds``, held-out losses (k,)).
+    hess : array of shape (n_pairs, k, p + 1, p + 1) in ``dtype``
+    hess_weights : array of shape (k,)
     """
     import jax.numpy as jnp
 
@@ -72,7 +81,8 @@ def newton_chunk_sums(
     hess = np.zeros((len(class_pairs(c)), k, p1, p1))
     hw = np.zeros(k)
     ids = sorted(cid for cid, s in held.items() if s not in per_session)
-    flat = []
+    shapes = newton_shapes(steps.shape[0], k, p1 - 1, c, folds is not None)
+    totals = CompensatedTotals(shapes)
     for cid, s, X, y, w in chunks(set(per_session)):
         pos, idx, th, d, st, te = per_session[s]
         if folds is not None:
@@ -83,13 +93,14 @@ def newton_chunk_sums(
         )
         m = pos.size
         ids.append(cid)
-        flat += [
-            np.asarray(tl)[:, :m].ravel(),
-            np.asarray(loss)[:m].ravel(),
-            np.asarray(gc)[:, :m].ravel(),
-            np.asarray(gb)[:m].ravel(),
-            *(np.asarray(a)[:m].ravel() for a in held_out),
+        parts = [
+            np.asarray(tl)[:, :m],
+            np.asarray(loss)[:m],
+            np.asarray(gc)[:, :m],
+            np.asarray(gb)[:m],
+            *(np.asarray(a)[:m] for a in held_out),
         ]
+        totals.add(parts, NEWTON_AXES[: len(shapes)], pos)
         hess[:, pos] += np.asarray(h)[:, :m]
         hw[pos] += np.asarray(hws)[:m]
-    return ids, flatten_sums(flat, dtype), hess.astype(dtype), hw
+    return ids, totals.buffer(), hess.astype(dtype), hw

@@ -1,8 +1,9 @@
-"""What a pass over the workers returns: the gradient, Newton and fold-count passes, unpacked.
+"""What a pass over the workers returns: the gradient, Newton and fold-count passes, reduced.
 
 Each is one call per worker through a :class:`~distglm.distribute.pool.WorkerPool` (which
-deals with lost, late and joining workers); here the answers are cut back into per-chunk sums
-(:mod:`~distglm.distribute.wire`) and checked to cover every chunk of the plan. The data terms
+deals with lost, late and joining workers). Every worker answers with its compensated totals
+over its chunks and the ids of those chunks; here the ids are checked to cover every chunk of
+the plan once, and the totals are added (:mod:`~distglm.distribute.reduce`). The data terms
 (:mod:`~distglm.distribute.term`, :mod:`~distglm.distribute.folds_term`) call these.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .wire import unpack_chunk_sums, unpack_newton_sums
+from .reduce import reduce_worker_buffers
+from .wire import check_covered, gradient_shapes, newton_shapes
 
 __all__ = ["add_hessians", "evaluate_pass", "fold_counts", "newton_pass"]
 
@@ -18,10 +20,12 @@ __all__ = ["add_hessians", "evaluate_pass", "fold_counts", "newton_pass"]
 def fold_counts(pool, rule):
     """Kept rows each fold of ``rule`` (a FoldRule) holds out, per chunk: dict chunk id ->
     int64 array (n_folds, k_s), one column per output of its session. No data is read."""
-    out = {}
-    for ids, counts in pool.run_all("fold_counts", rule).values():
-        out.update(zip(ids, counts, strict=True))
-    pool.check_complete(out)
+    out: dict[int, np.ndarray] = {}
+    ids: dict[object, list] = {}
+    for addr, (cids, counts) in pool.run_all("fold_counts", rule).items():
+        ids[addr] = list(cids)
+        out.update(zip(cids, counts, strict=True))
+    check_covered(pool.plan, ids)
     return out
 
 
@@ -43,31 +47,35 @@ def newton_pass(pool, theta, direction, outputs, steps, t_eval, hess_stride, fol
 
     Returns
     -------
-    per_chunk : dict chunk id -> (trial (T, k_s'), loss (k_s',), grad_coef (p, k_s', c),
-        grad_intercept (k_s', c)) for the outputs of ``outputs`` its session recorded
-        (with ``folds``, the stacked columns, and then the held-out loss (k_s',))
+    totals : list of float64 arrays
+        trial (T, k), loss (k,), grad_coef (p, k, c), grad_intercept (k, c), and with
+        ``folds`` the held-out loss (k,), over every chunk, in the order of ``outputs``.
     hess : dict worker address -> (pair sums (n_pairs, k, p + 1, p + 1), weights (k,))
     timing : dict worker address -> (seconds, read seconds)
     """
     outputs = np.asarray(outputs)
+    steps = np.asarray(steps)
     results = pool.run_shared(
         "newton",
         np.stack([theta, direction]),
         outputs,
-        np.asarray(steps),
+        steps,
         np.asarray(t_eval),
         hess_stride,
         folds,
     )
-    per_chunk, hess, timing = unpack_newton_sums(
-        pool.plan, pool.n_classes, outputs, np.asarray(steps).shape[0], results, folds
+    check_covered(pool.plan, {a: r[0] for a, r in results.items()})
+    shapes = newton_shapes(
+        steps.shape[0], outputs.size, pool.plan.n_features, pool.n_classes, folds is not None
     )
-    pool.check_complete(per_chunk)
-    return per_chunk, hess, timing
+    totals = reduce_worker_buffers({a: r[1] for a, r in results.items()}, shapes)
+    hess = {a: (r[2], r[3]) for a, r in results.items()}
+    timing = {a: (r[4], r[5]) for a, r in results.items()}
+    return totals, hess, timing
 
 
 def evaluate_pass(pool, theta, with_grad=True):
-    """One pass at ``theta``: per-chunk sums and per-worker compute seconds.
+    """One pass at ``theta``: the loss (and gradient) totals and per-worker compute seconds.
 
     Parameters
     ----------
@@ -76,20 +84,20 @@ def evaluate_pass(pool, theta, with_grad=True):
 
     Returns
     -------
-    per_chunk : dict chunk id -> tuple of arrays
-        (loss (k_s,), grad_coef (n_features, k_s, c), grad_intercept (k_s, c)), or
-        (loss,) without the gradient.
+    totals : list of float64 arrays
+        loss (n_outputs,), and with the gradient grad_coef (n_features, n_outputs, c) and
+        grad_intercept (n_outputs, c): sums over every chunk.
     timing : dict worker address -> (seconds, read seconds)
         The worker's wall time for the pass, and the part of it its reader thread spent
         reading streamed chunks (overlapping compute).
     """
     results = pool.run_shared("value_and_grad" if with_grad else "value", theta)
-    per_chunk, timing = {}, {}
-    for addr, (ids, sums, seconds, read) in results.items():
-        timing[addr] = (seconds, read)
-        per_chunk.update(unpack_chunk_sums(pool.plan, pool.n_classes, ids, sums, with_grad))
-    pool.check_complete(per_chunk)
-    return per_chunk, timing
+    check_covered(pool.plan, {a: r[0] for a, r in results.items()})
+    plan = pool.plan
+    shapes = gradient_shapes(plan.n_features, plan.n_outputs, pool.n_classes, with_grad)
+    totals = reduce_worker_buffers({a: r[1] for a, r in results.items()}, shapes)
+    timing = {a: (r[2], r[3]) for a, r in results.items()}
+    return totals, timing
 
 
 def add_hessians(hess_parts, k):

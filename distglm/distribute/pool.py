@@ -3,15 +3,15 @@
 A :class:`WorkerPool` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per
 worker through a :class:`~distglm.distribute.transport.Transport`, places the plan's chunks with
 the pure :class:`~distglm.distribute.assignment.Assignment`, and runs passes: each pass is one
-call per worker carrying the parameters, and returns the per-chunk partial sums keyed by chunk
-id.
+call per worker carrying the parameters, and returns each worker's answer (its totals over its
+chunks, and their ids).
 
 Every call has a deadline (:class:`~distglm.distribute.deadline.Deadlines`, from the measured
 times of earlier calls): a worker that misses it is dropped from the fit for good, like a lost
 one. Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
 remaining (or new) workers, re-read from their source, and the pass is run again. Because each
-chunk's sums are a pure function of (chunk, parameters) and the reduction is in chunk-id order,
-the result is the same as without the failure.
+chunk's sums are a pure function of (chunk, parameters) and the reduction is compensated
+(:mod:`~distglm.distribute.reduce`), the result is the same as without the failure.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class WorkerPool:
     join_interval : float, optional
         Seconds between two looks, at pass boundaries, at the scheduler's list of workers:
         workers that joined take a share of the chunks (the result does not change, since
-        sums are reduced in chunk order), workers it no longer lists are recovered from
+        sums are added exactly, see :mod:`~distglm.distribute.reduce`), workers it no longer lists are recovered from
         before the pass is sent. By default the Dask configuration key
         ``distglm.join_interval`` (1 s).
     n_classes : int, optional
@@ -424,9 +424,3 @@ class WorkerPool:
     def n_classes(self) -> int:
         """Classes of the shared encoding (0 before it)."""
         return self._n_classes
-
-    def check_complete(self, per_chunk) -> None:
-        """Raise unless every chunk of the plan is in ``per_chunk``."""
-        missing = sorted(set(self._specs) - set(per_chunk))
-        if missing:
-            raise RuntimeError(f"Chunks {missing} returned no sums in this pass.")

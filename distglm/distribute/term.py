@@ -2,9 +2,9 @@
 
 :class:`DistributedData` is the distributed counterpart of
 :class:`~distglm.solve.InMemoryData`: same methods, same numbers. Each call is one pass: the
-pool's actors return per-chunk sums (float32 from the kernels), which are accumulated here in
-float64 **in chunk-id order**, scattered onto the global output axis (a chunk only has the
-outputs its session recorded), and divided by each output's sample count.
+pool's actors return their totals over their chunks (each chunk's float32 sums from the
+kernels added at the outputs its session recorded, with compensation, in float64), which are
+added here (:mod:`~distglm.distribute.reduce`) and divided by each output's sample count.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
 from .passes import add_hessians, evaluate_pass, newton_pass
-from .reduce import reduce_in_chunk_order
 
 __all__ = ["DistributedData"]
 
@@ -136,15 +135,7 @@ class DistributedData:
 
     def _pass(self, theta, with_grad):
         start = time.perf_counter()
-        per_chunk, timing = evaluate_pass(self.pool, theta, with_grad)
-        p, K, c = self.n_features, self.n_outputs, self.n_classes
-        totals = [np.zeros(K)]
-        if with_grad:
-            totals += [np.zeros((p, K, c)), np.zeros((K, c))]
-        axes = (0, 1, 0)[: len(totals)]  # loss, gradient of the coefficients, of the intercept
-        sums = reduce_in_chunk_order(
-            self.plan, per_chunk, totals, axes, lambda s: self.plan.session_outputs[s]
-        )
+        sums, timing = evaluate_pass(self.pool, theta, with_grad)
         self._log("gradient" if with_grad else "value", start, timing)
         return sums
 
@@ -162,27 +153,17 @@ class DistributedData:
         """Per-output means for one Newton pass over every chunk (see
         :meth:`distglm.solve.InMemoryData.newton_sums`; same arguments and results).
 
-        Losses and gradients are reduced per chunk in chunk-id order; the Hessian is summed
-        per worker (it is large: ``n_pairs k (p + 1)^2`` floats) and then over workers in
-        address order, so it, and only it, depends on the assignment at rounding level.
+        Losses and gradients are compensated sums (:mod:`~distglm.distribute.reduce`), the
+        same whichever worker held which chunk; the Hessian is summed per worker in float64
+        (it is large: ``n_pairs k (p + 1)^2`` floats) and then over workers in address order,
+        so it, and only it, depends on the assignment at rounding level.
         """
         start = time.perf_counter()
         outputs = np.asarray(outputs)
-        per_chunk, hess_parts, timing = newton_pass(
+        (trial, loss, gc, gb), hess_parts, timing = newton_pass(
             self.pool, theta, direction, outputs, steps, t_eval, hess_stride
         )
-        p, c, k = self.n_features, self.n_classes, outputs.size
-        T = np.asarray(steps).shape[0]
-        position = {int(o): i for i, o in enumerate(outputs)}
-        where = [
-            np.asarray([position[int(o)] for o in outs if int(o) in position], dtype=np.int64)
-            for outs in self.plan.session_outputs
-        ]
-        totals = [np.zeros((T, k)), np.zeros(k), np.zeros((p, k, c)), np.zeros((k, c))]
-        trial, loss, gc, gb = reduce_in_chunk_order(
-            self.plan, per_chunk, totals, (1, 0, 1, 0), lambda s: where[s]
-        )
-        hess, hw = add_hessians(hess_parts, k)
+        hess, hw = add_hessians(hess_parts, outputs.size)
         means = newton_means(
             trial, loss, gc, gb, hess, hw, self.weight_sums[outputs], self.n_classes
         )

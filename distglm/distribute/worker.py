@@ -17,8 +17,10 @@ chunk is (held, cached, streamed, adopted) and the cache budget are its
 - :meth:`ChunkWorker.newton` with a :class:`~distglm.folds.FoldRule` runs a cross-validation
   search's stacked columns: each chunk's fold weights come from its session and row range.
 - :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
-  chunk at the given parameters and return **per-chunk** sums, so the coordinator can reduce
-  them in chunk-id order whatever the assignment of chunks to workers.
+  chunk at the given parameters and return the worker's **totals** over its chunks, added with
+  compensation (:mod:`~distglm.distribute.reduce`), so the coordinator's sum of them is the
+  same whatever the assignment of chunks to workers, and one buffer of the problem's size
+  crosses the wire per worker, however many chunks it holds.
 
 Streamed chunks are read one ahead in a background thread (:mod:`~distglm.distribute.reader`).
 Every public method returns ``("ok", result)`` or ``("error", exception)``
@@ -309,7 +311,7 @@ class ChunkWorker:
 
     @reported
     def value_and_grad(self, theta):
-        """Per-chunk loss and gradient sums at ``theta``.
+        """Loss and gradient totals over this worker's chunks at ``theta``.
 
         Parameters
         ----------
@@ -320,10 +322,11 @@ class ChunkWorker:
         -------
         chunk_ids : list of int
             The chunks evaluated, in increasing order.
-        sums : 1-D array
-            For each chunk in turn, its loss sums (k_s,), gradient sums for the coefficients
-            (n_features, k_s, c) and for the intercept (k_s, c), flattened and concatenated
-            (k_s: the outputs of the chunk's session).
+        buffer : 1-D float64 array
+            The compensated totals (``hi`` then ``lo``) of the loss sums (n_outputs,), the
+            coefficient gradient sums (n_features, n_outputs, c) and the intercept's
+            (n_outputs, c), each chunk's added at its session's outputs (see
+            :func:`~distglm.distribute.gradient_pass.gradient_chunk_sums`).
         seconds : float
             Wall time of the pass on this worker.
         read_seconds : float
@@ -333,8 +336,8 @@ class ChunkWorker:
 
     @reported
     def value(self, theta):
-        """Per-chunk loss sums at ``theta``: chunk ids, their (k_s,) sums concatenated, seconds,
-        read seconds."""
+        """Loss totals at ``theta``: chunk ids, the compensated (n_outputs,) loss totals as one
+        buffer, seconds, read seconds."""
         return self._run(theta, False)
 
     def _fold_index(self, cid, rule):
@@ -365,19 +368,22 @@ class ChunkWorker:
         folds : FoldRule, optional
             Fit the stacked problem of a cross-validation search instead: output ``f * K + o``
             is output ``o`` on fold ``f``'s training rows (``f = n_folds``: every row), each
-            chunk's fold weights derived here from its session and row range, and every
-            chunk's sums end with the loss over the fold's held-out rows (k_s',).
+            chunk's fold weights derived here from its session and row range, and the totals
+            end with the loss over the folds' held-out rows (k,).
 
         Returns
         -------
         chunk_ids : list of int
-        sums : 1-D float32 array
-            Per chunk: trial losses (n_trials, k_s'), loss (k_s',), gradient sums
-            (n_features, k_s', c) and (k_s', c), with ``k_s'`` the outputs of ``outputs``
-            its session recorded, in the order of ``outputs`` (and, with ``folds``, the
-            held-out loss (k_s',)).
+            Every chunk this worker holds (those of sessions with no output evaluated are
+            not read and add nothing).
+        buffer : 1-D float64 array
+            The compensated totals over the ``k`` outputs, in the order of ``outputs``: trial
+            losses (n_trials, k), loss (k,), gradient sums (n_features, k, c) and (k, c) (and,
+            with ``folds``, the held-out loss (k,)); see
+            :func:`~distglm.distribute.newton_pass.newton_chunk_sums`.
         hess : float32 array of shape (n_pairs, k, n_features + 1, n_features + 1)
-            Hessian class-pair sums over this worker's chunks (in chunk-id order).
+            Hessian class-pair sums over this worker's chunks (in chunk-id order, float64
+            accumulation).
         hess_weights : float array of shape (k,)
         seconds, read_seconds : float
         """
