@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from distglm.encoding import LabelEncoder
+from distglm.encoding import LabelEncoder, label_codes
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -200,3 +200,56 @@ def test_encode_strings_is_vectorised():
     codes = enc.encode(y)
     assert time.perf_counter() - start < 5.0
     np.testing.assert_array_equal(labels[codes[:100]], y[:100])
+
+
+# --------------------------------------------------------------------------- label_codes
+def _codes_by_search(classes, labels):
+    """label_codes' rule spelled out with searchsorted (its general path)."""
+    labels = np.asarray(labels)
+    codes = np.minimum(np.searchsorted(classes, labels), classes.size - 1)
+    return codes, classes[codes] != labels
+
+
+@SETTINGS
+@given(
+    dtype=st.sampled_from(["int8", "uint8", "int16", "uint16"]),
+    data=st.data(),
+)
+def test_label_codes_of_small_integers_match_the_sorted_search(dtype, data):
+    info = np.iinfo(dtype)
+    values = st.integers(int(info.min), int(info.max))
+    labels = np.asarray(data.draw(st.lists(values, min_size=1, max_size=60)), dtype)
+    # classes: some of the labels, some other values (also outside the dtype's range, or not
+    # integers), of the classes' own dtype
+    picked = data.draw(st.lists(st.sampled_from(labels.tolist()), max_size=5))
+    other = data.draw(
+        st.lists(
+            st.one_of(values, st.integers(-70000, 70000), st.sampled_from([0.5, -2.5])), max_size=4
+        )
+    )
+    cls_dtype = data.draw(st.sampled_from(["int64", "float64", dtype]))
+    raw = np.unique(np.asarray(picked + other, np.float64))
+    if cls_dtype != "float64":
+        raw = raw[
+            (raw == np.round(raw))
+            & (raw >= np.iinfo(cls_dtype).min)
+            & (raw <= np.iinfo(cls_dtype).max)
+        ]
+    classes = np.unique(raw.astype(cls_dtype))
+    if classes.size == 0:
+        classes = np.asarray([labels[0]], cls_dtype)
+    codes, bad = label_codes(classes, labels)
+    want_codes, want_bad = _codes_by_search(classes, labels)
+    np.testing.assert_array_equal(bad, want_bad)
+    np.testing.assert_array_equal(codes[~bad], want_codes[~want_bad])
+    assert codes.shape == labels.shape and np.all((0 <= codes) & (codes < classes.size))
+
+
+def test_label_codes_other_labels_take_the_search():
+    classes = np.array(["a", "c"])
+    codes, bad = label_codes(classes, np.array([["c", "b"], ["a", "a"]]))
+    np.testing.assert_array_equal(codes[~bad], [1, 0, 0])
+    np.testing.assert_array_equal(bad, [[False, True], [False, False]])
+    codes, bad = label_codes(np.array([0.5, 1.0]), np.array([1.0, 0.5, 2.0]))
+    np.testing.assert_array_equal(bad, [False, False, True])
+    np.testing.assert_array_equal(codes[:2], [1, 0])

@@ -80,6 +80,8 @@ def _padded(X: np.ndarray, keep: np.ndarray, rows: int, dtype) -> np.ndarray:
     n = int(keep.sum())
     if n > rows:
         raise ValueError(f"A chunk of {n} rows exceeds the fixed chunk size {rows}.")
+    if n == rows == X.shape[0] and X.dtype == dtype and X.flags.c_contiguous and X.flags.owndata:
+        return X  # a full chunk as read (its own buffer, not a view of the caller's): no copy
     Xp = np.zeros((rows, X.shape[1]), dtype)
     Xp[:n] = X if n == X.shape[0] else X[keep]  # cast in place: no full-size temporary
     return Xp
@@ -92,7 +94,7 @@ def hold_chunk(
     chunk's distinct kept labels, as the statistics pass found them)."""
     labels = np.asarray(labels)
     kept = y if bool(keep.all()) else y[keep]
-    codes = np.searchsorted(labels, kept).astype(code_dtype(labels.size))
+    codes = label_codes(labels, kept)[0].astype(code_dtype(labels.size))
     return HeldChunk(session_index, _padded(X, keep, rows, dtype), labels, codes)
 
 

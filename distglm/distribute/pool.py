@@ -62,8 +62,8 @@ class WorkerPool:
     join_interval : float, optional
         Seconds between two looks, at pass boundaries, at the scheduler's list of workers:
         workers that joined take a share of the chunks (the result does not change, since
-        sums are added exactly, see :mod:`~distglm.distribute.reduce`), workers it no longer lists are recovered from
-        before the pass is sent. By default the Dask configuration key
+        sums are added exactly, see :mod:`~distglm.distribute.reduce`), workers it no longer
+        lists are recovered from before the pass is sent. By default the Dask configuration key
         ``distglm.join_interval`` (1 s).
     n_classes : int, optional
         The classes the fit expects: a worker whose chunks show more labels fails the
