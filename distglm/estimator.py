@@ -59,6 +59,9 @@ class _Classifier(
         "features_",
         "fit_profile_",
         "fit_time_",
+        # the columns and metadata of the pynapple TsdFrame of labels fitted on (None for other
+        # labels), given back on pynapple predictions: saved with the model
+        "_pynapple_labels",
     )
 
     def __repr__(self):

@@ -87,11 +87,26 @@ def from_pynapple(args, kwargs, method: str):
 
 
 def _frame_labels(y):
-    """``(columns, metadata)`` of a pynapple ``TsdFrame`` of labels, or None for anything else."""
+    """``(columns, metadata)`` of a pynapple ``TsdFrame`` of labels, or None for anything else.
+
+    Plain values, so a saved model keeps them: ``columns`` a list, ``metadata`` None or a
+    tuple of (name, array) pairs, one value per column (a copy of the frame's metadata)."""
     if not is_pynapple(y) or np.ndim(y.values) != 2 or not hasattr(y, "columns"):
         return None
     meta = getattr(y, "metadata", None)
-    return list(y.columns), (None if meta is None else meta.copy())
+    columns = [c.item() if isinstance(c, np.generic) else c for c in y.columns]
+    if meta is None or meta.shape[1] == 0:
+        return columns, None
+    return columns, tuple((str(c), np.array(meta[c].to_numpy())) for c in meta.columns)
+
+
+def _metadata_frame(columns, meta):
+    """The pandas metadata of a ``TsdFrame`` from :func:`_frame_labels`' plain pairs."""
+    if meta is None:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame({name: np.asarray(values) for name, values in meta}, index=columns)
 
 
 def to_pynapple(result, ref, labels=None):
@@ -117,9 +132,12 @@ def to_pynapple(result, ref, labels=None):
     if arr.ndim == 2:
         if labels is not None and len(labels[0]) == arr.shape[1]:
             columns, meta = labels
-            meta = None if meta is None or meta.shape[1] == 0 else meta.copy()
             return nap.TsdFrame(
-                t=t, d=arr, time_support=ref.time_support, columns=columns, metadata=meta
+                t=t,
+                d=arr,
+                time_support=ref.time_support,
+                columns=list(columns),
+                metadata=_metadata_frame(list(columns), meta),
             )
         return nap.TsdFrame(t=t, d=arr, time_support=ref.time_support)
     return nap.TsdTensor(t=t, d=arr, time_support=ref.time_support)
@@ -139,6 +157,7 @@ def support_pynapple(method):
         if ref is None or result is self:
             return result
         # an estimator's result (or a Fitted one's, which carries the estimator's labels)
+        # an estimator declares _pynapple_labels (a fitted attribute), a Fitted pynapple_labels
         labels = getattr(self, "_pynapple_labels", getattr(self, "pynapple_labels", None))
         return to_pynapple(result, ref, labels)
 

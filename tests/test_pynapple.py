@@ -135,3 +135,29 @@ def test_labels_frame_columns_and_metadata_reach_predictions_as_in_nemos():
     # a fit on plain labels gives plain columns again
     plain = distglm.ClassifierPopulationGLM(3).fit(Xt, y).predict(Xt)
     assert list(plain.columns) == [0, 1] and plain.metadata.shape[1] == 0
+
+
+@pytest.mark.parametrize("suffix", ["model.npz", "model.zarr"])
+def test_labels_frame_columns_and_metadata_survive_save_and_load(tmp_path, suffix):
+    rng = np.random.default_rng(5)
+    t = np.arange(90) * 0.1
+    Xt = nap.TsdFrame(t=t, d=rng.standard_normal((90, 3)))
+    y = np.stack([np.arange(90) % 3, (np.arange(90) // 3) % 3], axis=1)
+    meta = {"depth": np.array([10.5, 20.5]), "area": np.array(["CA1", "V1"])}
+    yt = nap.TsdFrame(t=t, d=y, columns=["u1", "u2"], metadata=meta)
+    model = distglm.ClassifierPopulationGLM(3).fit(Xt, yt)
+    path = tmp_path / suffix
+    model.save_params(path)
+    loaded = distglm.load_model(path)
+    for m in (loaded, model.__class__(**model.get_params()).fit(Xt, yt)):
+        pred = m.predict(Xt)
+        assert isinstance(pred, nap.TsdFrame) and list(pred.columns) == ["u1", "u2"]
+        np.testing.assert_array_equal(pred.metadata["depth"].to_numpy(), [10.5, 20.5])
+        np.testing.assert_array_equal(pred.metadata["area"].to_numpy(), ["CA1", "V1"])
+        np.testing.assert_array_equal(pred.values, model.predict(Xt).values)
+    # integer columns and no metadata come back as they went in
+    plain = nap.TsdFrame(t=t, d=y, columns=[3, 7])
+    path2 = tmp_path / ("int-" + suffix)
+    distglm.ClassifierPopulationGLM(3).fit(Xt, plain).save_params(path2)
+    pred = distglm.load_model(path2).predict(Xt)
+    assert list(pred.columns) == [3, 7] and pred.metadata.shape[1] == 0
