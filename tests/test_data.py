@@ -32,6 +32,7 @@ from distglm.data import ChunkStats, DataPlan, Sessions, merge_stats, plan_data
 from distglm.data.lazy import LazyModel
 from distglm.data.stats import chunk_stats
 from distglm.distribute import ChunkWorker, DistributedData
+from distglm.distribute.chunks import encode_read
 from distglm.distribute.reduce import CompensatedTotals, reduce_worker_buffers
 from distglm.distribute.wire import gradient_shapes
 from distglm.kernels import compiled as compiled_kernels
@@ -1057,3 +1058,24 @@ def test_chunk_workers_keep_freed_memory_for_reuse():
     assert ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows).malloc_tuned is (
         expected
     )
+
+
+def test_chunk_worker_puts_its_chunk_arrays_on_the_device_without_a_copy():
+    rows, p = 1000, 3
+    X = np.random.default_rng(0).standard_normal((rows, p)).astype(np.float32)
+    keep = np.ones(rows, bool)
+    # the chunk as read is the caller's own array: it is copied, and left writeable
+    Xp, cp, w = encode_read(X, np.zeros((rows, 1), np.int8), keep, np.arange(2), rows, np.float32)
+    assert not np.shares_memory(Xp, X) and X.flags.writeable
+    for a in (Xp, cp, w):
+        assert a.ctypes.data % 64 == 0
+    plan = plan_data(da.zeros((4, 2), chunks=(4, -1)), np.zeros((4, 1), int))
+    worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    on_device = worker._device((Xp, cp, w))
+    assert not any(a.flags.writeable for a in (Xp, cp, w))
+    np.testing.assert_array_equal(np.asarray(on_device[0]), X)
+    if jax.default_backend() == "cpu":  # aligned and read-only: used by JAX as it is
+        pairs = zip(on_device, (Xp, cp, w), strict=True)
+        assert all(np.shares_memory(np.asarray(d), a) for d, a in pairs)
+    X[0, 0] = 100.0
+    assert float(on_device[0][0, 0]) != 100.0

