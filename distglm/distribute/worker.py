@@ -16,11 +16,9 @@ chunk is (held, cached, streamed, adopted) and the cache budget are its
   from its checkpoint): each is read on the first pass, checked against its recorded kept rows.
 - :meth:`ChunkWorker.newton` with a :class:`~distglm.folds.FoldRule` runs a cross-validation
   search's stacked columns: each chunk's fold weights come from its session and row range.
-- :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` evaluate the kernels on every
-  chunk at the given parameters and return the worker's **totals** over its chunks, added with
-  compensation (:mod:`~distglm.distribute.reduce`), so the coordinator's sum of them is the
-  same whatever the assignment of chunks to workers, and one buffer of the problem's size
-  crosses the wire per worker, however many chunks it holds.
+- :meth:`ChunkWorker.value_and_grad` / :meth:`ChunkWorker.value` / :meth:`ChunkWorker.newton`
+  return the worker's **totals** over its chunks, added exactly (:mod:`.reduce`): one buffer of
+  the problem's size per worker, whatever the assignment of chunks to workers.
 
 Streamed chunks are read one ahead in a background thread (:mod:`~distglm.distribute.reader`).
 Every public method returns ``("ok", result)`` or ``("error", exception)``
@@ -195,9 +193,8 @@ class ChunkWorker:
         return self._reader.read(spec, check_stored=True)
 
     def _device(self, arrays):
-        """A chunk's arrays on the worker's JAX device. They are the worker's own, made by
-        :func:`~distglm.distribute.chunks.encode_read` / ``encode_held`` in 64-byte aligned
-        buffers; made read-only here, they are used by JAX on a CPU as they are, not copied."""
+        """A chunk's arrays (the worker's own, in aligned buffers: :mod:`.chunks`) on its JAX
+        device; read-only, JAX on a CPU uses them as they are."""
         import jax
 
         for a in arrays:
@@ -328,21 +325,16 @@ class ChunkWorker:
         chunk_ids : list of int
             The chunks evaluated, in increasing order.
         buffer : 1-D float64 array
-            The compensated totals (``hi`` then ``lo``) of the loss sums (n_outputs,), the
-            coefficient gradient sums (n_features, n_outputs, c) and the intercept's
-            (n_outputs, c), each chunk's added at its session's outputs (see
-            :func:`~distglm.distribute.gradient_pass.gradient_chunk_sums`).
-        seconds : float
-            Wall time of the pass on this worker.
-        read_seconds : float
-            Of which reading streamed chunks (in the background thread, overlapping compute).
+            The compensated totals of loss (n_outputs,) and gradient (n_features, n_outputs, c)
+            and (n_outputs, c) (:func:`~.gradient_pass.gradient_chunk_sums`).
+        seconds, read_seconds : float
+            Wall time of the pass here, and of it the reads of streamed chunks (background).
         """
         return self._run(theta, True)
 
     @reported
     def value(self, theta):
-        """Loss totals at ``theta``: chunk ids, the compensated (n_outputs,) loss totals as one
-        buffer, seconds, read seconds."""
+        """Loss totals at ``theta``: as :meth:`value_and_grad`, without the gradient."""
         return self._run(theta, False)
 
     def _fold_index(self, cid, rule):
@@ -379,16 +371,12 @@ class ChunkWorker:
         Returns
         -------
         chunk_ids : list of int
-            Every chunk this worker holds (those of sessions with no output evaluated are
-            not read and add nothing).
+            Every chunk this worker holds (those of sessions with no output evaluated: unread).
         buffer : 1-D float64 array
-            The compensated totals over the ``k`` outputs, in the order of ``outputs``: trial
-            losses (n_trials, k), loss (k,), gradient sums (n_features, k, c) and (k, c) (and,
-            with ``folds``, the held-out loss (k,)); see
-            :func:`~distglm.distribute.newton_pass.newton_chunk_sums`.
+            Compensated totals over the ``k`` outputs, in the order of ``outputs``
+            (:func:`~.newton_pass.newton_chunk_sums`).
         hess : float32 array of shape (n_pairs, k, n_features + 1, n_features + 1)
-            Hessian class-pair sums over this worker's chunks (in chunk-id order, float64
-            accumulation).
+            Hessian class-pair sums over this worker's chunks (float64 accumulation).
         hess_weights : float array of shape (k,)
         seconds, read_seconds : float
         """
