@@ -8,7 +8,6 @@ strength, so no pass is spent on a line search; momentum restarts when it points
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import typing
 
@@ -54,14 +53,18 @@ class _FISTA:
         return FirstOrderState()
 
     def batch_step(self, objective, context, theta, state):
-        """A step on a new batch: momentum restarts from ``theta``."""
-        return self.step(
-            objective, context, theta, dataclasses.replace(state, value=None, grad=None)
-        )
+        """A step on a new batch, as nemos' ``update`` takes it: the momentum (``z``, ``t``)
+        carries over from the last batch and the gradient is taken at ``z`` on the new one;
+        the momentum never restarts (nemos' FISTA has no restart), so with a fixed
+        ``stepsize`` the iterates are nemos'."""
+        return self._advance(objective, context, theta, state, restart=False)
 
     def step(self, objective, context, theta, state):
+        return self._advance(objective, context, theta, state, restart=True)
+
+    def _advance(self, objective, context, theta, state, restart):
         L = context.L
-        if state.grad is None or state.z is None:
+        if state.z is None:
             z, t = theta, 1.0
         else:
             z, t = state.z, state.t
@@ -71,7 +74,7 @@ class _FISTA:
         mapping = L * (z - new)
         gap = float(np.vdot(mapping, mapping)) / (2 * L)
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2 if self.acceleration else 1.0
-        if self.acceleration and np.vdot(z - new, new - theta) > 0:
+        if self.acceleration and restart and np.vdot(z - new, new - theta) > 0:
             t_new, z_new = 1.0, new.copy()  # restart momentum
         else:
             z_new = new + ((t - 1) / t_new) * (new - theta)
