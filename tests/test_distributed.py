@@ -92,6 +92,7 @@ def _check_history(model):
     for entry in prof["passes"]:
         assert entry["seconds"] >= entry["compute"] >= 0
         assert entry["overhead"] == pytest.approx(entry["seconds"] - entry["compute"])
+        assert entry["coordinator_cpu"] >= 0
 
 
 def _block_from_model(model):

@@ -10,14 +10,12 @@ also returns each column's loss over its fold's held-out rows.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from ..solve.heldout import HeldOutRecord
 from ..solve.means import newton_means
 from .passes import add_hessians, fold_counts, newton_pass
-from .term import DistributedData
+from .term import DistributedData, pass_clock
 
 __all__ = ["FoldedData", "fold_held_counts"]
 
@@ -78,7 +76,7 @@ class FoldedData(DistributedData):
     def newton_sums(self, theta, direction, outputs, steps, t_eval, hess_stride):
         """One Newton pass on the stacked columns ``outputs`` (see
         :meth:`DistributedData.newton_sums`), recording the held-out sums."""
-        start = time.perf_counter()
+        start = pass_clock()
         outputs = np.asarray(outputs)
         (trial, loss, gc, gb, held), hess_parts, timing = newton_pass(
             self.pool, theta, direction, outputs, steps, t_eval, hess_stride, folds=self.rule

@@ -19,7 +19,7 @@ import numpy as np
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
 from .passes import add_hessians, evaluate_pass, newton_pass
 
-__all__ = ["DistributedData"]
+__all__ = ["DistributedData", "pass_clock"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ def _mark_on_dashboard(transport, key, summary, markers):
     if client is None:
         return
     markers.append(client.submit(_pass_marker, summary, key=key, pure=False))
+
+
+def pass_clock() -> tuple[float, float]:
+    """Wall and process CPU clocks at a pass's start (for :meth:`DistributedData._log`)."""
+    return time.perf_counter(), time.process_time()
 
 
 class DistributedData:
@@ -65,7 +70,9 @@ class DistributedData:
         Per pass: ``kind`` ("gradient", "value" or "newton"), ``seconds`` (wall time at the
         coordinator), ``compute`` (the slowest worker's wall time for its chunks, reads of
         streamed chunks included), ``read`` (that worker's time reading streamed chunks, in
-        its background thread), ``overhead`` (``seconds - compute``) and ``workers``.
+        its background thread), ``overhead`` (``seconds - compute``), ``coordinator_cpu``
+        (CPU seconds of this process during the pass: the coordinator's own work when the
+        workers are other processes) and ``workers``.
     streamed : bool
         Whether some chunks did not fit the workers' caches and are read on every pass.
     read_bytes : int
@@ -98,7 +105,9 @@ class DistributedData:
         self.block_rows = self.plan.block_rows
 
     def _log(self, kind, start, timing):
-        seconds = time.perf_counter() - start
+        """Record one pass; ``start`` is :func:`pass_clock` at its start."""
+        seconds = time.perf_counter() - start[0]
+        cpu = time.process_time() - start[1]
         slowest = max(timing, key=lambda a: timing[a][0])
         compute, read = timing[slowest]
         self.pass_log.append(
@@ -108,6 +117,7 @@ class DistributedData:
                 "compute": compute,
                 "read": read,
                 "overhead": seconds - compute,
+                "coordinator_cpu": cpu,
                 "workers": len(timing),
             }
         )
@@ -134,7 +144,7 @@ class DistributedData:
         )
 
     def _pass(self, theta, with_grad):
-        start = time.perf_counter()
+        start = pass_clock()
         sums, timing = evaluate_pass(self.pool, theta, with_grad)
         self._log("gradient" if with_grad else "value", start, timing)
         return sums
@@ -158,7 +168,7 @@ class DistributedData:
         (it is large: ``n_pairs k (p + 1)^2`` floats) and then over workers in address order,
         so it, and only it, depends on the assignment at rounding level.
         """
-        start = time.perf_counter()
+        start = pass_clock()
         outputs = np.asarray(outputs)
         (trial, loss, gc, gb), hess_parts, timing = newton_pass(
             self.pool, theta, direction, outputs, steps, t_eval, hess_stride
