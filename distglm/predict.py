@@ -85,6 +85,11 @@ class Fitted:
         block, icpt = params_to_block(params, layout, encoder.n_classes, population)
         return cls(block, icpt, layout, encoder, np.arange(block.shape[1]), population)
 
+    @property
+    def _labels_for_pynapple(self) -> tuple | None:
+        """``pynapple_labels`` (see :func:`~distglm.pynapple_io.support_pynapple`)."""
+        return self.pynapple_labels
+
     def _squeeze(self, arr):
         return arr if self.population else arr[:, 0]
 
@@ -213,6 +218,13 @@ class Prediction(abc.ABC):
     outputs_: object
     _population: bool
     _mask_block: Callable
+    _pynapple_labels: tuple | None
+
+    @property
+    def _labels_for_pynapple(self) -> tuple | None:
+        """``(columns, metadata)`` of the pynapple labels fitted on, or None (see
+        :func:`~distglm.pynapple_io.support_pynapple`)."""
+        return self._pynapple_labels
 
     def _fitted(self, method) -> Fitted:
         """The fitted (or hand-set) parameters, as they predict."""
@@ -230,7 +242,7 @@ class Prediction(abc.ABC):
         # aligned by the data's labels at fit and may cover more than coef_
         if not isinstance(getattr(self, "feature_mask", None), xr.DataArray):
             self._mask_block(fitted.layout, fitted.block.shape[1])
-        labels = getattr(self, "_pynapple_labels", None)
+        labels = self._pynapple_labels
         return fitted if labels is None else dataclasses.replace(fitted, pynapple_labels=labels)
 
     def predict(self, X):

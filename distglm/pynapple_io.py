@@ -144,7 +144,11 @@ def to_pynapple(result, ref, labels=None):
 
 
 def support_pynapple(method):
-    """Decorate an estimator method to take pynapple / FeaturePytree inputs (see module doc)."""
+    """Decorate an estimator method to take pynapple / FeaturePytree inputs (see module doc).
+
+    The host (an estimator, or its :class:`~distglm.predict.Fitted` value) declares
+    ``_labels_for_pynapple``: the columns and metadata of the labels fitted on, or None.
+    """
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -156,9 +160,7 @@ def support_pynapple(method):
             self._pynapple_labels = _frame_labels(y)
         if ref is None or result is self:
             return result
-        # an estimator's result (or a Fitted one's, which carries the estimator's labels)
-        # an estimator declares _pynapple_labels (a fitted attribute), a Fitted pynapple_labels
-        labels = getattr(self, "_pynapple_labels", getattr(self, "pynapple_labels", None))
-        return to_pynapple(result, ref, labels)
+        # the estimator and its Fitted value both declare the labels they give back
+        return to_pynapple(result, ref, self._labels_for_pynapple)
 
     return wrapper

@@ -18,7 +18,7 @@ of the magnitudes (relative ``1e-15``), which is what the tests bound.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,11 +97,9 @@ class CompensatedTotals:
 
     def buffer(self) -> np.ndarray:
         """``hi`` then ``lo`` of every total, raveled into one float64 array (the wire format)."""
-        return (
-            np.concatenate([a.ravel() for a in (*self.hi, *self.lo)])
-            if self.shapes
-            else (np.zeros(0))
-        )
+        if not self.shapes:
+            return np.zeros(0)
+        return np.concatenate([a.ravel() for a in (*self.hi, *self.lo)])
 
     @classmethod
     def from_buffer(cls, shapes: Sequence[Sequence[int]], buffer) -> CompensatedTotals:
@@ -126,13 +124,13 @@ class CompensatedTotals:
 
 
 def reduce_worker_buffers(
-    buffers: Mapping[Any, Any] | Iterable[tuple[Any, Any]], shapes: Sequence[Sequence[int]]
+    buffers: Mapping[Any, Any], shapes: Sequence[Sequence[int]]
 ) -> list[np.ndarray]:
     """Add the workers' :meth:`CompensatedTotals.buffer` s in address order and round once.
 
     Parameters
     ----------
-    buffers : mapping worker address -> 1-D float64 array (or (address, buffer) pairs)
+    buffers : mapping worker address -> 1-D float64 array
     shapes : sequence of tuple of int
         The totals' shapes, as the workers used them.
 
@@ -140,8 +138,7 @@ def reduce_worker_buffers(
     -------
     list of float64 arrays, one per shape
     """
-    items = dict(buffers.items() if isinstance(buffers, Mapping) else buffers)
     acc = CompensatedTotals(shapes)
-    for addr in sorted(items, key=str):
-        acc.add_totals(CompensatedTotals.from_buffer(shapes, items[addr]))
+    for addr in sorted(buffers, key=str):
+        acc.add_totals(CompensatedTotals.from_buffer(shapes, buffers[addr]))
     return acc.totals()
