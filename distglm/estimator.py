@@ -292,7 +292,7 @@ class ClassifierGLM(_Classifier):
         Distributed fits only: workers, n_chunks, chunk_rows, statistics_seconds, recoveries
         (lost workers recovered from), n_dropped (rows with NaN/Inf, per session), streamed,
         cache (per worker) and passes (per pass: seconds at the coordinator, compute of the
-        slowest worker, overhead).
+        slowest worker, overhead, the coordinator process's CPU seconds).
     """
 
     _population = False
