@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distglm.distribute import ChunkWorker
+from distglm.distribute import ChunkWorker, SchedulerLost
 
 
 class LocalTransport:
@@ -21,6 +21,9 @@ class LocalTransport:
         SIGSTOPped process: a call to it with a deadline comes back late, one without a
         deadline would hang and fails the test instead) or ``("oom", address)`` (lost as its
         nanny restarts it for memory, which :meth:`memory_restarts` then reports).
+
+    Setting ``scheduler_gone`` makes :meth:`workers` raise :class:`SchedulerLost`, as the Dask
+    transport does once the scheduler stops answering.
     """
 
     def __init__(self, workers, script=None):
@@ -34,8 +37,11 @@ class LocalTransport:
         self.log = []  # (call number, {worker: method})
         self.starts = []  # the workers of each start
         self.doomed = set()  # workers that die while their actor starts
+        self.scheduler_gone = False
 
     def workers(self):
+        if self.scheduler_gone:
+            raise SchedulerLost("The Dask scheduler at tcp://fake gave no answer.")
         return sorted(self.live)
 
     def hosts(self):

@@ -6,11 +6,16 @@ from __future__ import annotations
 import statistics
 
 import dask
+import dask.array as da
 import hypothesis.strategies as st
 import pytest
+from fakes import LocalTransport
 from hypothesis import given, settings
 
-from distglm.distribute import Deadlines
+from distglm import ClassifierPopulationGLM
+from distglm.cli import make_population
+from distglm.data import plan_data
+from distglm.distribute import DataSession, Deadlines, SchedulerLost
 
 KINDS = ["load", "encode", "value_and_grad"]
 WORKERS = ["w0", "w1", "w2"]
@@ -68,12 +73,59 @@ def test_a_frozen_worker_cannot_raise_the_deadline_it_missed():
 
 
 def test_bad_settings_and_config():
-    bad = ({"factor": 0.5}, {"floor": 0}, {"floor": 10, "initial": 1}, {"window": 0})
+    bad = (
+        {"factor": 0.5},
+        {"floor": 0},
+        {"floor": 10, "initial": 1},
+        {"window": 0},
+        {"close": 0},
+    )
     for kw in (*bad, {"first_call": -1}):
         with pytest.raises(ValueError, match=r"Deadline|Initial"):
             Deadlines(**kw)
     with dask.config.set({"distglm.deadline.floor": 2, "distglm.deadline.initial": 7}):
         d = Deadlines.from_config()
-    assert (d.floor, d.initial, d.factor) == (2.0, 7.0, 10.0)
+    assert (d.floor, d.initial, d.factor, d.close) == (2.0, 7.0, 10.0, 10.0)
+    with dask.config.set({"distglm.deadline.close": 0.5}):
+        assert Deadlines.from_config().close == 0.5
     with dask.config.set({"distglm.deadline.initial": None}):
         assert Deadlines.from_config().initial is None
+
+
+# ------------------------------------------------------------------ closing a data session
+@pytest.fixture(scope="module")
+def plan():
+    X, y, _, _ = make_population(2000, 4, 3, 3, seed=5)
+    return plan_data(da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=(500, -1)))
+
+
+def test_closing_waits_for_a_frozen_worker_only_its_close_deadline(plan):
+    """A worker frozen after a fit (a stopped process) does not hold the session's close: the
+    clear call gets the close deadline, and every actor is released all the same."""
+    transport = LocalTransport(["w0", "w1"])
+    with dask.config.set({"distglm.deadline.close": 0.25}):
+        session = DataSession(None, plan, 3, transport=transport)
+    ClassifierPopulationGLM(3, regularizer_strength=1e-2).fit(session)
+    transport.frozen.add("w1")
+    n = transport.calls
+    session.close()  # a call without a deadline to the frozen worker fails the fake
+    assert transport.calls == n + 1 and transport.timeouts[-1] == 0.25
+    assert transport.log[-1][1] == {"w0": "clear", "w1": "clear"}
+    assert transport.actors == {}
+    assert session.pool.dropped == set()  # closing drops no worker from a fit
+
+
+def test_after_the_scheduler_is_lost_closing_asks_nothing_of_the_workers(plan):
+    """Once a fit ended in SchedulerLost, the close releases the actors without a call (which
+    would wait on the client's reconnection to the dead scheduler)."""
+    transport = LocalTransport(["w0", "w1"])
+    with dask.config.set({"distglm.join_interval": 0}):
+        session = DataSession(None, plan, 3, transport=transport)
+        ClassifierPopulationGLM(3, regularizer_strength=1e-2).fit(session)
+        transport.scheduler_gone = True
+        with pytest.raises(SchedulerLost, match="stopped between passes"):
+            ClassifierPopulationGLM(3, regularizer_strength=1e-1).fit(session)
+    assert session.pool.scheduler_lost
+    n = transport.calls
+    session.close()
+    assert transport.calls == n and transport.actors == {}

@@ -13,9 +13,10 @@ Nothing here does I/O; :class:`Deadlines` is a frozen value the pool replaces af
 Its defaults can be set through Dask's configuration (keys ``distglm.deadline.factor``,
 ``.floor``, ``.initial`` and ``.first_call``), e.g.
 ``dask.config.set({"distglm.deadline.floor": 5})``; see :meth:`Deadlines.from_config`.
-Two more keys bound the waits outside worker calls: ``distglm.deadline.scheduler`` (seconds
-to wait for the scheduler's answer before :class:`~distglm.distribute.SchedulerLost`, 30 s)
-and ``distglm.deadline.read_floor`` (see :func:`read_deadline`).
+Three more keys bound the waits outside pass calls: ``distglm.deadline.scheduler`` (seconds
+to wait for the scheduler's answer before :class:`~distglm.distribute.SchedulerLost`, 30 s),
+``distglm.deadline.read_floor`` (see :func:`read_deadline`) and ``distglm.deadline.close``
+(seconds the workers get to clear their chunks when a data session closes, 10 s).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Deadlines:
         Calls per worker and kind kept for the median.
     read_floor : float
         Seconds; no single chunk read on a worker gets less (see :func:`read_deadline`).
+    close : float
+        Seconds the workers get to clear their chunks when the pool closes; one that does not
+        answer by then has its actor released all the same.
     times : tuple of (kind, worker, seconds)
         The calls timed so far (the last ``window`` per worker and kind).
     """
@@ -56,6 +60,7 @@ class Deadlines:
     first_call: float = 300.0
     window: int = 9
     read_floor: float = 60.0
+    close: float = 10.0
     times: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self):
@@ -72,14 +77,16 @@ class Deadlines:
             raise ValueError(f"Deadline first_call must be >= 0 s; got {self.first_call!r}.")
         if not self.read_floor > 0:
             raise ValueError(f"Deadline read_floor must be > 0 seconds; got {self.read_floor!r}.")
+        if not self.close > 0:
+            raise ValueError(f"Deadline close must be > 0 seconds; got {self.close!r}.")
         if self.window < 1:
             raise ValueError(f"Deadline window must be >= 1; got {self.window!r}.")
 
     @classmethod
     def from_config(cls) -> Deadlines:
         """Deadlines with the values of Dask's ``distglm.deadline.*`` configuration keys
-        (``factor``, ``floor``, ``initial``, ``first_call``, ``read_floor``; the class defaults
-        where unset)."""
+        (``factor``, ``floor``, ``initial``, ``first_call``, ``read_floor``, ``close``; the class
+        defaults where unset)."""
         import dask
 
         d = cls()
@@ -90,6 +97,7 @@ class Deadlines:
             initial=None if initial is None else float(initial),
             first_call=float(dask.config.get("distglm.deadline.first_call", d.first_call)),
             read_floor=float(dask.config.get("distglm.deadline.read_floor", d.read_floor)),
+            close=float(dask.config.get("distglm.deadline.close", d.close)),
         )
 
     @property

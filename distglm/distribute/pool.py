@@ -121,6 +121,8 @@ class WorkerPool:
         self._prints: dict[int, int] = {}  # chunk id -> fingerprint of the statistics pass
         #: lost-worker recoveries so far
         self.recoveries = 0
+        #: whether a call found the scheduler gone (:class:`SchedulerLost` was raised)
+        self.scheduler_lost = False
         workers = self.transport.workers()
         if not workers:
             raise RuntimeError("The Dask cluster has no workers.")
@@ -177,12 +179,28 @@ class WorkerPool:
 
     def close(self):
         """Drop every worker's chunks and hand their memory back to the system, then release
-        the actors. A worker that does not answer is released all the same."""
-        if self._started:
-            try:
-                self._call({a: ("clear", ()) for a in self._started})
-            except Exception as e:  # closing: the actors are released in any case
-                logger.warning("Workers did not clear their chunks on close (%r)", e)
+        the actors. The workers get ``deadlines.close`` seconds to answer; one that does not
+        is released all the same. After the scheduler was lost nothing is asked of them (a
+        call would wait on the client's reconnection): their actors go with their workers."""
+        if self._started and self.scheduler_lost:
+            logger.info(
+                "The scheduler was lost: releasing the actors on %s without clearing them",
+                sorted(self._started),
+            )
+        elif self._started:
+            calls = {a: ("clear", ()) for a in self._started}
+            try:  # closing: the actors are released in any case
+                outcomes = self.transport.call(calls, timeout=self.deadlines.close)
+            except Exception as e:
+                outcomes = dict.fromkeys(calls, ("error", e))
+            silent = {a: value for a, (status, value) in outcomes.items() if status != "ok"}
+            if silent:
+                logger.warning(
+                    "Workers %s did not clear their chunks on close (%r); their actors are "
+                    "released all the same",
+                    sorted(silent),
+                    next(iter(silent.values())),
+                )
         for addr in list(self._started):
             self.transport.release(addr)
         self._started.clear()
@@ -290,6 +308,7 @@ class WorkerPool:
         try:
             return self._run_once(method, args_for)
         except SchedulerLost as e:
+            self.scheduler_lost = True
             raise SchedulerLost(
                 f"{e} The fit stopped in {method!r} after {self.passes} completed calls to "
                 "its workers; a fit with a checkpoint resumes from it on a new cluster."
@@ -327,6 +346,7 @@ class WorkerPool:
         try:
             live = set(self.transport.workers())
         except SchedulerLost as e:
+            self.scheduler_lost = True
             raise SchedulerLost(
                 f"{e} The fit stopped between passes after {self.passes} completed calls to "
                 "its workers; a fit with a checkpoint resumes from it on a new cluster."
