@@ -1,8 +1,9 @@
 """First-order methods: FISTA (accelerated proximal gradient) and accelerated gradient descent.
 
 The step is ``1 / L`` with ``L`` Böhning's bound on the softmax curvature plus the Ridge
-strength, so no pass is spent on a line search; momentum restarts when it points uphill
-(O'Donoghue & Candès' gradient restart). The gap estimate is ``||G||^2 / (2 L)`` with ``G`` the
+strength, so no pass is spent on a line search; in a fit, momentum restarts when it points
+uphill (O'Donoghue & Candès' gradient restart), while the batch loop (``update``) carries it
+without restarts, as nemos does. The gap estimate is ``||G||^2 / (2 L)`` with ``G`` the
 (proximal) gradient mapping.
 """
 
