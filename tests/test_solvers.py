@@ -422,6 +422,20 @@ class _RoundedQuadratic:
         raise AssertionError("not preconditioned")
 
 
+@pytest.mark.parametrize("tol", [1e-4, 1e-6, 1e-8])
+def test_lbfgs_stops_on_two_successive_estimates_within_tol(small, tol):
+    # One estimate of the gap can understate it 3x, so L-BFGS stops only once the estimates
+    # before and after a step are both within tol: the last two iterates' are, and the fit
+    # went on past the first iterate whose estimate was (before, it stopped there).
+    X, y = small
+    obj = _objective(X, y, 3, Ridge(), 0.1)
+    res = minimize(make_solver("LBFGS", {"tol": tol}), obj, np.zeros((6, 3, 3)), ridge=0.1)
+    h = res.history
+    within = [e["gap"] <= tol * max(1.0, abs(e["objective"])) for e in h]
+    assert res.converged and len(h) >= 2 and within[-2:] == [True, True], h
+    assert not any(a and b for a, b in itertools.pairwise(within[:-1])), within
+
+
 @pytest.mark.parametrize("tol", [1e-9, 1e-12])
 def test_lbfgs_reaches_tol_below_the_rounding_of_the_objective(tol):
     # The true gap at the end is within tol although the value's rounding (1e-5 absolute, 1e-6

@@ -1,11 +1,15 @@
 """Limited-memory BFGS, preconditioned by the per-output curvature model of the softmax loss.
 
-Convergence is judged by an estimate of the objective gap, the larger of the Newton decrements
-in the preconditioner's metric (``g' M^-1 g / 2``) and in the L-BFGS model's: the solver stops
-when it is at most ``tol * max(1, |F|)``. Near the optimum the change of the objective falls
-below the rounding of its float32 sums before the gradient does, so the line search then reads
-the decrease from the gradient (approximate Wolfe conditions) and the stopping rule never reads
-it from the rounded value. All arithmetic is float64 numpy on the parameters only.
+Convergence is judged by an estimate of the objective gap, the larger of the Newton decrements in
+the preconditioner's metric (``g' M^-1 g / 2``) and in the L-BFGS model's: the solver stops when it
+is at most ``tol * max(1, |F|)`` at two successive iterates. One estimate can understate the gap 3x
+(measured on the 200,000 x 50 x 20 x 3 problem, float32, against the float64 optimum: true gap over
+estimate 0.7-3.1 near the optimum), and which iterate first falls below ``tol`` depends on the sums'
+rounding (in memory or from chunks); over two iterates the gap fell within ``tol`` on every fit
+measured, at the cost of one more step. Near the optimum the change of the objective falls below the
+rounding of its float32 sums before the gradient does, so the line search then reads the decrease
+from the gradient (approximate Wolfe conditions) and the stopping rule never reads it from the
+rounded value. All arithmetic is float64 numpy on the parameters only.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class LBFGS:
     Parameters
     ----------
     tol : float
-        Stop when the estimated gap is at most ``tol * max(1, |F|)``.
+        Stop when the estimated gap is at most ``tol * max(1, |F|)`` before and after a step.
     maxiter : int
     history_size : int
         Number of (s, y) pairs kept.
@@ -113,6 +117,9 @@ class LBFGS:
         else:
             f, g = state.value, state.grad
         pairs = state.pairs()
+        # the estimate at the start of the step: the first of the two the stopping rule reads
+        gap_before = self._gap(precond, pairs, g)
+        within_before = gap_before <= self.tol * max(1.0, abs(f))
         d = -self._two_loop(precond, pairs, g)
         slope = np.vdot(g, d)
         if not slope < 0:  # not a descent direction: restart from the preconditioned gradient
@@ -155,7 +162,9 @@ class LBFGS:
             pairs.append((s, yv, 1.0 / sy))
             pairs = pairs[-self.history_size :]
         gap = self._gap(precond, pairs, g_new)
-        converged = gap <= self.tol * max(1.0, abs(f_new)) or np.array_equal(new, theta)
+        converged = (within_before and gap <= self.tol * max(1.0, abs(f_new))) or np.array_equal(
+            new, theta
+        )
         status = Status.CONVERGED if converged else Status.RUNNING
         return new, self._state(state, f_new, g_new, gap, status, pairs)
 
