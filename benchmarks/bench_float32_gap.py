@@ -14,8 +14,13 @@ float32 sums themselves. "est" is the solver's own gap estimate at its last step
 Goal (issue: float32 distributed fits reach the in-memory fit's gap at the same ``tol``): the
 distributed gap is at most the larger of the in-memory gap and ``tol``.
 
+``--trace FIRST LAST`` also prints, for each seed, the iterates ``FIRST..LAST`` of both fits
+(one fit with ``maxiter=k`` per iterate, ``tol=1e-14``): the true gap, the solver's estimate and
+their ratio, which is how far one estimate can understate the gap (L-BFGS therefore stops on two
+successive estimates within ``tol``).
+
 Usage: ``python benchmarks/bench_float32_gap.py [--quick] [--seeds 0 1] [--tols 1e-8 1e-9]
-[--chunk-rows 10000]``
+[--chunk-rows 10000] [--trace 10 21]``
 """
 
 from __future__ import annotations
@@ -71,6 +76,31 @@ def optimum(X64, y, C, start):
     return float(res.fun)
 
 
+def gap_of(model, X64, y, f_star):
+    """The fit's relative gap to ``f_star`` and the solver's own relative estimate."""
+    f = objective64(theta_of(model), X64, y, 3)[0]
+    st = model.solver_state_
+    return (f - f_star) / abs(f_star), float(st.gap) / max(1.0, abs(float(st.value)))
+
+
+def trace(seed, ks, fit, X64, y, f_star):
+    """Print the true gap and the estimate at iterates ``ks`` of both fits."""
+    print(
+        f"{'seed':>4s} {'where':>8s} {'iter':>4s} {'passes':>6s} {'true gap':>10s} {'est':>10s} "
+        f"{'true/est':>8s}"
+    )
+    for where in ("memory", "cluster"):
+        for k in ks:
+            model = fit(where, 1e-14, k)
+            true, est = gap_of(model, X64, y, f_star)
+            print(
+                f"{seed:4d} {where:>8s} {k:4d} {model.n_passes_:6d} {true:10.3e} {est:10.3e} "
+                f"{true / est:8.2f}",
+                flush=True,
+            )
+    print()
+
+
 def main(argv=None):
     warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser(description=__doc__)
@@ -78,6 +108,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--tols", type=float, nargs="+", default=[1e-8, 1e-9])
     ap.add_argument("--chunk-rows", type=int, default=10_000)
+    ap.add_argument("--trace", type=int, nargs=2, metavar=("FIRST", "LAST"))
     args = ap.parse_args(argv)
     import dask.array as da
     import xarray as xr
@@ -102,33 +133,34 @@ def main(argv=None):
             ds.chunk({"sample": args.chunk_rows}).to_zarr(path, mode="w")
             Xd, yd = da.from_zarr(path, component="X"), da.from_zarr(path, component="y")
             X64 = X.astype(np.float64)
+
+            def fit(where, tol, maxiter=500, X=X, y=y, Xd=Xd, yd=yd):
+                model = distglm.ClassifierPopulationGLM(
+                    3,
+                    regularizer="Ridge",
+                    regularizer_strength=RIDGE,
+                    solver_name="LBFGS",
+                    solver_kwargs={"tol": tol, "maxiter": maxiter},
+                )
+                if where == "memory":
+                    return model.fit(X, y)
+                return model.fit(Xd, yd, client=client)
+
             fits = {}
             for tol in args.tols:
                 for where in ("memory", "cluster"):
-                    model = distglm.ClassifierPopulationGLM(
-                        3,
-                        regularizer="Ridge",
-                        regularizer_strength=RIDGE,
-                        solver_name="LBFGS",
-                        solver_kwargs={"tol": tol},
-                    )
                     t = time.perf_counter()
-                    if where == "memory":
-                        model.fit(X, y)
-                    else:
-                        model.fit(Xd, yd, client=client)
+                    model = fit(where, tol)
                     fits[tol, where] = (model, time.perf_counter() - t)
             f_star = min(
                 optimum(X64, y, 3, theta_of(fits[min(args.tols), "memory"][0])),
                 *(objective64(theta_of(m), X64, y, 3)[0] for m, _ in fits.values()),
             )
             for (tol, where), (model, secs) in fits.items():
-                f = objective64(theta_of(model), X64, y, 3)[0]
-                st = model.solver_state_
-                est = float(st.gap) / max(1.0, abs(float(st.value)))
-                rows.append(
-                    (seed, tol, where, (f - f_star) / abs(f_star), est, model.n_passes_, secs)
-                )
+                true, est = gap_of(model, X64, y, f_star)
+                rows.append((seed, tol, where, true, est, model.n_passes_, secs))
+            if args.trace:
+                trace(seed, range(args.trace[0], args.trace[1] + 1), fit, X64, y, f_star)
     print(
         f"{'seed':>4s} {'tol':>7s} {'where':>8s} {'gap to F64*':>12s} {'est':>10s} "
         f"{'passes':>6s} {'seconds':>8s}"
