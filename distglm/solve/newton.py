@@ -12,7 +12,9 @@ fitted:
 
 At the coordinator, each output then takes its own step: the expected one when it satisfies the
 Armijo condition (its gradient and Hessian are known there, so the next direction costs no pass),
-else the longest trial step that does (its derivatives are taken at the next pass). The next
+or, where the change of its objective is within the rounding of float32 sums, the approximate
+Wolfe conditions read from the gradient there; else the longest trial step that does (its
+derivatives are taken at the next pass). The next
 direction solves the Newton system of each block (Cholesky, ``k D^3 / 3`` flops), or, for
 non-smooth penalties (Lasso, ElasticNet, GroupLasso), minimises the penalised quadratic model
 by accelerated proximal gradient (proximal Newton; no pass over the data).
@@ -90,6 +92,24 @@ def _null_fix(hess, ridge_diag, mask, n_classes):
             sl = slice(row * c, (row + 1) * c)
             hess[j, sl, sl] += alpha * ones
     return hess
+
+
+def _wolfe_slope(objective, theta, j, te, d, grad, slope, smooth):
+    """Whether the step ``te d`` of output ``j`` meets the approximate Wolfe conditions of
+    Hager and Zhang, ``0.9 slope <= phi'(te) <= -0.8 slope``, read from the gradient at the new
+    point. The caller asks this only where the change of the objective is within the rounding
+    of its sums: near the optimum a Newton step's decrease is below what float32 sums resolve,
+    and Armijo on the rounded value alone would refuse it. ``slope`` is ``phi'(0)`` (negative):
+    ``g'd``, plus for a non-smooth penalty its change along the full step; for those penalties
+    ``phi'(te)`` takes the penalty's change over the step, divided by ``te`` (exact where no
+    coefficient crosses 0 inside the step)."""
+    slope_new = float(np.vdot(grad, d))
+    if not smooth:
+        moved = theta.copy()
+        moved[:, j] += te * d
+        change = objective.per_output(moved)[j] - objective.per_output(theta)[j]
+        slope_new += float(change) / te
+    return 0.9 * slope <= slope_new <= -0.8 * slope
 
 
 def _masked(hess, grad_flat, mask_flat):
@@ -330,16 +350,20 @@ class Newton:
         F_total = float(np.sum(value)) if first else float(np.sum(ex["F"]))
         floor = objective.precision * max(1.0, abs(F_total)) / K
         fresh = np.zeros(K, bool)  # derivatives taken at the output's new point this pass
-        damped = False
+        damped = moved = False
         for i, j in enumerate(outputs):
             if evaluate_only[i]:
                 fresh[j] = True
                 continue
             d = ex["direction"][:, j]
             phi0, delta, te = ex["F"][j], ex["delta"][j], t_eval[i]
-            if value[i] <= phi0 + _ARMIJO * te * delta:
+            if value[i] <= phi0 + _ARMIJO * te * delta or (
+                value[i] <= phi0 + floor
+                and _wolfe_slope(objective, theta, j, te, d, grad[:, i], delta, ex["smooth"])
+            ):
                 theta[:, j] += te * d
                 fresh[j] = True
+                moved = True
                 ex["t_next"][j] = min(1.0, 2.0 * te)
                 continue
             ok = [
@@ -351,6 +375,7 @@ class Newton:
             if ok:
                 s = max(ok, key=lambda s: steps[s, i])
                 theta[:, j] += steps[s, i] * d
+                moved = True
                 ex["F"][j] = trial[s, i]
                 ex["known"][j] = False  # derivatives at the new point come next pass
                 ex["t_next"][j] = min(1.0, 2.0 * steps[s, i])
@@ -382,14 +407,10 @@ class Newton:
         ex["t_eval"] = np.where(ex["active"] & ex["known"], ex["t_next"], 0.0)
         gap = float(np.sum(ex["gaps"][np.isfinite(ex["gaps"])]))
         # converged when every output has, when the summed estimate meets the tolerance, or
-        # when the estimate is at the precision of float32 sums and the objective stopped
-        # moving (further passes would chase rounding)
+        # when the estimate is at the precision of float32 sums and no output could take a
+        # step (further passes would chase rounding)
         scale = max(1.0, abs(F))
-        stalled = (
-            not first
-            and gap <= objective.precision * scale
-            and abs(float(np.sum(state.F)) - F) <= 1e-7 * scale
-        )
+        stalled = not first and not moved and gap <= objective.precision * scale
         converged = not np.any(ex["active"]) or (
             np.all(ex["known"]) and (gap <= self.tol * scale or stalled)
         )
