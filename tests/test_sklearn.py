@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import (
+    GridSearchCV,
+    KFold,
+    RandomizedSearchCV,
+    StratifiedKFold,
+    cross_val_score,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
@@ -106,6 +112,31 @@ def test_grid_search_in_parallel_matches_nemos_and_pipeline_works():
     pipe = make_pipeline(StandardScaler(), distglm.ClassifierGLM(2))
     scores = cross_val_score(pipe, X, y, cv=folds)
     assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_randomized_search_in_parallel_scores_each_candidate_as_a_serial_fit():
+    """RandomizedSearchCV with n_jobs=2 (estimators pickled to worker processes) gives every
+    sampled strength the scores of the same folds fitted here, in this process."""
+    from scipy.stats import loguniform
+
+    X, y = _binary(seed=2)
+    folds = KFold(3)
+    search = RandomizedSearchCV(
+        distglm.ClassifierGLM(2),
+        {"regularizer": ["Ridge"], "regularizer_strength": loguniform(1e-3, 10.0)},
+        n_iter=4,
+        cv=folds,
+        n_jobs=2,
+        random_state=0,
+    ).fit(X, y)
+    strengths = [p["regularizer_strength"] for p in search.cv_results_["params"]]
+    assert len(set(strengths)) == 4
+    for strength, score in zip(strengths, search.cv_results_["mean_test_score"], strict=True):
+        model = distglm.ClassifierGLM(2, regularizer="Ridge", regularizer_strength=strength)
+        np.testing.assert_allclose(score, cross_val_score(model, X, y, cv=folds).mean(), rtol=1e-6)
+    best = search.best_estimator_
+    assert best.regularizer_strength == search.best_params_["regularizer_strength"]
+    np.testing.assert_array_equal(best.predict(X), search.predict(X))
 
 
 #: check_estimator's checks that ClassifierGLM fails, each for a nemos 0.2.8 behaviour it keeps
