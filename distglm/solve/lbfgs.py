@@ -111,14 +111,16 @@ class LBFGS:
 
     def step(self, objective, context, theta, state):
         precond = context.precond
+        pairs = state.pairs()
+        # gap_before: the estimate at the start of the step, the first of the two the stopping
+        # rule reads; the last step's own, unless the value and gradient are taken anew (a
+        # first step, or a batch step on new data)
         if state.value is None or state.grad is None:
             f, g = objective.value_and_grad(theta)
             check_finite_objective(f, g)
+            gap_before = self._gap(precond, pairs, g)
         else:
-            f, g = state.value, state.grad
-        pairs = state.pairs()
-        # the estimate at the start of the step: the first of the two the stopping rule reads
-        gap_before = self._gap(precond, pairs, g)
+            f, g, gap_before = state.value, state.grad, state.gap
         within_before = gap_before <= self.tol * max(1.0, abs(f))
         d = -self._two_loop(precond, pairs, g)
         slope = np.vdot(g, d)

@@ -94,21 +94,16 @@ def _null_fix(hess, ridge_diag, mask, n_classes):
     return hess
 
 
-def _wolfe_slope(objective, theta, j, te, d, grad, slope, smooth):
-    """Whether the step ``te d`` of output ``j`` meets the approximate Wolfe conditions of
-    Hager and Zhang, ``0.9 slope <= phi'(te) <= -0.8 slope``, read from the gradient at the new
-    point. The caller asks this only where the change of the objective is within the rounding
-    of its sums: near the optimum a Newton step's decrease is below what float32 sums resolve,
-    and Armijo on the rounded value alone would refuse it. ``slope`` is ``phi'(0)`` (negative):
-    ``g'd``, plus for a non-smooth penalty its change along the full step; for those penalties
-    ``phi'(te)`` takes the penalty's change over the step, divided by ``te`` (exact where no
-    coefficient crosses 0 inside the step)."""
-    slope_new = float(np.vdot(grad, d))
-    if not smooth:
-        moved = theta.copy()
-        moved[:, j] += te * d
-        change = objective.per_output(moved)[j] - objective.per_output(theta)[j]
-        slope_new += float(change) / te
+def _wolfe_slope(slope, grad, d, penalty_change, te):
+    """Whether the step ``te d`` meets the approximate Wolfe conditions of Hager and Zhang,
+    ``0.9 slope <= phi'(te) <= -0.8 slope``, read from the gradient at the new point. The
+    caller asks this only where the change of the objective is within the rounding of its
+    sums: near the optimum a Newton step's decrease is below what float32 sums resolve, and
+    Armijo on the rounded value alone would refuse it. ``slope`` is ``phi'(0)`` (negative):
+    ``g'd``, plus for a non-smooth penalty its change along the full step; ``phi'(te)`` adds
+    ``penalty_change / te``, the non-smooth penalty's change over the step (0 for smooth
+    penalties; exact where no coefficient crosses 0 inside the step)."""
+    slope_new = float(np.vdot(grad, d)) + float(penalty_change) / te
     return 0.9 * slope <= slope_new <= -0.8 * slope
 
 
@@ -351,6 +346,14 @@ class Newton:
         floor = objective.precision * max(1.0, abs(F_total)) / K
         fresh = np.zeros(K, bool)  # derivatives taken at the output's new point this pass
         damped = moved = False
+        # each output's non-smooth penalty change over its step, for the Wolfe slope: the
+        # penalty is a sum over outputs, so one evaluation at every output's step serves all
+        penalty_change = np.zeros(K)
+        if not ex["smooth"]:
+            step = np.zeros(K)
+            step[outputs] = t_eval
+            at_step = objective.per_output(theta + step[None, :, None] * ex["direction"])
+            penalty_change = at_step - objective.per_output(theta)
         for i, j in enumerate(outputs):
             if evaluate_only[i]:
                 fresh[j] = True
@@ -359,7 +362,7 @@ class Newton:
             phi0, delta, te = ex["F"][j], ex["delta"][j], t_eval[i]
             if value[i] <= phi0 + _ARMIJO * te * delta or (
                 value[i] <= phi0 + floor
-                and _wolfe_slope(objective, theta, j, te, d, grad[:, i], delta, ex["smooth"])
+                and _wolfe_slope(delta, grad[:, i], d, penalty_change[j], te)
             ):
                 theta[:, j] += te * d
                 fresh[j] = True
