@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from distglm.encoding import LabelEncoder, label_codes
+from distglm.encoding import INT_SPAN, LabelEncoder, distinct_labels, label_codes
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -253,3 +253,21 @@ def test_label_codes_other_labels_take_the_search():
     codes, bad = label_codes(np.array([0.5, 1.0]), np.array([1.0, 0.5, 2.0]))
     np.testing.assert_array_equal(bad, [False, False, True])
     np.testing.assert_array_equal(codes[:2], [1, 0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["int8", "int16", "uint16", "int64", "bool", "float32", "<U3"]),
+    st.lists(st.integers(-300, 300), min_size=1, max_size=60),
+    st.booleans(),
+)
+def test_distinct_labels_is_numpys_unique(dtype, values, wide):
+    """The bincount path (integers within INT_SPAN) and the sort give the same sorted labels
+    of the same dtype; a span past INT_SPAN takes the sort."""
+    labels = np.array(values)
+    if wide and dtype == "int64":
+        labels = np.concatenate([labels, [INT_SPAN * 3]])
+    labels = labels.astype(dtype)
+    found, expected = distinct_labels(labels), np.unique(labels)
+    assert found.dtype == expected.dtype
+    np.testing.assert_array_equal(found, expected)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["design_gram", "label_counts"]
+from ..encoding import INT_SPAN
 
-#: widest integer label range counted with bincount (beyond it, a sort is cheaper in memory)
-_MAX_SPAN = 1 << 16
+__all__ = ["design_gram", "label_counts"]
 
 
 def label_counts(chunk_id: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +33,7 @@ def label_counts(chunk_id: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if y.dtype.kind in "iub" and y.size:
         lo, hi = int(y.min()), int(y.max())
         span = hi - lo + 1
-        if span <= _MAX_SPAN:
+        if span <= INT_SPAN:
             offset = y.astype(np.int64) - lo
             offset += np.arange(k, dtype=np.int64) * span
             counts = np.bincount(offset.ravel(), minlength=span * k).reshape(k, span).T

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..data.stats import chunk_stats
 from ..inputs import kept_rows
+from ..kernels.buffers import on_device
 from ..kernels.compile_cache import enable_compile_cache
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
 from .gradient_pass import gradient_chunk_sums, resolve_shared
@@ -194,12 +195,8 @@ class ChunkWorker:
 
     def _device(self, arrays):
         """A chunk's arrays (the worker's own, in aligned buffers: :mod:`.chunks`) on its JAX
-        device; read-only, JAX on a CPU uses them as they are."""
-        import jax
-
-        for a in arrays:
-            a.flags.writeable = False
-        return tuple(jax.device_put(a) for a in arrays)
+        device (:func:`~distglm.kernels.buffers.on_device`)."""
+        return on_device(*arrays)
 
     @reported
     def encode(self, classes):

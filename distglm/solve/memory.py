@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.buffers import aligned_zeros, on_device
 from ..kernels.compiled import NEWTON_PASS, SECOND_MOMENT, VALUE, VALUE_AND_GRAD, pad_outputs
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS
 from .means import mean_value, mean_value_and_grad, newton_means
@@ -43,8 +44,8 @@ class InMemoryData:
     def __init__(
         self, X, y_codes, n_classes, weights=None, dtype=np.float32, block_rows=DEFAULT_BLOCK_ROWS
     ):
-        X = np.asarray(X, dtype=dtype)
-        y_codes = np.asarray(y_codes, dtype=np.int32)
+        X = np.asarray(X)
+        y_codes = np.asarray(y_codes)
         n = X.shape[0]
         if weights is None:
             weights = np.ones(n, dtype=dtype)
@@ -62,14 +63,16 @@ class InMemoryData:
             bad = np.flatnonzero(self.weight_sums <= 0).tolist()
             raise ValueError(f"Output(s) {bad} have no samples with positive weight.")
         block = block_rows if n > block_rows else None
-        pad = 0 if block is None else (-n) % block
-        if pad:
-            X = np.concatenate([X, np.zeros((pad, X.shape[1]), X.dtype)])
-            y_codes = np.concatenate([y_codes, np.zeros((pad, y_codes.shape[1]), np.int32)])
-            weights = np.concatenate([weights, np.zeros((pad, *weights.shape[1:]), weights.dtype)])
-        self._X = jnp.asarray(X)
-        self._y = jnp.asarray(y_codes)
-        self._w = jnp.asarray(weights)
+        rows = n if block is None else n + (-n) % block
+        # padded (weight-0 rows) into aligned buffers of this term's own, cast as they are
+        # filled: the device then takes them without another copy
+        Xp = aligned_zeros((rows, X.shape[1]), dtype)
+        Xp[:n] = X
+        yp = aligned_zeros((rows, y_codes.shape[1]), np.int32)
+        yp[:n] = y_codes
+        wp = aligned_zeros((rows, *weights.shape[1:]), dtype)
+        wp[:n] = weights
+        self._X, self._y, self._w = on_device(Xp, yp, wp)
         self.block_rows = block
         self.dtype = np.dtype(dtype)
         #: passes over the data made outside value/gradient evaluations (the second moment)
