@@ -58,11 +58,17 @@ class ModelSpec:
         P1, K, c = shape
         facts = ProblemFacts(
             smooth=self.penalty.smooth,
-            n_params=P1 * c,
+            n_features=P1 - 1,
+            n_classes=c,
             n_outputs=K,
-            streamed=bool(data.streamed),
             n_rows=data.n_rows,
             separable=self.penalty.is_separable(tuple(shape)),
+            streamed=bool(data.streamed),
+            block_rows=data.block_rows,
+            read_seconds=data.pass_facts.read_seconds,
+            rows_share=data.pass_facts.rows_share,
+            device=data.pass_facts.device,
+            rate=data.pass_facts.rate,
         )
         return make_solver(self.solver_name, dict(self.solver_kwargs), facts=facts)
 

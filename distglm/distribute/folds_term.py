@@ -61,6 +61,7 @@ class FoldedData(DistributedData):
             streamed=session.streamed,
             stat_passes=0,
             read_bytes=session.read_bytes,
+            pass_facts=session.pass_facts,
         )
         n = np.asarray(session.stats.n_samples, np.float64)
         held = np.asarray(held_counts, np.float64)

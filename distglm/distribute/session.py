@@ -17,13 +17,46 @@ import time
 import numpy as np
 
 from ..data import merge_stats, plan_data
+from ..solve.costs import RATE_CPU_WORKER, RATE_GPU, READ_BYTES_PER_SECOND, PassFacts
 from .client import connect
 from .pool import WorkerPool
 from .term import DistributedData
 
-__all__ = ["DataSession", "open_data", "open_plan"]
+__all__ = ["DataSession", "measured_pass_facts", "open_data", "open_plan"]
 
 logger = logging.getLogger(__name__)
+
+
+def measured_pass_facts(info: dict, plan) -> PassFacts:
+    """The busiest worker's read seconds per pass and share of the rows, and the device.
+
+    Parameters
+    ----------
+    info : dict of worker address -> dict
+        :meth:`~distglm.distribute.worker.ChunkWorker.info` of each worker after the
+        statistics pass (which read every chunk once), or after the chunks were adopted.
+    plan : DataPlan
+
+    A worker's read per pass is its streamed chunks times its measured seconds per chunk read
+    (or, when it has read none yet, their bytes at
+    :data:`~distglm.solve.costs.READ_BYTES_PER_SECOND`).
+    """
+    rows = {c.chunk_id: c.rows for c in plan.chunks}
+    nbytes = {c.chunk_id: int(c.X.nbytes + c.y.nbytes) for c in plan.chunks}
+    total = max(sum(rows.values()), 1)
+    read, share, devices = 0.0, 0.0, set()
+    for i in info.values():
+        streamed = i["streamed"]
+        if i["chunk_reads"]:
+            seconds = i["read_seconds"] * len(streamed) / i["chunk_reads"]
+        else:
+            seconds = sum(nbytes[c] for c in streamed) / READ_BYTES_PER_SECOND
+        read = max(read, seconds)
+        share = max(share, sum(rows[c] for c in i["chunks"]) / total)
+        devices.add("cpu" if "cpu" in str(i["device"]).lower() else "gpu")
+    device = "cpu" if "cpu" in devices or not devices else "gpu"
+    rate = RATE_CPU_WORKER if device == "cpu" else RATE_GPU
+    return PassFacts(read_seconds=read, rows_share=share or 1.0, device=device, rate=rate)
 
 
 class DataSession:
@@ -114,11 +147,13 @@ class DataSession:
                 self.chunk_kept = np.asarray(chunk_kept, np.int64)
                 self.pool.adopt(stats.classes, self.chunk_kept)
             self.statistics_seconds = time.perf_counter() - start
-            streamed = {c for info in self.pool.info().values() for c in info["streamed"]}
+            info = self.pool.info()
+            streamed = {c for i in info.values() for c in i["streamed"]}
             self.streamed = bool(streamed)
             self.read_bytes = sum(
                 int(c.X.nbytes + c.y.nbytes) for c in plan.chunks if c.chunk_id in streamed
             )
+            self.pass_facts = measured_pass_facts(info, plan)
         except BaseException:
             self.pool.close()
             raise
@@ -148,6 +183,7 @@ class DataSession:
             streamed=self.streamed,
             stat_passes=1 if self._terms == 0 else 0,
             read_bytes=self.read_bytes,
+            pass_facts=self.pass_facts,
         )
         self._terms += 1
         return term

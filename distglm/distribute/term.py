@@ -16,6 +16,7 @@ import uuid
 
 import numpy as np
 
+from ..solve.costs import PassFacts
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
 from .passes import add_hessians, evaluate_pass, newton_pass
 
@@ -77,13 +78,25 @@ class DistributedData:
         Whether some chunks did not fit the workers' caches and are read on every pass.
     read_bytes : int
         Bytes of the streamed chunks (uncompressed), read from the store on every pass.
+    pass_facts : PassFacts
+        The busiest worker's read seconds per pass and share of the rows, and the workers'
+        device (from the statistics pass; what ``solver_name="auto"`` prices passes by).
 
     Every pass is logged at INFO on this module's logger: its kind, seconds, the slowest
     worker's compute and read seconds, the bytes read, cached or streamed, and the recoveries
     so far.
     """
 
-    def __init__(self, pool, stats, n_classes, streamed=False, stat_passes=1, read_bytes=0):
+    def __init__(
+        self,
+        pool,
+        stats,
+        n_classes,
+        streamed=False,
+        stat_passes=1,
+        read_bytes=0,
+        pass_facts=None,
+    ):
         self.pool = pool
         self.plan = pool.plan
         self.n_classes = int(n_classes)
@@ -99,6 +112,7 @@ class DistributedData:
         self.pass_log = []
         self.streamed = bool(streamed)
         self.read_bytes = int(read_bytes)
+        self.pass_facts = pass_facts if pass_facts is not None else PassFacts()
         self._tag = uuid.uuid4().hex[:8]  # keys of this term's dashboard markers
         self._markers: collections.deque = collections.deque(maxlen=4)
         self.n_rows = int(stats.n_rows)

@@ -6,10 +6,12 @@ iteration loop.
 - :mod:`~distglm.solve.memory`: ``InMemoryData``; :mod:`~distglm.solve.means`: sums to means.
 - :mod:`~distglm.solve.penalty` and :mod:`~distglm.solve.objective`: the penalty, applied once.
 - :mod:`~distglm.solve.lbfgs`, :mod:`~distglm.solve.first_order`, :mod:`~distglm.solve.newton`:
-  the solvers; :mod:`~distglm.solve.choose`: which one runs; :mod:`~distglm.solve.loop`: the loop.
+  the solvers; :mod:`~distglm.solve.choose`: which one runs (priced by
+  :mod:`~distglm.solve.costs`); :mod:`~distglm.solve.loop`: the loop.
 """
 
-from .choose import SOLVERS, ProblemFacts, check_solver_kwargs, choose_solver, make_solver
+from .choose import SOLVERS, check_solver_kwargs, choose_solver, make_solver
+from .costs import PassFacts, ProblemFacts, SolverCost, predicted_costs
 from .first_order import AcceleratedGradient, ProximalGradient
 from .lbfgs import LBFGS
 from .loop import IterationRecord, SolveResult, minimize, warn_not_converged
@@ -42,12 +44,14 @@ __all__ = [
     "Newton",
     "NewtonState",
     "Objective",
+    "PassFacts",
     "PenalizedObjective",
     "Penalty",
     "ProblemFacts",
     "ProximalGradient",
     "SolveResult",
     "Solver",
+    "SolverCost",
     "SolverState",
     "Status",
     "check_solver_kwargs",
@@ -55,6 +59,7 @@ __all__ = [
     "lipschitz_bound",
     "make_solver",
     "minimize",
+    "predicted_costs",
     "state_from_record",
     "state_to_record",
     "warn_not_converged",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 
 from ..exceptions import UnknownSolverOptionError
+from .costs import ProblemFacts, predicted_costs
 from .first_order import AcceleratedGradient, ProximalGradient
 from .lbfgs import LBFGS
-from .newton import Newton, default_hessian_rows
+from .newton import Newton
 from .protocols import Solver
 
 __all__ = [
@@ -32,77 +32,40 @@ SOLVERS = {
 #: solver_kwargs "auto" accepts: the ones every solver it may pick understands
 AUTO_KWARGS = ("maxiter", "tol")
 
-#: "auto" uses (proximal) Newton for non-smooth penalties on cached data while one output's
-#: parameters (features + 1) x classes are at most this many, or ...
-AUTO_NEWTON_MAX_CACHED = 512
-#: ... this many when chunks are streamed from the store (every pass is then a read of it)
-AUTO_NEWTON_MAX_STREAMED = 2048
-#: and while the coordinator's Hessian blocks (n_outputs D^2 float64) fit in this many bytes
+#: "auto" never uses Newton past this many bytes of the coordinator's Hessian blocks
+#: (``n_outputs D^2`` float64)
 AUTO_NEWTON_MAX_BYTES = 2 << 30
 
 
-def choose_solver(smooth, n_params, n_outputs, streamed=False, n_rows=None, separable=True):
-    """The solver ``solver_name="auto"`` picks.
+def choose_solver(facts: ProblemFacts) -> str:
+    """The solver ``solver_name="auto"`` picks: the cheapest predicted fit.
 
-    Per-output Newton (:class:`~distglm.solve.newton.Newton`) needs the fewest passes; its pass
-    costs more (trial steps, and a Hessian sample of ``64 D`` rows by default at ``D^2 / 2``
-    multiply-adds per row and output, ``D = (n_features + 1) * n_classes``), and the
-    coordinator solves ``n_outputs`` systems of size ``D``. Measured on 200,000 x 50 features,
-    20 outputs x 3 classes (``benchmarks/bench_passes.py``): to a 1e-6 gap, Newton takes 3-6
-    passes and L-BFGS 4-15, but in memory L-BFGS's passes are about 3x cheaper and it was
-    faster in wall time (0.46-1.27 s against 0.96-2.07 s); for Lasso/ElasticNet, proximal
-    Newton took 8 passes and 3.3 s against FISTA's 104-124 passes and 8-11 s.
+    Per-output Newton (:class:`~distglm.solve.newton.Newton`) takes the fewest passes, and
+    each of its passes costs more than a gradient pass (a Hessian sample, and the
+    coordinator's solves); L-BFGS (smooth penalties) or FISTA (``ProximalGradient``,
+    non-smooth ones) take more, cheaper passes. :func:`~distglm.solve.costs.predicted_costs`
+    prices both from the problem's shape, the device and the measured read time of streamed
+    chunks (a pass that reads the store costs the same read for every solver, which favours
+    the solver with fewer passes); the cheaper one is chosen.
 
-    - Chunks streamed from the store (every pass re-reads it): Newton, up to ``D = 2048``.
-    - Data cached (in memory or in the workers' caches), smooth penalty: L-BFGS,
-      preconditioned by the second moment of the design.
-    - Data cached, non-smooth penalty (Lasso, ElasticNet, GroupLasso): proximal Newton up to
-      ``D = 512`` when the data has at least 16 times the Hessian's sample of rows (on fewer
-      rows the Hessian costs more than FISTA's extra passes), else ``ProximalGradient``.
-    - Never Newton past 2 GiB of Hessian blocks (``n_outputs D^2`` float64), or for a penalty
-      that is not a sum over outputs (a GroupLasso whose groups span outputs).
+    Newton is never a candidate past 2 GiB of Hessian blocks (``n_outputs D^2`` float64,
+    ``D = (n_features + 1) n_classes``), or for a penalty that is not a sum over outputs (a
+    GroupLasso whose groups span outputs).
+
+    Measured (``benchmarks/bench_auto.py``, in memory on 2 CPU cores): see
+    ``benchmarks/results/bench_auto.txt``.
 
     Parameters
     ----------
-    smooth : bool
-        Whether the penalty is smooth (UnRegularized, Ridge).
-    n_params : int
-        ``(n_features + 1) * n_classes``, the size of one output's Hessian block.
-    n_outputs : int
-    streamed : bool
-        Whether some chunks do not fit the workers' caches.
-    n_rows : int, optional
-        Rows of data (unknown: the data is taken as large).
-    separable : bool
-        Whether the penalty is a sum over outputs: Newton steps each output on its own.
+    facts : ProblemFacts
 
     Returns
     -------
     str
     """
-    fits = separable and n_outputs * n_params**2 * 8 <= AUTO_NEWTON_MAX_BYTES
-    if streamed:
-        newton = fits and n_params <= AUTO_NEWTON_MAX_STREAMED
-    elif smooth:
-        newton = False
-    else:
-        large = n_rows is None or n_rows >= 16 * default_hessian_rows(n_params)
-        newton = fits and n_params <= AUTO_NEWTON_MAX_CACHED and large
-    if newton:
-        return "Newton"
-    return "LBFGS" if smooth else "ProximalGradient"
-
-
-@dataclasses.dataclass(frozen=True)
-class ProblemFacts:
-    """What ``solver_name="auto"`` decides by (the arguments of :func:`choose_solver`)."""
-
-    smooth: bool
-    n_params: int
-    n_outputs: int
-    streamed: bool = False
-    n_rows: int | None = None
-    separable: bool = True
+    newton = facts.separable and facts.n_outputs * facts.n_params**2 * 8 <= AUTO_NEWTON_MAX_BYTES
+    costs = predicted_costs(facts, newton=newton)
+    return min(costs.values(), key=lambda c: c.seconds).solver
 
 
 def check_solver_kwargs(name: str, solver_kwargs: dict | None = None) -> None:
@@ -162,5 +125,5 @@ def make_solver(
                 "solver_name='auto' chooses by the problem (its shape, penalty and whether the "
                 "data is streamed); pass facts=ProblemFacts(...)."
             )
-        name = choose_solver(**dataclasses.asdict(facts))
+        name = choose_solver(facts)
     return _build(name, kwargs)

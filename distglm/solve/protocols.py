@@ -12,11 +12,14 @@ coefficient rows, then the intercept as the last row.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .state import SolverState
+
+if TYPE_CHECKING:
+    from .costs import PassFacts
 
 __all__ = ["DataTerm", "Objective", "Solver"]
 
@@ -40,6 +43,9 @@ class DataTerm(Protocol):
         Whether evaluations re-read data from its source (the data is larger than its cache).
     stat_passes : int
         Passes made outside evaluations (the statistics or second-moment pass).
+    pass_facts : PassFacts
+        Measured read time of a pass, the busiest worker's share of the rows and the
+        kernels' device (what ``solver_name="auto"`` prices passes by).
     """
 
     n_features: int
@@ -51,6 +57,7 @@ class DataTerm(Protocol):
     block_rows: int | None
     streamed: bool
     stat_passes: int
+    pass_facts: PassFacts
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Sum over outputs of the mean NLL, and its gradient (float64)."""
