@@ -63,12 +63,8 @@ class ModelSpec:
             n_outputs=K,
             n_rows=data.n_rows,
             separable=self.penalty.is_separable(tuple(shape)),
-            streamed=bool(data.streamed),
             block_rows=data.block_rows,
-            read_seconds=data.pass_facts.read_seconds,
-            rows_share=data.pass_facts.rows_share,
-            device=data.pass_facts.device,
-            rate=data.pass_facts.rate,
+            passes=data.pass_facts,
         )
         return make_solver(self.solver_name, dict(self.solver_kwargs), facts=facts)
 

@@ -29,10 +29,20 @@ facts_strategy = st.builds(
     n_classes=st.integers(2, 6),
     n_outputs=st.integers(1, 200),
     n_rows=st.one_of(st.none(), st.integers(100, 10**8)),
-    rows_share=st.floats(0.01, 1.0),
-    device=st.sampled_from(["cpu", "gpu"]),
-    rate=st.sampled_from([RATE_CPU_PROCESS, RATE_CPU_WORKER, RATE_GPU]),
+    passes=st.builds(
+        PassFacts,
+        rows_share=st.floats(0.01, 1.0),
+        device=st.sampled_from(["cpu", "gpu"]),
+        rate=st.sampled_from([RATE_CPU_PROCESS, RATE_CPU_WORKER, RATE_GPU]),
+    ),
 )
+
+
+def _reading(facts, seconds):
+    """``facts`` with every pass reading the store for ``seconds`` on the busiest worker."""
+    return dataclasses.replace(
+        facts, passes=dataclasses.replace(facts.passes, read_seconds=seconds)
+    )
 
 
 def _first_order(facts):
@@ -45,8 +55,7 @@ def test_reading_more_per_pass_never_turns_auto_away_from_newton(facts, r1, r2):
     """Every solver pays the same read per pass, and Newton takes the fewest passes: once
     reads make it the cheaper fit, longer reads keep it so."""
     low, high = sorted((r1, r2))
-    at_low = dataclasses.replace(facts, streamed=True, read_seconds=low)
-    at_high = dataclasses.replace(facts, streamed=True, read_seconds=high)
+    at_low, at_high = _reading(facts, low), _reading(facts, high)
     if choose_solver(at_low) == "Newton":
         assert choose_solver(at_high) == "Newton"
 
@@ -55,13 +64,13 @@ def test_reading_more_per_pass_never_turns_auto_away_from_newton(facts, r1, r2):
 @given(facts_strategy, st.floats(0.0, 10.0))
 def test_prediction_is_passes_times_seconds_per_pass_and_reads_add_to_every_pass(facts, read):
     base = predicted_costs(facts)
-    streamed = predicted_costs(dataclasses.replace(facts, streamed=True, read_seconds=read))
+    streamed = predicted_costs(_reading(facts, read))
     assert set(base) == {_first_order(facts), "Newton"}
     for name, cost in base.items():
         assert cost.passes == PASSES[name]
         assert cost.seconds == pytest.approx(cost.passes * cost.per_pass)
         more = streamed[name].per_pass - cost.per_pass
-        if facts.device == "cpu":  # the core reads, then computes
+        if facts.passes.device == "cpu":  # the core reads, then computes
             assert more == pytest.approx(read, rel=1e-9, abs=1e-12)
         else:  # the GPU computes while the CPU reads: never more than the read
             assert -1e-12 <= more <= read + 1e-12
@@ -84,9 +93,10 @@ def test_gradient_pass_is_the_two_products_and_the_softmax_at_the_device_rate():
     macs = 200_000 * 20 * 3 * (2 * 50 + SOFTMAX_MACS)
     overhead = PASS_OVERHEAD["LBFGS"]
     assert lbfgs.per_pass == pytest.approx(macs / RATE_CPU_PROCESS + overhead)
-    half = predicted_costs(dataclasses.replace(facts, rows_share=0.5))["LBFGS"]
+    half = predicted_costs(dataclasses.replace(facts, passes=PassFacts(rows_share=0.5)))["LBFGS"]
     assert half.per_pass == pytest.approx(macs / 2 / RATE_CPU_PROCESS + overhead)
-    gpu = predicted_costs(dataclasses.replace(facts, device="gpu", rate=RATE_GPU))["LBFGS"]
+    on_gpu = PassFacts(device="gpu", rate=RATE_GPU)
+    gpu = predicted_costs(dataclasses.replace(facts, passes=on_gpu))["LBFGS"]
     assert gpu.per_pass == pytest.approx(macs / RATE_GPU + overhead)
 
 
@@ -103,7 +113,9 @@ def test_choices_on_the_benchmarked_problems():
     wide = ProblemFacts(smooth=True, n_features=200, n_classes=5, n_outputs=5, n_rows=50_000)
     assert choose_solver(wide) == "LBFGS"
     assert choose_solver(dataclasses.replace(wide, smooth=False)) == "ProximalGradient"
-    slow_store = dataclasses.replace(wide, device="gpu", streamed=True, read_seconds=60.0)
+    slow_store = dataclasses.replace(
+        wide, passes=PassFacts(read_seconds=60.0, device="gpu", rate=RATE_GPU)
+    )
     assert choose_solver(slow_store) == "Newton"
 
 

@@ -35,6 +35,7 @@ from distglm.regularizer import GroupLasso, Lasso, Ridge
 from distglm.solve import (
     LBFGS,
     InMemoryData,
+    PassFacts,
     PenalizedObjective,
     Penalty,
     ProblemFacts,
@@ -521,7 +522,7 @@ def test_group_lasso_groups_spanning_outputs(population):
     assert abs(f_auto - f_ref) <= 1e-6 * abs(f_ref), (model.solver_, f_auto, f_ref)
     # separable GroupLasso (groups within one output) still goes to Newton
     facts = ProblemFacts(
-        smooth=False, n_features=P, n_classes=C, n_outputs=K, streamed=True, read_seconds=1.0
+        smooth=False, n_features=P, n_classes=C, n_outputs=K, passes=PassFacts(read_seconds=1.0)
     )
     assert choose_solver(facts) == "Newton"
     assert choose_solver(dataclasses.replace(facts, separable=False)) == "ProximalGradient"
@@ -828,7 +829,7 @@ def test_auto_fits_with_the_solver_its_cost_model_prices_lowest(regularizer):
         n_outputs=2,
         n_rows=n_rows,
         block_rows=8192,
-        device=jax.devices()[0].platform,
+        passes=InMemoryData(X[:10], np.zeros((10, 2), np.int32), 3).pass_facts,
     )
     assert model.solver_ == choose_solver(facts)
     assert model.solver_name == "auto"  # the parameter stays as given

@@ -122,8 +122,8 @@ def make_solver(
         check_solver_kwargs(name, kwargs)
         if facts is None:
             raise ValueError(
-                "solver_name='auto' chooses by the problem (its shape, penalty and whether the "
-                "data is streamed); pass facts=ProblemFacts(...)."
+                "solver_name='auto' chooses by the problem (its shape, penalty, device and the "
+                "time its passes read); pass facts=ProblemFacts(...)."
             )
         name = choose_solver(facts)
     return _build(name, kwargs)

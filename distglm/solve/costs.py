@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..kernels.softmax import DEFAULT_BLOCK_ROWS
 from .newton import default_hessian_rows, hessian_stride
 
 __all__ = [
@@ -66,8 +67,6 @@ RATE_GPU = 4e11
 COORDINATOR_RATE = 1e9
 #: typical inner iterations of proximal Newton's solve of the quadratic model (bench_auto)
 PROX_INNER = 150
-#: rows per kernel block when the data term does not say (kernels.softmax.DEFAULT_BLOCK_ROWS)
-BLOCK_ROWS = 8192
 #: rows taken when the data's row count is unknown: the data is taken as large
 UNKNOWN_ROWS = 10**7
 #: one CPU worker's read of Zarr chunks (decoded bytes per second; bench_out_of_core: 505 MiB/s
@@ -83,7 +82,7 @@ class PassFacts:
     ----------
     read_seconds : float
         Seconds the busiest worker spends reading its streamed chunks in one pass (0 when
-        every chunk is cached or the data is in memory).
+        every chunk is cached or the data is in memory): every solver's pass pays it.
     rows_share : float
         The busiest worker's share of the rows (1 in memory).
     device : str
@@ -112,19 +111,10 @@ class ProblemFacts:
         Rows of data (None: unknown, taken as large).
     separable : bool
         Whether the penalty is a sum over outputs (Newton steps each output on its own).
-    streamed : bool
-        Whether some chunks do not fit the workers' caches and are read on every pass.
-    read_seconds : float
-        Seconds the busiest worker spends reading its streamed chunks in one pass (0 when
-        every chunk is cached).
-    rows_share : float
-        The busiest worker's share of the rows (1 in memory).
-    device : str
-        JAX platform of the kernels: ``"cpu"`` or ``"gpu"`` (other platforms count as GPUs).
-    rate : float
-        Kernel multiply-adds per second on the busiest worker.
     block_rows : int or None
         Rows per kernel block (the Hessian's row stride is a whole number of them).
+    passes : PassFacts
+        The data term's reads, busiest worker and device (by default: in memory, on a CPU).
     """
 
     smooth: bool
@@ -133,12 +123,8 @@ class ProblemFacts:
     n_outputs: int
     n_rows: int | None = None
     separable: bool = True
-    streamed: bool = False
-    read_seconds: float = 0.0
-    rows_share: float = 1.0
-    device: str = "cpu"
-    rate: float = RATE_CPU_PROCESS
-    block_rows: int | None = BLOCK_ROWS
+    block_rows: int | None = DEFAULT_BLOCK_ROWS
+    passes: PassFacts = PassFacts()
 
     @property
     def n_params(self) -> int:
@@ -159,11 +145,11 @@ class SolverCost:
         return self.passes * self.per_pass
 
 
-def _pass_seconds(facts: ProblemFacts, solver: str, kernel: float, coordinator: float) -> float:
-    compute = kernel / facts.rate
-    read = float(facts.read_seconds) if facts.streamed else 0.0
+def _pass_seconds(passes: PassFacts, solver: str, kernel: float, coordinator: float) -> float:
+    compute = kernel / passes.rate
+    read = float(passes.read_seconds)
     # one core per CPU worker does both; a GPU computes while the CPU reads the next chunk
-    worker = compute + read if facts.device == "cpu" else max(compute, read)
+    worker = compute + read if passes.device == "cpu" else max(compute, read)
     return worker + coordinator / COORDINATOR_RATE + PASS_OVERHEAD[solver]
 
 
@@ -185,20 +171,20 @@ def predicted_costs(facts: ProblemFacts, newton: bool = True) -> dict[str, Solve
     F, C, K = facts.n_features, facts.n_classes, facts.n_outputs
     D = facts.n_params
     n = facts.n_rows if facts.n_rows else UNKNOWN_ROWS
-    rows = n * float(facts.rows_share)
+    rows = n * float(facts.passes.rows_share)
     gradient = rows * K * C * (2.0 * F + SOFTMAX_MACS)
-    if facts.smooth:
-        first = "LBFGS"
-        out = {first: SolverCost(first, PASSES[first], _pass_seconds(facts, first, gradient, 0))}
-    else:
-        first = "ProximalGradient"
-        per_pass = _pass_seconds(facts, first, FIRST_ORDER_PASS * gradient, 0)
-        out = {first: SolverCost(first, PASSES[first], per_pass)}
+    # L-BFGS's passes are gradient passes; FISTA's line search also makes value-only ones
+    first, work = (
+        ("LBFGS", gradient) if facts.smooth else ("ProximalGradient", FIRST_ORDER_PASS * gradient)
+    )
+    out = {first: SolverCost(first, PASSES[first], _pass_seconds(facts.passes, first, work, 0))}
     if newton:
         stride = hessian_stride(n, facts.block_rows, default_hessian_rows(D))
         pairs = C * (C - 1) // 2
         hessian = (rows / stride) * K * pairs * (F + 1) ** 2
         coordinator = K * D**3 / 3 if facts.smooth else PROX_INNER * 2.0 * K * D**2
-        per_pass = _pass_seconds(facts, "Newton", NEWTON_KERNEL * gradient + hessian, coordinator)
+        per_pass = _pass_seconds(
+            facts.passes, "Newton", NEWTON_KERNEL * gradient + hessian, coordinator
+        )
         out["Newton"] = SolverCost("Newton", PASSES["Newton"], per_pass)
     return out
