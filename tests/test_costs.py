@@ -126,6 +126,10 @@ class _Chunk:
         self.X = np.zeros(0)
         self.y = np.zeros(0)
 
+    @property
+    def nbytes(self):  # as ChunkSpec.nbytes
+        return int(self.X.nbytes + self.y.nbytes)
+
 
 class _Plan:
     def __init__(self, chunks):

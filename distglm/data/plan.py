@@ -60,6 +60,11 @@ class ChunkSpec:
     def rows(self) -> int:
         return self.stop - self.start
 
+    @property
+    def nbytes(self) -> int:
+        """Decoded bytes of the block's ``X`` and ``y``, as stored (before any cast)."""
+        return int(self.X.nbytes + self.y.nbytes)
+
     def describe(self) -> str:
         where = f"session {self.session!r}, " if self.session else ""
         return f"{where}rows {self.start}-{self.stop} (chunk {self.chunk_id})"

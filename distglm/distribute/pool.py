@@ -153,7 +153,7 @@ class WorkerPool:
                     self.cache_bytes,
                     per_host.count(hosts.get(addr, addr)),
                     p.n_features,
-                    max((int(c.X.nbytes + c.y.nbytes) for c in p.chunks), default=0),
+                    max((c.nbytes for c in p.chunks), default=0),
                     self._expected_classes,
                     self.deadlines.read_limits,
                 )

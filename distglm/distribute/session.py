@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from ..data import merge_stats, plan_data
-from ..solve.costs import RATE_CPU_WORKER, RATE_GPU, READ_BYTES_PER_SECOND, PassFacts
+from ..solve.costs import READ_BYTES_PER_SECOND, PassFacts
 from .client import connect
 from .pool import WorkerPool
 from .term import DistributedData
@@ -42,7 +42,7 @@ def measured_pass_facts(info: dict, plan) -> PassFacts:
     :data:`~distglm.solve.costs.READ_BYTES_PER_SECOND`).
     """
     rows = {c.chunk_id: c.rows for c in plan.chunks}
-    nbytes = {c.chunk_id: int(c.X.nbytes + c.y.nbytes) for c in plan.chunks}
+    nbytes = {c.chunk_id: c.nbytes for c in plan.chunks}
     total = max(sum(rows.values()), 1)
     read, share, devices = 0.0, 0.0, set()
     for i in info.values():
@@ -55,8 +55,7 @@ def measured_pass_facts(info: dict, plan) -> PassFacts:
         share = max(share, sum(rows[c] for c in i["chunks"]) / total)
         devices.add("cpu" if "cpu" in str(i["device"]).lower() else "gpu")
     device = "cpu" if "cpu" in devices or not devices else "gpu"
-    rate = RATE_CPU_WORKER if device == "cpu" else RATE_GPU
-    return PassFacts(read_seconds=read, rows_share=share or 1.0, device=device, rate=rate)
+    return PassFacts.on(device, shared_host=True, read_seconds=read, rows_share=share or 1.0)
 
 
 class DataSession:
@@ -150,9 +149,7 @@ class DataSession:
             info = self.pool.info()
             streamed = {c for i in info.values() for c in i["streamed"]}
             self.streamed = bool(streamed)
-            self.read_bytes = sum(
-                int(c.X.nbytes + c.y.nbytes) for c in plan.chunks if c.chunk_id in streamed
-            )
+            self.read_bytes = sum(c.nbytes for c in plan.chunks if c.chunk_id in streamed)
             self.pass_facts = measured_pass_facts(info, plan)
         except BaseException:
             self.pool.close()

@@ -97,6 +97,19 @@ class PassFacts:
     device: str = "cpu"
     rate: float = RATE_CPU_PROCESS
 
+    @classmethod
+    def on(
+        cls, platform: str, shared_host: bool = False, read_seconds: float = 0.0, rows_share=1.0
+    ) -> PassFacts:
+        """The facts of kernels on a JAX ``platform``, at its rate: a CPU process's own cores
+        (:data:`RATE_CPU_PROCESS`), or with ``shared_host`` one Dask worker of several on a CPU
+        host (:data:`RATE_CPU_WORKER`); any other platform counts as a GPU (:data:`RATE_GPU`)."""
+        if platform == "cpu":
+            rate = RATE_CPU_WORKER if shared_host else RATE_CPU_PROCESS
+        else:
+            platform, rate = "gpu", RATE_GPU
+        return cls(read_seconds, float(rows_share), platform, rate)
+
 
 @dataclasses.dataclass(frozen=True)
 class ProblemFacts:

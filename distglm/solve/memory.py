@@ -8,7 +8,7 @@ import numpy as np
 from ..kernels.buffers import aligned_zeros, on_device
 from ..kernels.compiled import NEWTON_PASS, SECOND_MOMENT, VALUE, VALUE_AND_GRAD, pad_outputs
 from ..kernels.softmax import DEFAULT_BLOCK_ROWS
-from .costs import RATE_CPU_PROCESS, RATE_GPU, PassFacts
+from .costs import PassFacts
 from .means import mean_value, mean_value_and_grad, newton_means
 
 __all__ = ["InMemoryData"]
@@ -79,9 +79,7 @@ class InMemoryData:
         #: passes over the data made outside value/gradient evaluations (the second moment)
         self.stat_passes = 0
         #: no reads; every row on this process's device
-        platform = next(iter(self._X.devices())).platform
-        rate = RATE_CPU_PROCESS if platform == "cpu" else RATE_GPU
-        self.pass_facts = PassFacts(device=platform, rate=rate)
+        self.pass_facts = PassFacts.on(next(iter(self._X.devices())).platform)
 
     @property
     def arrays(self):
