@@ -18,6 +18,7 @@ from distglm.data import merge_stats, plan_data
 from distglm.data.checks import (
     DROPPED_WARN_FRACTION,
     FINGERPRINT_STRIDE,
+    computed,
     content_fingerprint,
     read_block,
     report_dropped,
@@ -304,6 +305,30 @@ def test_a_store_rewritten_mid_fit_is_refused(tmp_path):
     status, err = worker.value_and_grad(theta)
     assert status != "ok" and isinstance(err, StoreChangedError), err
     assert "session 'a', rows 64-128" in str(err) and "a/X" in str(err)
+
+
+def test_computed_takes_one_block_from_its_graph_and_more_through_compute(tmp_path, monkeypatch):
+    """A chunk's one-block dask array is read from its graph without ``compute`` (no copy
+    to join blocks); an array of several blocks goes through ``compute``; both give the
+    stored values."""
+    import dask.array as da
+
+    values = np.arange(600, dtype=np.float32).reshape(200, 3)
+    z = zarr.create_array(str(tmp_path / "x.zarr"), shape=values.shape, chunks=(50, 3), dtype="f4")
+    z[:] = values
+    lazy = da.from_zarr(str(tmp_path / "x.zarr"))
+    block, several = lazy[50:100], lazy[25:175]
+    computes = []
+    real = da.Array.compute
+    monkeypatch.setattr(
+        da.Array, "compute", lambda self, **kw: computes.append(1) or real(self, **kw)
+    )
+    np.testing.assert_array_equal(computed(block), values[50:100])
+    assert computes == []
+    np.testing.assert_array_equal(computed(several), values[25:175])
+    assert computes == [1]
+    own = np.ones((4, 2))  # an in-memory source: its values, whatever the path
+    np.testing.assert_array_equal(computed(da.from_array(own, chunks=(4, 2))[1:3]), own[1:3])
 
 
 def test_a_chunk_moved_to_another_worker_is_checked_against_the_statistics_pass(tmp_path):
