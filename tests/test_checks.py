@@ -307,6 +307,39 @@ def test_a_store_rewritten_mid_fit_is_refused(tmp_path):
     assert "session 'a', rows 64-128" in str(err) and "a/X" in str(err)
 
 
+def test_a_streamed_reread_takes_the_kept_rows_its_first_read_found(tmp_path, monkeypatch):
+    """A re-read whose fingerprint matches reuses the chunk's kept-row mask (no NaN scan);
+    its sums equal a cached worker's, NaN rows dropped the same; a changed chunk is still
+    refused before any mask is reused."""
+    import distglm.distribute.worker as worker_module
+
+    X = np.random.default_rng(4).normal(size=(256, P))
+    X[[3, 70, 71, 200], 1] = np.nan
+    path = _write(str(tmp_path / "s.zarr"), {"a": _session(X=X)})
+    plan = plan_data(open_sessions(path))
+    streamed = _streaming_worker(plan)
+    cached = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
+    stats = streamed.load(plan.chunks)[1]
+    assert [st.n_dropped for st in stats] == [1, 2, 0, 1]
+    cached.load(plan.chunks)
+    with pytest.warns(UserWarning, match="4 of 256 rows"):
+        classes = merge_stats(plan, stats, 2).classes
+    streamed.encode(classes)
+    cached.encode(classes)
+    scans = []
+    real = worker_module.kept_rows
+    monkeypatch.setattr(worker_module, "kept_rows", lambda *a: scans.append(1) or real(*a))
+    theta = np.random.default_rng(5).normal(0, 0.1, (P + 1, K, 2)).astype(np.float32)
+    for _ in range(2):
+        got, want = streamed.value_and_grad(theta), cached.value_and_grad(theta)
+        assert got[0] == want[0] == "ok"
+        np.testing.assert_array_equal(got[1][1], want[1][1])
+    assert scans == []  # every chunk re-read twice, none scanned again
+    zarr.open_array(path, path="a/X", mode="r+")[5, 0] = np.nan  # a new NaN row
+    status, err = streamed.value_and_grad(theta)
+    assert status != "ok" and isinstance(err, StoreChangedError) and "rows 0-64" in str(err)
+
+
 def test_computed_takes_one_block_from_its_graph_and_more_through_compute(tmp_path, monkeypatch):
     """A chunk's one-block dask array is read from its graph without ``compute`` (no copy
     to join blocks); an array of several blocks goes through ``compute``; both give the

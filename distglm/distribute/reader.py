@@ -71,6 +71,10 @@ class ChunkReader:
         self._prints[spec.chunk_id] = fp
         return fp
 
+    def recorded(self, chunk_id: int) -> bool:
+        """Whether a fingerprint of the chunk was recorded (a later read is compared to it)."""
+        return chunk_id in self._prints
+
     def forget(self, chunk_ids=None) -> None:
         """Drop the recorded fingerprints of ``chunk_ids`` (None: all)."""
         if chunk_ids is None:

@@ -257,8 +257,10 @@ class ChunkWorker:
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
         h = self.holdings
         X, y = self._reader.read(spec, check_stored=spec.chunk_id in h.pending)
+        seen = self._reader.recorded(spec.chunk_id) and spec.chunk_id in h.row_ranges
         self._reader.fingerprint(spec, X, y)
-        keep = kept_rows(X, y)
+        # the content is the one read before (its fingerprint matched): so are its kept rows
+        keep = h.row_ranges[spec.chunk_id][3] if seen else kept_rows(X, y)
         h.row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
         expected = h.expected.get(spec.chunk_id)
         if expected is not None and int(keep.sum()) != expected:
