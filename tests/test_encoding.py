@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from distglm.encoding import INT_SPAN, LabelEncoder, distinct_labels, label_codes
+from distglm.encoding import INT_SPAN, LabelEncoder, code_dtype, distinct_labels, label_codes
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -243,6 +243,15 @@ def test_label_codes_of_small_integers_match_the_sorted_search(dtype, data):
     np.testing.assert_array_equal(bad, want_bad)
     np.testing.assert_array_equal(codes[~bad], want_codes[~want_bad])
     assert codes.shape == labels.shape and np.all((0 <= codes) & (codes < classes.size))
+    assert codes.dtype == code_dtype(classes.size)  # the chunks' code type: no wider temporary
+
+
+def test_label_codes_of_small_integers_widen_with_the_classes():
+    labels = np.arange(256, dtype=np.uint16)
+    for n, dtype in ((127, np.int8), (200, np.int16)):
+        codes, bad = label_codes(np.arange(n), labels)
+        assert codes.dtype == dtype and bad.sum() == 256 - n
+        np.testing.assert_array_equal(codes[:n], np.arange(n))
 
 
 def test_label_codes_other_labels_take_the_search():

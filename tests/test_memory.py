@@ -19,9 +19,10 @@ from distglm.distribute.budget import (
     default_cache_bytes,
     working_bytes,
 )
-from distglm.distribute.chunks import LabelSet, code_dtype, encode_held, held_nbytes, hold_chunk
+from distglm.distribute.chunks import LabelSet, encode_held, held_nbytes, hold_chunk
 from distglm.distribute.runtime import TRIM_THRESHOLD_BYTES
 from distglm.distribute.worker import ChunkWorker
+from distglm.encoding import code_dtype
 
 MIB = 2**20
 

@@ -15,23 +15,17 @@ import dataclasses
 
 import numpy as np
 
-from ..encoding import label_codes
+from ..encoding import code_dtype, label_codes
 from ..kernels.buffers import aligned_zeros
 
 __all__ = [
     "HeldChunk",
     "LabelSet",
-    "code_dtype",
     "encode_held",
     "encode_read",
     "held_nbytes",
     "hold_chunk",
 ]
-
-
-def code_dtype(n_labels: int) -> np.dtype:
-    """The integer type of label codes among ``n_labels`` labels (int8 up to 127)."""
-    return np.dtype(np.int8 if n_labels <= 127 else np.int16 if n_labels <= 32767 else np.int32)
 
 
 def held_nbytes(rows: int, n_features: int, n_outputs: int, n_classes: int, dtype) -> int:
