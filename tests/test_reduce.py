@@ -137,3 +137,29 @@ def test_add_at_columns_leaves_the_others():
     t.add([np.ones((2, 2))], [1], np.array([3, 1]))
     t.add([np.full((2, 1), 2.0)], [1], np.array([3]))
     np.testing.assert_array_equal(t.totals()[0], [[0, 1, 0, 3], [0, 1, 0, 3]])
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_the_whole_buffer_reduction_adds_as_the_totals_do_bit_for_bit(n_workers, seed):
+    """reduce_worker_buffers adds each worker's whole buffer at once: the same additions as
+    CompensatedTotals.add_totals total by total, so the same bits; a short buffer is refused
+    naming its worker."""
+    rng = np.random.default_rng(seed)
+    shapes = gradient_shapes(3, 4, 2, True)
+    workers = {}
+    for i in range(n_workers):
+        t = CompensatedTotals(shapes)
+        for _ in range(3):
+            scale = 2.0 ** rng.integers(-30, 30, size=1)
+            t.add([rng.normal(size=s) * scale for s in shapes], (0, 1, 0))
+        workers[f"tcp://10.0.0.{i}:1"] = t
+    acc = CompensatedTotals(shapes)
+    for addr in sorted(workers):
+        acc.add_totals(workers[addr])
+    got = reduce_worker_buffers({a: t.buffer() for a, t in workers.items()}, shapes)
+    for a, b in zip(got, acc.totals(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    short = {a: t.buffer()[:-1] for a, t in workers.items()}
+    with pytest.raises(ValueError, match=r"Worker tcp://10\.0\.0\.0:1's buffer of sums holds"):
+        reduce_worker_buffers(short, shapes)

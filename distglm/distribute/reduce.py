@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CompensatedTotals", "reduce_worker_buffers", "two_sum"]
+__all__ = ["CompensatedTotals", "add_buffers", "reduce_worker_buffers", "two_sum"]
 
 
 def two_sum(a, b):
@@ -138,7 +138,48 @@ def reduce_worker_buffers(
     -------
     list of float64 arrays, one per shape
     """
-    acc = CompensatedTotals(shapes)
-    for addr in sorted(buffers, key=str):
-        acc.add_totals(CompensatedTotals.from_buffer(shapes, buffers[addr]))
-    return acc.totals()
+    out = CompensatedTotals(shapes)
+    n = out.size
+    for addr, buffer in buffers.items():
+        if np.size(buffer) != 2 * n:
+            raise ValueError(
+                f"Worker {addr}'s buffer of sums holds {np.size(buffer)} floats; totals of "
+                f"shapes {out.shapes} need {2 * n} (hi and lo)."
+            )
+    both = add_buffers([buffers[a] for a in sorted(buffers, key=str)], n)
+    total, offset, parts = both[:n] + both[n:], 0, []
+    for shape in out.shapes:
+        size = int(np.prod(shape))
+        parts.append(total[offset : offset + size].reshape(shape))
+        offset += size
+    return parts
+
+
+def add_buffers(buffers: Sequence[Any], n: int | None = None) -> np.ndarray:
+    """Several :meth:`CompensatedTotals.buffer` s added in the order given, into one of them.
+
+    The same additions as :meth:`CompensatedTotals.add_totals`, on each whole buffer at once (a
+    few array operations a buffer, not a few per total). A relaying worker adds its group's
+    buffers with it; the coordinator adds the workers' (or the groups').
+
+    Parameters
+    ----------
+    buffers : sequence of 1-D float64 arrays of size ``2 n``
+        ``hi`` then ``lo`` of the same totals.
+    n : int, optional
+        Floats in ``hi`` (by default half the first buffer).
+
+    Returns
+    -------
+    1-D float64 array of size ``2 n``
+    """
+    if n is None:
+        n = np.size(buffers[0]) // 2
+    hi, lo = np.zeros(n), np.zeros(n)
+    for buffer in buffers:
+        buffer = np.asarray(buffer, np.float64).ravel()
+        if buffer.size != 2 * n:
+            raise ValueError(f"A buffer of sums holds {buffer.size} floats; expected {2 * n}.")
+        hi, e = two_sum(hi, buffer[:n])
+        lo += buffer[n:] + e
+    return np.concatenate([hi, lo])
