@@ -11,10 +11,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from .reduce import reduce_worker_buffers
+from .reduce import add_buffers, reduce_worker_buffers
 from .wire import check_covered, gradient_shapes, newton_shapes
 
-__all__ = ["add_hessians", "evaluate_pass", "fold_counts", "newton_pass"]
+__all__ = ["add_hessians", "combine_group", "evaluate_pass", "fold_counts", "newton_pass"]
+
+#: where a relayed method's answer holds its sums: the compensated buffer's index, then those
+#: of the sums added in float64 (the Newton pass's Hessian blocks and their weights)
+GROUP_SUMS = {"value_and_grad": (1, ()), "value": (1, ()), "newton": (1, (2, 3))}
+
+
+def combine_group(method, results):
+    """A relaying worker's group's answers with their sums added into its first worker's.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`GROUP_SUMS`.
+    results : dict worker address -> the worker's answer to ``method``
+
+    Returns
+    -------
+    dict worker address -> answer
+        Every answer as it came but for its sums: the first address's (in sorted order) hold
+        the group's totals (the buffers added with compensation, in address order, the
+        Hessian blocks in float64), the others' are None. The passes below skip those.
+    """
+    at, plain = GROUP_SUMS[method]
+    addrs = sorted(results)
+    out = {}
+    for addr in addrs:
+        answer = list(results[addr])
+        for i in (at, *plain):
+            answer[i] = None
+        out[addr] = answer
+    first = out[addrs[0]]
+    first[at] = add_buffers([results[a][at] for a in addrs])
+    for i in plain:
+        first[i] = sum(np.asarray(results[a][i], np.float64) for a in addrs)
+    return {a: tuple(answer) for a, answer in out.items()}
+
+
+def _buffers(results):
+    """The workers' compensated buffers, those added into another's (a relayed group) left out."""
+    return {a: r[1] for a, r in results.items() if r[1] is not None}
 
 
 def fold_counts(pool, rule):
@@ -68,8 +108,8 @@ def newton_pass(pool, theta, direction, outputs, steps, t_eval, hess_stride, fol
     shapes = newton_shapes(
         steps.shape[0], outputs.size, pool.plan.n_features, pool.n_classes, folds is not None
     )
-    totals = reduce_worker_buffers({a: r[1] for a, r in results.items()}, shapes)
-    hess = {a: (r[2], r[3]) for a, r in results.items()}
+    totals = reduce_worker_buffers(_buffers(results), shapes)
+    hess = {a: (r[2], r[3]) for a, r in results.items() if r[2] is not None}
     timing = {a: (r[4], r[5]) for a, r in results.items()}
     return totals, hess, timing
 
@@ -95,7 +135,7 @@ def evaluate_pass(pool, theta, with_grad=True):
     check_covered(pool.plan, {a: r[0] for a, r in results.items()})
     plan = pool.plan
     shapes = gradient_shapes(plan.n_features, plan.n_outputs, pool.n_classes, with_grad)
-    totals = reduce_worker_buffers({a: r[1] for a, r in results.items()}, shapes)
+    totals = reduce_worker_buffers(_buffers(results), shapes)
     timing = {a: (r[2], r[3]) for a, r in results.items()}
     return totals, timing
 

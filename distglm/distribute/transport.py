@@ -1,7 +1,8 @@
 """The only I/O between the coordinator and its workers: starting actors and calling them.
 
 :class:`DaskTransport` starts one :class:`~distglm.distribute.worker.ChunkWorker` actor per Dask
-worker and calls its methods directly (one RPC per worker per pass). The pool sees only the
+worker and calls its methods directly (one RPC per worker per pass; with many workers, a pass
+goes through a few of them: :mod:`.relay`). The pool sees only the
 :class:`Transport` interface, so its recovery logic runs in tests on an in-process transport
 whose workers can be lost on cue.
 """
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..exceptions import SchedulerLost, WorkerLost
+from .relay import RELAY_MIN_WORKERS, RELAYED, call_actors, relay_groups
 from .worker import BUDGET_EVENT, ChunkWorker
 
 __all__ = [
@@ -118,66 +120,6 @@ class Transport(Protocol):
         ...
 
 
-async def _call_actors(calls, timeout=None, members=None, poll=1.0):
-    """Run ``{addr: (rpc, actor key, method, args)}`` concurrently on the workers' actors,
-    each given ``timeout`` seconds (None: no limit). With ``members`` (a coroutine function
-    returning the scheduler's worker addresses), every ``poll`` seconds a worker still
-    running that the scheduler no longer lists is given up as lost.
-
-    The calls go straight to each worker's ``actor_execute`` handler: dask's Actor proxy, on a
-    lost connection, waits for the actor's task to be rescheduled, which for an actor pinned
-    to a dead worker never happens.
-    """
-    from distributed.protocol import to_serialize
-
-    async def one(rpc, key, method, args):
-        try:
-            reply = await rpc.actor_execute(
-                function=method, actor=key, args=[to_serialize(a) for a in args], kwargs={}
-            )
-        except (OSError, asyncio.CancelledError) as e:
-            return ("lost", e)
-        if reply["status"] == "OK":
-            return tuple(reply["result"])  # the actor's ("ok" | "error", value)
-        return ("error", reply.get("exception", RuntimeError(str(reply))))
-
-    async def timed(addr):
-        if timeout is None:
-            return await one(*calls[addr])
-        task = asyncio.ensure_future(one(*calls[addr]))
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if done:
-            return task.result()
-        task.cancel()  # (``one`` reads its own cancellation as a lost worker)
-        return ("late", TimeoutError(f"worker {addr} gave no answer within {timeout:.3g} s"))
-
-    addrs = list(calls)
-    if members is None:
-        outs = await asyncio.gather(*(timed(a) for a in addrs))
-        return dict(zip(addrs, outs, strict=True))
-    tasks = {a: asyncio.ensure_future(timed(a)) for a in addrs}
-    out = {}
-    while True:
-        pending = [t for t in tasks.values() if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=poll)
-        waiting = [a for a, t in tasks.items() if not t.done()]
-        if not waiting:
-            break
-        try:  # a worker the scheduler removed is lost now, not at its deadline
-            live = await asyncio.wait_for(members(), poll)
-        except (OSError, TimeoutError):
-            continue
-        for a in waiting:
-            if a not in live:
-                tasks[a].cancel()
-                out[a] = ("lost", ConnectionError(f"the scheduler removed worker {a}"))
-    for a, t in tasks.items():
-        if a not in out:
-            out[a] = t.result()
-    return {a: out[a] for a in addrs}
-
-
 class DaskTransport:
     """Actors on a Dask cluster, called directly (or through the scheduler where the client
     cannot reach a worker).
@@ -191,9 +133,26 @@ class DaskTransport:
         Arrays of more bytes than this are broadcast once per pass by :meth:`share`.
     poll : float
         Seconds between checks, during a call, that its workers are still the scheduler's.
+    relay_min_workers : int, optional
+        From this many workers on, pass calls go through a few of them (:mod:`.relay`); by
+        default Dask's configuration key ``distglm.relay.min_workers`` (12; 0: never).
     """
 
-    def __init__(self, client, start_timeout=120, scatter_bytes=SCATTER_BYTES, poll=1.0):
+    def __init__(
+        self,
+        client,
+        start_timeout=120,
+        scatter_bytes=SCATTER_BYTES,
+        poll=1.0,
+        relay_min_workers=None,
+    ):
+        import dask.config
+
+        if relay_min_workers is None:
+            relay_min_workers = dask.config.get("distglm.relay.min_workers", RELAY_MIN_WORKERS)
+        self.relay_min_workers = int(relay_min_workers)
+        #: the last call's groups: leader address -> the addresses it called (itself first)
+        self.routes: dict[str, tuple[str, ...]] = {}
         self.client = client
         self.poll = float(poll)
         self.start_timeout = start_timeout
@@ -313,17 +272,47 @@ class DaskTransport:
         self._direct[worker] = False
 
     def call(self, calls, timeout=None):
-        requests = {
-            addr: (self._rpc(addr), self._actors[addr].key, method, args)
-            for addr, (method, args) in calls.items()
-        }
         client = self.client
 
         async def members():
             return (await client.scheduler.identity(n_workers=-1)).get("workers", {})
 
+        relayed = all(method in RELAYED for method, _ in calls.values())
+        groups = relay_groups(calls, self.relay_min_workers if relayed else 0)
+        self.routes = {g[0]: tuple(g) for g in groups if len(g) > 1}
+        if not self.routes:
+            return self._direct_call(calls, timeout, members)
+        leaders = {}
+        for g in groups:
+            one = ("relay", ({a: (self._actors[a].key, *calls[a]) for a in g}, timeout, self.poll))
+            leaders[g[0]] = (
+                self._rpc(g[0]),
+                self._actors[g[0]].key,
+                *(one if g[1:] else calls[g[0]]),
+            )
+        answers = self.client.sync(call_actors, leaders, timeout, members, self.poll)
+        out: dict[str, Outcome] = {}
+        again = {}
+        for g in groups:
+            status, value = answers[g[0]]
+            if not g[1:]:
+                out[g[0]] = (status, value)
+            elif status == "ok":
+                out.update(value)
+            else:  # the leader's own outcome; its group's others are asked directly
+                out[g[0]] = (status, value)
+                again.update({a: calls[a] for a in g[1:]})
+        if again:
+            out.update(self._direct_call(again, timeout, members))
+        return {a: out[a] for a in calls}
+
+    def _direct_call(self, calls, timeout, members):
+        requests = {
+            addr: (self._rpc(addr), self._actors[addr].key, method, args)
+            for addr, (method, args) in calls.items()
+        }
         # one hop to the event loop
-        return self.client.sync(_call_actors, requests, timeout, members, self.poll)
+        return self.client.sync(call_actors, requests, timeout, members, self.poll)
 
     def memory_restarts(self, workers, wait=2.0):
         """See :meth:`Transport.memory_restarts`: from the nannies' restart events and the

@@ -1,10 +1,9 @@
 """What runs on a Dask worker: a :class:`ChunkWorker` reading chunks and running kernels on them.
 
 One ``ChunkWorker`` lives on each worker (as a Dask Actor, so a pass costs one direct call, not a
-scheduled task). It is plain Python with no network code, so tests drive it directly. Where each
-chunk is (held, cached, streamed, adopted) and the cache budget are its
-:class:`~distglm.distribute.holdings.ChunkHoldings`; its memory plan is
-:func:`~distglm.distribute.worker_memory.plan_memory`.
+scheduled task). It is plain Python with no network code (but :meth:`ChunkWorker.relay`, which
+hands a relayed call to :mod:`.relay`), so tests drive it directly. Where each chunk is and the
+cache budget: :class:`~.holdings.ChunkHoldings`; memory plan: :func:`~.worker_memory.plan_memory`.
 
 - :meth:`ChunkWorker.load` reads chunks from their source (the culled dask graph of each block,
   computed here with the synchronous scheduler: the worker reads Zarr itself) and returns their
@@ -409,17 +408,8 @@ class ChunkWorker:
 
     @reported
     def forget(self, chunk_ids):
-        """Drop chunks another worker now holds (a worker joined): free their cache space.
-
-        Parameters
-        ----------
-        chunk_ids : list of int
-
-        Returns
-        -------
-        list of int
-            The chunk ids this worker still holds.
-        """
+        """Drop the chunks ``chunk_ids`` (list of int) another worker now holds (a worker
+        joined), freeing their cache space; returns the chunk ids this worker still holds."""
         chunk_ids = list(chunk_ids)
         self._reader.forget(chunk_ids)
         return self.holdings.forget(chunk_ids)
@@ -446,3 +436,15 @@ class ChunkWorker:
             "memory_start": self.memory_start,
             "memory": process_memory(),
         }
+
+    async def relay(self, requests, timeout, poll):
+        """Run a relayed call for this worker's group (:func:`~distglm.distribute.relay.forward`
+        on this worker's event loop): ``("ok", {address: outcome})``."""
+        from distributed import get_worker
+
+        from .relay import forward
+
+        try:
+            return ("ok", await forward(get_worker(), requests, timeout, poll))
+        except Exception as e:  # returned, re-raised at the coordinator
+            return ("error", e)
