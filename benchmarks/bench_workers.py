@@ -17,16 +17,17 @@ pass), which, unlike the wall overhead, does not count the time the worker proce
 one of the machine's cores. A ``LocalCluster`` runs its scheduler in this process, so that CPU
 time counts the scheduler's work too (heartbeats, memory monitoring); ``--scheduler-process``
 starts the scheduler and the workers as subprocesses (``SubprocessCluster``), so it is the
-coordinator's alone.
+coordinator's alone. From 12 workers on (``--relay-min-workers``; 0 turns it off) the passes go
+through ~sqrt(n) leader workers, each calling its group (``distglm.distribute.relay``), so the
+coordinator sends and receives ~sqrt(n) messages a pass instead of n.
 
 Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]
-[--scheduler-process] [--chunks 1]``
+[--scheduler-process] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
@@ -55,8 +56,13 @@ def _cluster(n_workers, processes, scheduler_process):
     )
 
 
-def measure(n_workers, processes=False, chunks=1, scheduler_process=False):
+def measure(
+    n_workers, processes=False, chunks=1, scheduler_process=False, relays=(None,), rounds=1
+):
+    """Per relay setting: fit, passes and the medians over ``rounds`` fits of each (run in
+    turn on one cluster, after one fit that compiles)."""
     import dask.array as da
+    import dask.config
     from distributed import Client
 
     import distglm
@@ -68,23 +74,31 @@ def measure(n_workers, processes=False, chunks=1, scheduler_process=False):
     cluster = _cluster(n_workers, processes, scheduler_process)
     client = Client(cluster)
     client.wait_for_workers(n_workers, timeout=300)
-    try:
-        out = None
-        for _ in range(2):  # the first fit compiles; the second is measured
+
+    def fit(relay):
+        config = {} if relay is None else {"distglm.relay.min_workers": relay}
+        with dask.config.set(config):
             m = distglm.ClassifierPopulationGLM(
                 n_classes=C, regularizer="Ridge", regularizer_strength=1e-2
             )
-            t = time.perf_counter()
             m.fit(Xd, yd, client=client)
-            wall = time.perf_counter() - t
-            passes = m.fit_profile_["passes"]
-            out = {
-                "fit": wall,
-                "passes": len(passes),
-                "pass": float(np.median([p["seconds"] for p in passes])) * 1e3,
-                "compute": float(np.median([p["compute"] for p in passes])) * 1e3,
-                "overhead": float(np.median([p["overhead"] for p in passes])) * 1e3,
-                "cpu": float(np.median([p["coordinator_cpu"] for p in passes])) * 1e3,
+        return m.fit_profile_["passes"]
+
+    try:
+        fit(relays[0])  # the first fit compiles
+        passes: dict = {r: [] for r in relays}
+        for _ in range(rounds):
+            for r in relays:
+                passes[r].append(fit(r))
+        out = {}
+        for r, fits in passes.items():
+            every = [p for ps in fits for p in ps]
+            out[r] = {
+                "passes": int(np.median([len(ps) for ps in fits])),
+                "pass": float(np.median([p["seconds"] for p in every])) * 1e3,
+                "compute": float(np.median([p["compute"] for p in every])) * 1e3,
+                "overhead": float(np.median([p["overhead"] for p in every])) * 1e3,
+                "cpu": float(np.median([p["coordinator_cpu"] for p in every])) * 1e3,
             }
         return out
     finally:
@@ -93,6 +107,8 @@ def measure(n_workers, processes=False, chunks=1, scheduler_process=False):
 
 
 def main(argv=None):
+    from distglm.distribute.relay import RELAY_MIN_WORKERS
+
     warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workers", type=int, nargs="+", default=[2, 8, 16, 32])
@@ -103,6 +119,15 @@ def main(argv=None):
         action="store_true",
         help="the scheduler in a process of its own too (implies --processes)",
     )
+    ap.add_argument(
+        "--relay-min-workers",
+        type=int,
+        nargs="+",
+        default=[RELAY_MIN_WORKERS],
+        help="relay pass calls from this many workers on (0: never); several values are "
+        "measured in turn on each cluster",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="measured fits of each setting")
     args = ap.parse_args(argv)
     args.processes = args.processes or args.scheduler_process
     where = "worker processes" if args.processes else "workers in one process"
@@ -110,21 +135,30 @@ def main(argv=None):
         where += ", scheduler process"
     print(
         f"per-pass coordination ({where}), {args.chunks} chunk(s) of "
-        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker"
+        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'relay': passes "
+        f"relayed from that many workers on (0: never); medians over {args.rounds} fit(s)"
     )
     cpu_head = f" {'coord CPU ms':>12s} {'CPU/goal':>8s}" if args.processes else ""
     print(
-        f"{'workers':>7s} {'passes':>6s} {'pass ms':>8s} {'compute ms':>10s} "
+        f"{'workers':>7s} {'relay':>5s} {'passes':>6s} {'pass ms':>8s} {'compute ms':>10s} "
         f"{'overhead ms':>11s} {'goal ms':>8s} {'overhead/goal':>13s}{cpu_head}"
     )
     for n in args.workers:
-        r = measure(n, args.processes, args.chunks, args.scheduler_process)
-        goal = 5.0 + 0.25 * n
-        cpu = f" {r['cpu']:12.2f} {r['cpu'] / goal:8.2f}" if args.processes else ""
-        print(
-            f"{n:7d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "
-            f"{r['overhead']:11.2f} {goal:8.2f} {r['overhead'] / goal:13.2f}{cpu}"
+        rows = measure(
+            n,
+            args.processes,
+            args.chunks,
+            args.scheduler_process,
+            tuple(args.relay_min_workers),
+            args.rounds,
         )
+        goal = 5.0 + 0.25 * n
+        for relay, r in rows.items():
+            cpu = f" {r['cpu']:12.2f} {r['cpu'] / goal:8.2f}" if args.processes else ""
+            print(
+                f"{n:7d} {relay:5d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "
+                f"{r['overhead']:11.2f} {goal:8.2f} {r['overhead'] / goal:13.2f}{cpu}"
+            )
 
 
 if __name__ == "__main__":
