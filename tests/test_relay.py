@@ -46,9 +46,14 @@ def _problem():
 
 
 @pytest.mark.cluster
-def test_a_relayed_fit_runs_its_passes_through_leaders_and_matches_a_direct_fit(monkeypatch):
-    """Each worker still answers for itself, so the coefficients are bit for bit those of the
-    direct calls; the leaders ran the passes (counted on the in-process actors)."""
+@pytest.mark.parametrize("solver", ["LBFGS", "Newton"])
+def test_a_relayed_fit_runs_its_passes_through_leaders_and_matches_a_direct_fit(
+    monkeypatch, solver
+):
+    """The leaders ran the passes (counted on the in-process actors). Their groups' sums are
+    added exactly, so an L-BFGS fit's coefficients are bit for bit the direct fit's; a Newton
+    fit's Hessian blocks are added in float64 in another order, so its coefficients agree to
+    the rounding of float32."""
     import dask.config
     from distributed import Client
 
@@ -58,9 +63,11 @@ def test_a_relayed_fit_runs_its_passes_through_leaders_and_matches_a_direct_fit(
     relays = []
     original = ChunkWorker.relay
 
-    async def counted(self, requests, timeout, poll):
-        relays.append(sorted(r[1] for r in requests.values()))
-        return await original(self, requests, timeout, poll)
+    async def counted(self, request):
+        from distglm.distribute.relay import unpack_relay
+
+        relays.append(sorted(r[1] for r in unpack_relay(request)[0].values()))
+        return await original(self, request)
 
     monkeypatch.setattr(ChunkWorker, "relay", counted)
     Xd, yd = _problem()
@@ -69,7 +76,10 @@ def test_a_relayed_fit_runs_its_passes_through_leaders_and_matches_a_direct_fit(
         for min_workers in (0, 2):
             with dask.config.set({"distglm.relay.min_workers": min_workers}):
                 m = distglm.ClassifierPopulationGLM(
-                    n_classes=3, regularizer="Ridge", regularizer_strength=1e-2
+                    n_classes=3,
+                    regularizer="Ridge",
+                    regularizer_strength=1e-2,
+                    solver_name=solver,
                 )
                 m.fit(Xd, yd, client=client)
             coefs[min_workers] = (np.asarray(m.coef_), np.asarray(m.intercept_))
@@ -77,9 +87,49 @@ def test_a_relayed_fit_runs_its_passes_through_leaders_and_matches_a_direct_fit(
                 assert relays == []
     # 4 workers: two groups of two, one relay per group per pass, passes only
     assert len(relays) >= 2 and len(relays) % 2 == 0
-    assert {m for r in relays for m in r} <= {"value_and_grad", "value", "newton"}
-    np.testing.assert_array_equal(coefs[2][0], coefs[0][0])
-    np.testing.assert_array_equal(coefs[2][1], coefs[0][1])
+    methods = {m for r in relays for m in r}
+    assert methods <= {"value_and_grad", "value", "newton"}
+    assert ("newton" in methods) == (solver == "Newton")
+    if solver == "LBFGS":
+        np.testing.assert_array_equal(coefs[2][0], coefs[0][0])
+        np.testing.assert_array_equal(coefs[2][1], coefs[0][1])
+    else:
+        np.testing.assert_allclose(coefs[2][0], coefs[0][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(coefs[2][1], coefs[0][1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_group_adds_its_sums_into_its_first_workers_answer():
+    """combine_group: the first address's answer holds the group's compensated buffers added
+    in address order and its Hessian blocks and weights added in float64; the others' sums
+    are None; everything else is each worker's own."""
+    from distglm.distribute.passes import combine_group
+    from distglm.distribute.reduce import add_buffers
+
+    rng = np.random.default_rng(3)
+    results = {
+        f"tcp://h:{9 - i}": (
+            [i],
+            rng.normal(size=10),
+            rng.normal(size=(3, 2, 4, 4)).astype(np.float32),
+            rng.random(2),
+            0.1 * i,
+            0.0,
+        )
+        for i in range(3)
+    }
+    out = combine_group("newton", results)
+    addrs = sorted(results)
+    first, rest = out[addrs[0]], [out[a] for a in addrs[1:]]
+    np.testing.assert_array_equal(first[1], add_buffers([results[a][1] for a in addrs]))
+    want = sum(np.asarray(results[a][2], np.float64) for a in addrs)
+    assert first[2].dtype == np.float64
+    np.testing.assert_array_equal(first[2], want)
+    np.testing.assert_array_equal(first[3], sum(results[a][3] for a in addrs))
+    assert all(r[1] is None and r[2] is None and r[3] is None for r in rest)
+    for a in addrs:
+        assert out[a][0] == results[a][0] and out[a][4:] == results[a][4:]
+    grad = combine_group("value", {a: (r[0], r[1], r[4], r[5]) for a, r in results.items()})
+    assert grad[addrs[1]][1] is None and grad[addrs[0]][2:] == (results[addrs[0]][4], 0.0)
 
 
 @pytest.mark.cluster

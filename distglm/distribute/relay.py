@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import pickle
 from collections.abc import Sequence
 
 from .passes import GROUP_SUMS, combine_group
 
-__all__ = ["RELAYED", "RELAY_MIN_WORKERS", "call_actors", "forward", "relay_groups"]
+__all__ = [
+    "RELAYED",
+    "RELAY_MIN_WORKERS",
+    "call_actors",
+    "forward",
+    "pack_relay",
+    "relay_groups",
+    "unpack_relay",
+]
 
 #: the actor methods a leader may relay: pure functions of their arguments and the held chunks
 RELAYED = frozenset(GROUP_SUMS)
@@ -78,10 +87,10 @@ async def call_actors(calls, timeout=None, members=None, poll=1.0):
     from distributed.protocol import to_serialize
 
     async def one(rpc, key, method, args):
+        # (bytes go as they are: a packed relay request, see pack_relay)
+        wire = [a if isinstance(a, bytes) else to_serialize(a) for a in args]
         try:
-            reply = await rpc.actor_execute(
-                function=method, actor=key, args=[to_serialize(a) for a in args], kwargs={}
-            )
+            reply = await rpc.actor_execute(function=method, actor=key, args=wire, kwargs={})
         except (OSError, asyncio.CancelledError) as e:
             return ("lost", e)
         if reply["status"] == "OK":
@@ -123,6 +132,29 @@ async def call_actors(calls, timeout=None, members=None, poll=1.0):
         if a not in out:
             out[a] = t.result()
     return {a: out[a] for a in addrs}
+
+
+def pack_relay(requests, timeout, poll) -> bytes:
+    """A leader's request, pickled by the coordinator in one piece.
+
+    Dask's serialisation of a nested dict of tuples and arrays walks it and frames every
+    element (18 frames and ~330 us for a group of 6; 1 frame and ~16 us pickled whole), and
+    the coordinator pays it once per leader per pass.
+
+    Parameters
+    ----------
+    requests : dict
+        ``{address: (actor key, method, args)}`` for every worker of the group.
+    timeout : float or None
+    poll : float
+        As :func:`forward` takes them.
+    """
+    return pickle.dumps((requests, timeout, poll), protocol=5)
+
+
+def unpack_relay(blob) -> tuple:
+    """``(requests, timeout, poll)`` from :func:`pack_relay`'s bytes."""
+    return pickle.loads(blob)
 
 
 async def forward(worker, requests, timeout, poll=1.0):

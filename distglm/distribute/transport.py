@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..exceptions import SchedulerLost, WorkerLost
-from .relay import RELAY_MIN_WORKERS, RELAYED, call_actors, relay_groups
+from .relay import RELAY_MIN_WORKERS, RELAYED, call_actors, pack_relay, relay_groups
 from .worker import BUDGET_EVENT, ChunkWorker
 
 __all__ = [
@@ -284,7 +284,8 @@ class DaskTransport:
             return self._direct_call(calls, timeout, members)
         leaders = {}
         for g in groups:
-            one = ("relay", ({a: (self._actors[a].key, *calls[a]) for a in g}, timeout, self.poll))
+            group = {a: (self._actors[a].key, *calls[a]) for a in g}
+            one = ("relay", (pack_relay(group, timeout, self.poll),))
             leaders[g[0]] = (
                 self._rpc(g[0]),
                 self._actors[g[0]].key,

@@ -437,14 +437,14 @@ class ChunkWorker:
             "memory": process_memory(),
         }
 
-    async def relay(self, requests, timeout, poll):
-        """Run a relayed call for this worker's group (:func:`~distglm.distribute.relay.forward`
-        on this worker's event loop): ``("ok", {address: outcome})``."""
+    async def relay(self, request):
+        """Run a relayed call for this worker's group (``request``: the bytes of
+        :func:`~.relay.pack_relay`) on this worker's event loop: ``("ok", {address: outcome})``."""
         from distributed import get_worker
 
-        from .relay import forward
+        from .relay import forward, unpack_relay
 
         try:
-            return ("ok", await forward(get_worker(), requests, timeout, poll))
+            return ("ok", await forward(get_worker(), *unpack_relay(request)))
         except Exception as e:  # returned, re-raised at the coordinator
             return ("error", e)
