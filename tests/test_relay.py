@@ -194,3 +194,41 @@ def _specs(n):
     Xd = da.from_array(np.asarray(X, np.float32), chunks=(64, 8))
     yd = da.from_array(np.asarray(y, np.int8), chunks=(64, 2))
     return plan_data(Xd, yd).chunks
+
+
+@pytest.mark.cluster
+def test_a_frozen_member_is_late_at_its_leaders_deadline_and_the_others_answer(monkeypatch):
+    """A member that does not answer is reported late by its leader, within the coordinator's
+    deadline (the leader gives it 0.9 of it), so it alone is late and the others answer."""
+    import time
+
+    from distributed import Client, get_worker
+
+    from distglm.distribute.transport import DaskTransport
+    from distglm.distribute.worker import ChunkWorker
+
+    frozen = []
+    original = ChunkWorker.value
+
+    def value(self, theta):
+        if get_worker().address in frozen:
+            time.sleep(6)
+        return original(self, theta)
+
+    monkeypatch.setattr(ChunkWorker, "value", value)
+    with _in_process_cluster(4) as cluster, Client(cluster, set_as_default=False) as client:
+        transport = DaskTransport(client, start_timeout=60, poll=0.5, relay_min_workers=2)
+        addrs = transport.workers()
+        args = ([np.arange(2)], 64, None, "float32", None, 1)
+        assert transport.start(dict.fromkeys(addrs, args)) == dict.fromkeys(addrs, ("ok", None))
+        calls = dict.fromkeys(addrs, ("value", (np.zeros((9, 2, 3), np.float32),)))
+        frozen.append(addrs[3])
+        start = time.monotonic()
+        out = transport.call(calls, timeout=2.0)
+        seconds = time.monotonic() - start
+        assert transport.routes == {addrs[0]: tuple(addrs[:2]), addrs[2]: tuple(addrs[2:])}
+        assert out[addrs[3]][0] == "late" and "1.8 s" in str(out[addrs[3]][1])
+        assert [out[a][0] for a in addrs[:3]] == ["ok"] * 3
+        assert seconds < 2.0
+        for a in addrs:
+            transport.release(a)
