@@ -3,7 +3,9 @@
 Each is one call per worker through a :class:`~distglm.distribute.pool.WorkerPool` (which
 deals with lost, late and joining workers). Every worker answers with its compensated totals
 over its chunks and the ids of those chunks; here the ids are checked to cover every chunk of
-the plan once, and the totals are added (:mod:`~distglm.distribute.reduce`). The data terms
+the plan once, and the totals are added (:mod:`~distglm.distribute.reduce`); in a relayed call
+(:mod:`~distglm.distribute.relay`) a leader has added its group's totals into its own answer
+first (:func:`combine_group`), and the others' come as None. The data terms
 (:mod:`~distglm.distribute.term`, :mod:`~distglm.distribute.folds_term`) call these.
 """
 
