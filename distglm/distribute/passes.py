@@ -18,9 +18,9 @@ from .wire import check_covered, gradient_shapes, newton_shapes
 
 __all__ = ["add_hessians", "combine_group", "evaluate_pass", "fold_counts", "newton_pass"]
 
-#: where a relayed method's answer holds its sums: the compensated buffer's index, then those
-#: of the sums added in float64 (the Newton pass's Hessian blocks and their weights)
-GROUP_SUMS = {"value_and_grad": (1, ()), "value": (1, ()), "newton": (1, (2, 3))}
+#: the passes a relaying worker adds for its group: every answer holds its compensated buffer
+#: at index 1, a Newton pass's its Hessian blocks and their weights at 2 and 3
+GROUP_SUMS = frozenset({"value_and_grad", "value", "newton"})
 
 
 def combine_group(method, results):
@@ -36,21 +36,18 @@ def combine_group(method, results):
     -------
     dict worker address -> answer
         Every answer as it came but for its sums: the first address's (in sorted order) hold
-        the group's totals (the buffers added with compensation, in address order, the
-        Hessian blocks in float64), the others' are None. The passes below skip those.
+        the group's totals (the buffers added with compensation in address order, the Hessian
+        blocks as :func:`add_hessians` adds them), the others' are None. The passes below
+        skip those.
     """
-    at, plain = GROUP_SUMS[method]
     addrs = sorted(results)
-    out = {}
-    for addr in addrs:
-        answer = list(results[addr])
-        for i in (at, *plain):
-            answer[i] = None
-        out[addr] = answer
+    sums = (1, 2, 3) if method == "newton" else (1,)
+    out = {a: [None if i in sums else v for i, v in enumerate(results[a])] for a in addrs}
     first = out[addrs[0]]
-    first[at] = add_buffers([results[a][at] for a in addrs])
-    for i in plain:
-        first[i] = sum(np.asarray(results[a][i], np.float64) for a in addrs)
+    first[1] = add_buffers([results[a][1] for a in addrs])
+    if method == "newton":
+        parts = {a: (results[a][2], results[a][3]) for a in addrs}
+        first[2], first[3] = add_hessians(parts, np.size(results[addrs[0]][3]))
     return {a: tuple(answer) for a, answer in out.items()}
 
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: the actor methods a leader may relay: pure functions of their arguments and the held chunks
-RELAYED = frozenset(GROUP_SUMS)
+RELAYED = GROUP_SUMS
 
 #: from this many workers on, pass calls are relayed (Dask key ``distglm.relay.min_workers``)
 RELAY_MIN_WORKERS = 12
