@@ -56,11 +56,9 @@ def _cluster(n_workers, processes, scheduler_process):
     )
 
 
-def measure(
-    n_workers, processes=False, chunks=1, scheduler_process=False, relays=(None,), rounds=1
-):
-    """Per relay setting: fit, passes and the medians over ``rounds`` fits of each (run in
-    turn on one cluster, after one fit that compiles)."""
+def measure(n_workers, relays, processes=False, chunks=1, scheduler_process=False, rounds=1):
+    """Per relay setting (``distglm.relay.min_workers``): fit, passes and the medians over
+    ``rounds`` fits of each (run in turn on one cluster, after one fit that compiles)."""
     import dask.array as da
     import dask.config
     from distributed import Client
@@ -76,8 +74,7 @@ def measure(
     client.wait_for_workers(n_workers, timeout=300)
 
     def fit(relay):
-        config = {} if relay is None else {"distglm.relay.min_workers": relay}
-        with dask.config.set(config):
+        with dask.config.set({"distglm.relay.min_workers": relay}):
             m = distglm.ClassifierPopulationGLM(
                 n_classes=C, regularizer="Ridge", regularizer_strength=1e-2
             )
@@ -146,10 +143,10 @@ def main(argv=None):
     for n in args.workers:
         rows = measure(
             n,
+            tuple(args.relay_min_workers),
             args.processes,
             args.chunks,
             args.scheduler_process,
-            tuple(args.relay_min_workers),
             args.rounds,
         )
         goal = 5.0 + 0.25 * n

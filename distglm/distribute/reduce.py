@@ -147,12 +147,7 @@ def reduce_worker_buffers(
                 f"shapes {out.shapes} need {2 * n} (hi and lo)."
             )
     both = add_buffers([buffers[a] for a in sorted(buffers, key=str)], n)
-    total, offset, parts = both[:n] + both[n:], 0, []
-    for shape in out.shapes:
-        size = int(np.prod(shape))
-        parts.append(total[offset : offset + size].reshape(shape))
-        offset += size
-    return parts
+    return CompensatedTotals.from_buffer(out.shapes, both).totals()
 
 
 def add_buffers(buffers: Sequence[Any], n: int | None = None) -> np.ndarray:
