@@ -289,7 +289,8 @@ class ClassifierGLM(_Classifier):
     features_ : array of shape (n_features,) or None
         Feature labels of distributed data that has them (the ``feature`` coordinate).
     fit_profile_ : dict or None
-        Distributed fits only: workers, n_chunks, chunk_rows, statistics_seconds, recoveries
+        Distributed fits only: workers, n_chunks, chunk_rows, unit_rows (the rows the data's
+        chunks were split into to balance the workers, or None), statistics_seconds, recoveries
         (lost workers recovered from), n_dropped (rows with NaN/Inf, per session), streamed,
         cache (per worker) and passes (per pass: seconds at the coordinator, compute of the
         slowest worker, overhead, the coordinator process's CPU seconds).

@@ -94,7 +94,11 @@ class FitPaths(abc.ABC):
         reuse = (
             {}
             if saved is None
-            else {"stats": saved.data.stats, "chunk_kept": saved.data.chunk_kept}
+            else {
+                "stats": saved.data.stats,
+                "chunk_kept": saved.data.chunk_kept,
+                "unit_rows": saved.data.unit_rows,
+            }
         )
         with open_plan(
             plan,

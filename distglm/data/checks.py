@@ -224,7 +224,10 @@ def check_fingerprint(spec, expected: int | None, X: np.ndarray, y: np.ndarray) 
 
 
 def read_block(spec, n_outputs: int, dtype, check_stored: bool):
-    """Read one chunk's ``(X, y)`` from its source, checked; errors name session, rows, path.
+    """Read one chunk's source block ``(X, y)``, checked; errors name session, rows, path.
+
+    The block is the chunk's own rows, or, for a unit of a split block, the whole block
+    (:meth:`~distglm.data.plan.ChunkSpec.take` cuts the unit's rows from it).
 
     Parameters
     ----------
@@ -238,16 +241,17 @@ def read_block(spec, n_outputs: int, dtype, check_stored: bool):
 
     Returns
     -------
-    X : array of shape (rows, n_features)
-    y : array of shape (rows, n_outputs)
+    X : array of shape (source rows, n_features)
+    y : array of shape (source rows, n_outputs)
     """
     if check_stored:
         _check_stored(spec, spec.stored)
     X, y = _compute(spec, "X"), _compute(spec, "y")
-    if X.shape[0] != spec.rows or y.shape != (spec.rows, n_outputs):
+    rows = spec.source_rows
+    if X.shape[0] != rows or y.shape != (rows, n_outputs):
         raise ValueError(
-            f"{chunk_where(spec)}: expected X with {spec.rows} rows and y of shape "
-            f"{(spec.rows, n_outputs)}; read X {X.shape} and y {y.shape}."
+            f"{chunk_where(spec)}: expected X with {rows} rows and y of shape "
+            f"{(rows, n_outputs)}; read X {X.shape} and y {y.shape}."
         )
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{chunk_where(spec, 'X')}: X must be numeric; got dtype {X.dtype}.")
@@ -264,7 +268,8 @@ def _check_range(spec, X, dtype) -> None:
         raise ValueError(
             f"{chunk_where(spec, 'X')}: X holds {int(big.sum())} finite value(s) beyond the "
             f"{dtype} "
-            f"range (first {float(X[r, c])!r} at row {spec.start + int(r)}, feature {int(c)}); "
+            f"range (first {float(X[r, c])!r} at row {spec.start - spec.offset + int(r)}, "
+            f"feature {int(c)}); "
             "they would become Inf. Rescale the features, or fit in float64 (jax_enable_x64)."
         )
 

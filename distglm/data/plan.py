@@ -5,7 +5,9 @@
 a fixed order) plus what the coordinator needs to assemble per-output sums (which global outputs
 each session recorded). Each spec carries the culled dask graph of its block only, so a worker
 can read its chunk from the source (a Zarr store, usually) without the client holding data.
-Nothing is computed here.
+:func:`split_plan` cuts every block into units of at most ``unit_rows`` rows (to balance few
+large chunks over the workers); a unit keeps its block's graph and its offset in it, so a
+worker reading several units of one block decodes the block once. Nothing is computed here.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..kernels.softmax import DEFAULT_BLOCK_ROWS
 from .checks import zarr_layout
 from .sessions import Sessions, _dim_labels, open_sessions
 
-__all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data"]
+__all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data", "split_plan"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -40,11 +42,15 @@ class ChunkSpec:
     start, stop : int
         Rows of the session this chunk covers.
     X, y : dask arrays
-        The block's design (rows, n_features) and labels (rows, n_session_outputs), each with
-        a graph culled to this block.
+        The source block's design (block rows, n_features) and labels (block rows,
+        n_session_outputs), each with a graph culled to that block: the chunk's own rows, or
+        (a unit of a split block) the whole block, of which the chunk takes ``rows`` rows from
+        ``offset`` on (:meth:`take`).
     stored : tuple of StoredBlock
         The Zarr chunks behind X and y, when the session was opened from a store (checked to
         exist before the block is first read); empty otherwise.
+    offset : int
+        Rows of the source block before this chunk's first row (0 unless split).
     """
 
     chunk_id: int
@@ -55,15 +61,34 @@ class ChunkSpec:
     X: da.Array
     y: da.Array
     stored: tuple = ()
+    offset: int = 0
 
     @property
     def rows(self) -> int:
         return self.stop - self.start
 
     @property
+    def source_rows(self) -> int:
+        """Rows of the source block (``rows`` unless the block was split)."""
+        return int(self.X.shape[0])
+
+    @property
     def nbytes(self) -> int:
-        """Decoded bytes of the block's ``X`` and ``y``, as stored (before any cast)."""
+        """Decoded bytes of this chunk's rows of ``X`` and ``y``, as stored (before any cast)."""
+        return int(self.read_nbytes * self.rows // max(self.source_rows, 1))
+
+    @property
+    def read_nbytes(self) -> int:
+        """Decoded bytes of the source block (what one read of it holds)."""
         return int(self.X.nbytes + self.y.nbytes)
+
+    def take(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """This chunk's rows of its source block as read (views; the block itself unless
+        split)."""
+        if self.rows == self.source_rows:
+            return X, y
+        rows = slice(self.offset, self.offset + self.rows)
+        return X[rows], y[rows]
 
     def describe(self) -> str:
         where = f"session {self.session!r}, " if self.session else ""
@@ -91,6 +116,12 @@ class DataPlan:
     block_rows : int or None
         Kernel block size (``chunk_rows`` is a multiple of it), or None for one block.
     kind : {"array", "xarray", "sessions"}
+    unit_rows : int or None
+        The rows blocks were split into (:func:`split_plan`); None: one chunk a block.
+    source : list of (int, int, int)
+        ``(session index, start, stop)`` of every source block, and ``source_rows`` the
+        fixed row count before any split: what identifies the data's layout however it is
+        split (the checkpoint's fingerprint).
     """
 
     chunks: list
@@ -102,6 +133,14 @@ class DataPlan:
     chunk_rows: int
     block_rows: int | None
     kind: str
+    unit_rows: int | None = None
+    source: list = dataclasses.field(default_factory=list)
+    source_rows: int = 0
+
+    def __post_init__(self):
+        if not self.source:
+            self.source = [(c.session_index, c.start, c.stop) for c in self.chunks]
+            self.source_rows = self.chunk_rows
 
     @property
     def n_outputs(self) -> int:
@@ -288,4 +327,48 @@ def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> Data
     rows, block = _fixed_rows(chunks, block_rows)
     return DataPlan(
         chunks, [""], [np.arange(yd.shape[1])], outputs, features, layout, rows, block, kind
+    )
+
+
+def split_plan(plan: DataPlan, unit_rows: int | None) -> DataPlan:
+    """``plan`` with every block cut into chunks of at most ``unit_rows`` rows.
+
+    A block of ``r`` rows becomes ``ceil(r / unit_rows)`` chunks, all of ``unit_rows`` rows
+    but the last; chunks are renumbered in the same order (a block's chunks in row order).
+    Each keeps its block's graph, stored chunks and its offset in the block (see
+    :meth:`ChunkSpec.take`); the fixed row count becomes ``unit_rows``.
+
+    Parameters
+    ----------
+    plan : DataPlan
+        A plan as :func:`plan_data` made it (not split).
+    unit_rows : int or None
+        A multiple of the plan's ``block_rows`` (when it has one), below its ``chunk_rows``;
+        None or ``chunk_rows``: the plan itself.
+
+    Returns
+    -------
+    DataPlan
+    """
+    if unit_rows is None or unit_rows >= plan.chunk_rows:
+        return plan
+    if plan.unit_rows is not None:
+        raise ValueError(f"The plan is already split into units of {plan.unit_rows} rows.")
+    unit_rows = int(unit_rows)
+    if unit_rows <= 0 or (plan.block_rows is not None and unit_rows % plan.block_rows):
+        raise ValueError(
+            f"unit_rows must be a positive multiple of the kernel block ({plan.block_rows} "
+            f"rows); got {unit_rows}."
+        )
+    chunks = []
+    for c in plan.chunks:
+        for offset in range(0, c.rows, unit_rows):
+            stop = min(c.start + offset + unit_rows, c.stop)
+            chunks.append(
+                dataclasses.replace(
+                    c, chunk_id=len(chunks), start=c.start + offset, stop=stop, offset=offset
+                )
+            )
+    return dataclasses.replace(
+        plan, chunks=chunks, chunk_rows=unit_rows, unit_rows=unit_rows, source=list(plan.source)
     )

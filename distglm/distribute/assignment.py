@@ -7,10 +7,17 @@ worker must load); nothing here does I/O. Because partial sums are added exactly
 work is done.
 
 The rule: chunks are handed out in chunk-id order, each to the worker with the fewest rows so
-far (ties to the lowest address). Chunks of a lost worker go, in id order, to the least loaded
-of the workers left; chunks of the others never move on a loss. Workers that join take chunks
-from the most loaded, one at a time (its highest chunk id), while that narrows the spread;
-chunks never move between two workers that were there before.
+far (ties to the lowest address). A plan split into units (:func:`~distglm.data.plan.split_plan`)
+is instead cut into contiguous runs, one per worker (:func:`contiguous_owners`), so the units
+of a block stay on one worker except where a run ends, and a block is read once, not once by
+every worker holding a unit of it. Chunks of a lost worker go,
+in id order, to the least loaded of the workers left; chunks of the others never move on a
+loss. Workers that join take chunks from the most loaded, one at a time (its highest chunk id),
+while that narrows the spread; chunks never move between two workers that were there before.
+
+:func:`balanced_unit_rows` chooses how finely to split blocks: few large blocks over many
+workers leave some workers a block more than others (4 blocks of 65,536 rows over 2 workers:
+131,072 rows against 68,928), so a pass waits for the slowest.
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["Assignment"]
+import dask.config
+
+from ..data.plan import DataPlan, split_plan
+
+__all__ = ["Assignment", "balanced_unit_rows", "contiguous_owners", "max_load", "split_for_workers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,10 +48,19 @@ class Assignment:
     owner: tuple[str | None, ...]
 
     @classmethod
-    def initial(cls, rows: Sequence[int], workers: Iterable[str]) -> Assignment:
-        """Every chunk placed on ``workers``, balanced by rows in chunk-id order."""
-        empty = cls(tuple(int(r) for r in rows), (None,) * len(rows))
-        return empty.place(workers)
+    def initial(
+        cls, rows: Sequence[int], workers: Iterable[str], contiguous: bool = False
+    ) -> Assignment:
+        """Every chunk placed on ``workers``, balanced by rows in chunk-id order (in
+        contiguous runs with ``contiguous``: :func:`contiguous_owners`)."""
+        rows = tuple(int(r) for r in rows)
+        empty = cls(rows, (None,) * len(rows))
+        if not contiguous:
+            return empty.place(workers)
+        workers = sorted(set(workers))
+        if not workers:
+            raise ValueError("No workers to place chunks on.")
+        return cls(rows, tuple(workers[i] for i in contiguous_owners(rows, len(workers))))
 
     # ------------------------------------------------------------------ queries
     @property
@@ -141,3 +161,109 @@ class Assignment:
     def as_mapping(self) -> Mapping[int, str | None]:
         """``{chunk id: owner}``."""
         return dict(enumerate(self.owner))
+
+
+def contiguous_owners(rows: Sequence[int], n_workers: int) -> list[int]:
+    """The worker index of each chunk: contiguous runs in chunk-id order.
+
+    Worker ``j``'s run takes chunks while adding the next one brings its rows nearer to its
+    share (the rows not yet placed, over the workers not yet given a run); a run ends early
+    where the chunks left are as many as the workers left, so no worker goes without a chunk
+    while another holds two.
+    """
+    owners: list[int] = []
+    left, load, w = sum(int(r) for r in rows), 0, 0
+    share = left / n_workers
+    for i, r in enumerate(rows):
+        r = int(r)
+        last = w == n_workers - 1
+        if load and not last:
+            must = len(rows) - i <= n_workers - 1 - w
+            if must or abs(load + r - share) > abs(load - share):
+                w, load = w + 1, 0
+                share = left / (n_workers - w)
+        owners.append(w)
+        load += r
+        left -= r
+    return owners
+
+
+def max_load(rows: Sequence[int], n_workers: int) -> int:
+    """The most rows a worker holds under :func:`contiguous_owners`."""
+    load = [0] * n_workers
+    for r, w in zip(rows, contiguous_owners(rows, n_workers), strict=True):
+        load[w] += r
+    return max(load)
+
+
+def _units(rows: Sequence[int], unit: int) -> list[int]:
+    return [min(unit, r - o) for r in rows for o in range(0, r, unit)]
+
+
+#: A split is taken only where it lowers the most loaded worker's rows by more than this
+#: fraction: each unit costs a kernel call and a message's share of the sums.
+SPLIT_GAIN = 0.1
+
+
+def balanced_unit_rows(
+    rows: Sequence[int], n_workers: int, chunk_rows: int, block_rows: int | None
+) -> int | None:
+    """The unit size that balances ``rows`` (the blocks' rows, in order) over ``n_workers``.
+
+    The candidates halve ``chunk_rows`` (rounded up to whole kernel blocks) down to one
+    block; the largest one whose most loaded worker holds at most ``1 + SPLIT_GAIN`` times
+    the even share is taken, or failing that the one with the least loaded most loaded
+    worker, and only where it lowers that load by more than ``SPLIT_GAIN`` against the
+    blocks unsplit.
+
+    Returns
+    -------
+    int or None
+        The unit rows (a multiple of ``block_rows``), or None: no split (one worker, blocks
+        of one kernel block or less, or nothing gained).
+    """
+    if n_workers <= 1 or block_rows is None or chunk_rows <= block_rows:
+        return None
+    rows = [int(r) for r in rows]
+    even = sum(rows) / n_workers
+    names = [f"{i:06d}" for i in range(n_workers)]
+    unsplit = max(Assignment.initial(rows, names).load(names).values())
+    if unsplit <= (1 + SPLIT_GAIN) * even:
+        return None
+    best, best_load = None, unsplit
+    unit = chunk_rows
+    while unit > block_rows:
+        unit = -(-(unit // 2) // block_rows) * block_rows
+        load = max_load(_units(rows, unit), n_workers)
+        if load < best_load:
+            best, best_load = unit, load
+        if load <= (1 + SPLIT_GAIN) * even:
+            break
+    if best is None or best_load > (1 - SPLIT_GAIN) * unsplit:
+        return None
+    return best
+
+
+def split_for_workers(plan: DataPlan, n_workers: int, unit_rows: int | str | None = "auto"):
+    """``plan`` split into units for ``n_workers`` workers.
+
+    Parameters
+    ----------
+    plan : DataPlan
+        Not split.
+    n_workers : int
+    unit_rows : "auto", int or None
+        "auto": :func:`balanced_unit_rows` of the plan's blocks, unless the Dask
+        configuration key ``distglm.balance.split`` is False; an int: that split (the one a
+        resumed fit's checkpoint recorded); None: no split.
+
+    Returns
+    -------
+    DataPlan
+    """
+    if unit_rows == "auto":
+        unit_rows = None
+        if dask.config.get("distglm.balance.split", True):
+            rows = [b - a for _, a, b in plan.source]
+            unit_rows = balanced_unit_rows(rows, n_workers, plan.chunk_rows, plan.block_rows)
+    return split_plan(plan, None if unit_rows is None else int(unit_rows))

@@ -23,7 +23,7 @@ import dask.config
 import numpy as np
 
 from ..exceptions import WorkerMemoryError
-from .assignment import Assignment
+from .assignment import Assignment, split_for_workers
 from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
@@ -68,9 +68,14 @@ class WorkerPool:
     n_classes : int, optional
         The classes the fit expects: a worker whose chunks show more labels fails the
         statistics pass at once, naming the chunk.
+    unit_rows : "auto", int or None
+        Rows of the units the plan's blocks are cut into, for the workers there at the start
+        (see :func:`~distglm.distribute.assignment.split_for_workers`).
 
     Attributes
     ----------
+    plan : DataPlan
+        The plan as split into units (``plan`` itself when not split).
     dropped : set of str
         Workers dropped for missing a deadline.
     passes : int
@@ -95,12 +100,16 @@ class WorkerPool:
         deadlines: Deadlines | None = None,
         join_interval: float | None = None,
         n_classes: int | None = None,
+        unit_rows: int | str | None = "auto",
     ):
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
             transport = DaskTransport(client, start_timeout=start_timeout, **kw)
         self.transport = transport
-        self.plan = plan
+        workers = self.transport.workers()
+        if not workers:
+            raise RuntimeError("The Dask cluster has no workers.")
+        self.plan = plan = split_for_workers(plan, len(workers), unit_rows)
         self.dtype = np.dtype(dtype)
         self.max_recoveries = int(max_recoveries)
         self.cache_bytes = cache_bytes
@@ -123,16 +132,14 @@ class WorkerPool:
         self.recoveries = 0
         #: whether a call found the scheduler gone (:class:`SchedulerLost` was raised)
         self.scheduler_lost = False
-        workers = self.transport.workers()
-        if not workers:
-            raise RuntimeError("The Dask cluster has no workers.")
         self._start(workers)
         if not self._started:
             raise WorkerLost(
                 f"distglm's actor started on none of the {len(workers)} workers "
                 f"({len(self.dropped)} did not start in time)."
             )
-        self.assignment = Assignment.initial([c.rows for c in plan.chunks], self.workers)
+        rows = [c.rows for c in plan.chunks]
+        self.assignment = Assignment.initial(rows, self.workers, plan.unit_rows is not None)
 
     # ------------------------------------------------------------------ actors
     def _start(self, addrs):
@@ -153,7 +160,7 @@ class WorkerPool:
                     self.cache_bytes,
                     per_host.count(hosts.get(addr, addr)),
                     p.n_features,
-                    max((c.nbytes for c in p.chunks), default=0),
+                    max((c.read_nbytes for c in p.chunks), default=0),
                     self._expected_classes,
                     self.deadlines.read_limits,
                 )

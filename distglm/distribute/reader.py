@@ -1,5 +1,8 @@
 """How a worker reads its chunks: one ahead in a background thread, each read under a
-deadline, each chunk compared with the fingerprint the statistics pass took of it.
+deadline, each chunk compared with the fingerprint the statistics pass took of it. Units of
+one split block read one after another share one read of the block: the reader keeps the last
+block it read until a unit reaching the block's end is read, another block is read, or a batch
+of reads ends.
 
 :class:`ChunkReader` is the worker's only door to the store. A read that stalls (a hung
 network file system, a chunk that became a named pipe) ends in
@@ -40,7 +43,8 @@ class ChunkReader:
     seconds : float
         Seconds spent reading so far.
     count : int
-        Chunk reads made so far.
+        Block reads made so far (units of a split block taken from the block read for the
+        one before are not counted).
     """
 
     def __init__(self, session_outputs, dtype, read_limits=(10.0, 60.0)):
@@ -50,19 +54,32 @@ class ChunkReader:
         self._times: collections.deque[float] = collections.deque(maxlen=32)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self._prints: dict[int, int] = {}  # chunk id -> fingerprint of its first read
+        # (block key, X, y) of the last split block read, while units of it may follow
+        self._block: tuple | None = None
         self.seconds = 0.0
         self.count = 0
 
     def read(self, spec, check_stored=False):
-        """Read one chunk from its source, checked; returns ``(X, y)`` as read."""
-        t = time.perf_counter()
-        want = len(self._session_outputs[spec.session_index])
-        X, y = read_block(spec, want, self._dtype, check_stored)
-        seconds = time.perf_counter() - t
-        self.seconds += seconds
-        self.count += 1
-        self._times.append(seconds)
-        return X, y
+        """Read one chunk from its source, checked; returns ``(X, y)``, its rows as read."""
+        key = (spec.X.name, spec.y.name)
+        last = self._block
+        if last is not None and last[0] == key:
+            X, y = last[1], last[2]
+        else:
+            t = time.perf_counter()
+            want = len(self._session_outputs[spec.session_index])
+            X, y = read_block(spec, want, self._dtype, check_stored)
+            seconds = time.perf_counter() - t
+            self.seconds += seconds
+            self.count += 1
+            self._times.append(seconds)
+        ends = spec.offset + spec.rows >= spec.source_rows
+        self._block = None if ends else (key, X, y)
+        return spec.take(X, y)
+
+    def drop_block(self) -> None:
+        """Let go of the split block kept for the units that may follow it."""
+        self._block = None
 
     def fingerprint(self, spec, X, y, expected=None) -> int:
         """Record the chunk's fingerprint at its first read, or check it against the recorded
@@ -88,11 +105,16 @@ class ChunkReader:
         if not items:
             return
         pending = self._pool.submit(read, items[0])
-        for i in range(len(items)):
-            result = self._wait(pending, items[i])
-            pending = self._pool.submit(read, items[i + 1]) if i + 1 < len(items) else None
-            yield result
-            del result
+        try:
+            for i in range(len(items)):
+                result = self._wait(pending, items[i])
+                pending = self._pool.submit(read, items[i + 1]) if i + 1 < len(items) else None
+                yield result
+                del result
+        finally:
+            if pending is not None:  # a batch given up: its last read is not waited for
+                pending.cancel()
+            self.drop_block()
 
     def _wait(self, pending, spec):
         """The result of a background read, or :class:`ChunkReadTimeout` past its deadline

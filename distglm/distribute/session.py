@@ -89,10 +89,15 @@ class DataSession:
         With ``stats``: each chunk's kept rows, checked as the chunks are read.
     drop_empty_sessions : bool
         Whether a session with every row dropped for NaN/Inf is left out rather than refused.
+    unit_rows : "auto", int or None
+        How the plan's blocks are split into units for the workers (see
+        :func:`~distglm.distribute.assignment.split_for_workers`); a resumed fit passes the
+        split its checkpoint recorded (``chunk_kept`` is per unit).
 
     Attributes
     ----------
     plan : DataPlan
+        The plan as split into units for the workers.
     stats : DataStats
         The merged statistics (label set, class counts, samples per output, second moment).
     classes : array of shape (n_classes,)
@@ -118,8 +123,8 @@ class DataSession:
         stats=None,
         chunk_kept=None,
         drop_empty_sessions=False,
+        unit_rows="auto",
     ):
-        self.plan = plan
         self.n_classes = int(n_classes)
         self.pool = WorkerPool(
             client,
@@ -130,7 +135,9 @@ class DataSession:
             wait_for_workers=wait_for_workers,
             deadlines=deadlines,
             n_classes=self.n_classes,
+            unit_rows=unit_rows,
         )
+        self.plan = plan = self.pool.plan
         # the first term counts the statistics pass, when this session made one
         self._terms = 0 if stats is None else 1
         try:
@@ -144,6 +151,12 @@ class DataSession:
             else:
                 self.stats = stats
                 self.chunk_kept = np.asarray(chunk_kept, np.int64)
+                if self.chunk_kept.shape != (len(plan.chunks),):
+                    raise ValueError(
+                        f"The statistics count the kept rows of {self.chunk_kept.size} chunks; "
+                        f"the data is planned in {len(plan.chunks)} (units of "
+                        f"{plan.unit_rows or plan.chunk_rows} rows)."
+                    )
                 self.pool.adopt(stats.classes, self.chunk_kept)
             self.statistics_seconds = time.perf_counter() - start
             info = self.pool.info()
@@ -196,6 +209,7 @@ class DataSession:
             "workers": self.pool.workers,
             "n_chunks": len(self.plan.chunks),
             "chunk_rows": self.plan.chunk_rows,
+            "unit_rows": self.plan.unit_rows,
             "statistics_seconds": self.statistics_seconds if term.stat_passes else 0.0,
             "passes": term.pass_log,
             "recoveries": self.pool.recoveries,
@@ -209,6 +223,7 @@ class DataSession:
                     "cached_chunks": len(info["cached"]),
                     "streamed_chunks": len(info["streamed"]),
                     "cached_nbytes": info["nbytes"],
+                    "block_reads": info["chunk_reads"],
                     "memory_start": info["memory_start"],
                     "memory_end": info["memory"],
                 }
@@ -238,9 +253,11 @@ def open_plan(
     stats=None,
     chunk_kept=None,
     drop_empty_sessions=False,
+    unit_rows="auto",
 ):
-    """Open planned data (see :func:`open_data`); with ``stats`` (and ``chunk_kept``) the
-    statistics pass is skipped and those are used (a resumed fit).
+    """Open planned data (see :func:`open_data`); with ``stats`` (and ``chunk_kept``, and the
+    ``unit_rows`` it was counted for) the statistics pass is skipped and those are used (a
+    resumed fit).
 
     Yields
     ------
@@ -257,6 +274,7 @@ def open_plan(
             stats=stats,
             chunk_kept=chunk_kept,
             drop_empty_sessions=drop_empty_sessions,
+            unit_rows=unit_rows,
         ) as session,
     ):
         yield session

@@ -326,5 +326,11 @@ def session_fit_data(session) -> FitData:
     fp["counts"] = stats_fingerprint(session.stats)
     plan = session.plan
     return FitData(
-        fp, session.classes, plan.outputs, plan.features, session.stats, session.chunk_kept
+        fp,
+        session.classes,
+        plan.outputs,
+        plan.features,
+        session.stats,
+        session.chunk_kept,
+        plan.unit_rows,
     )

@@ -75,8 +75,10 @@ def plan_fingerprint(plan, dtype) -> dict:
         "outputs": _labels(plan.outputs),
         "features": _labels(plan.features),
         "session_outputs": [np.asarray(o).tolist() for o in plan.session_outputs],
-        "chunks": [[c.session_index, c.start, c.stop] for c in plan.chunks],
-        "chunk_rows": int(plan.chunk_rows),
+        # the source blocks, not the units they may be split into (a split depends on the
+        # cluster's workers; the checkpoint records it beside the fingerprint)
+        "chunks": [[int(s), int(a), int(b)] for s, a, b in plan.source],
+        "chunk_rows": int(plan.source_rows),
         "block_rows": plan.block_rows,
         "dtype": str(np.dtype(dtype)),
     }

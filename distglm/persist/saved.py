@@ -42,6 +42,9 @@ class FitData:
         Distributed data: the statistics pass's merged results.
     chunk_kept : int array of shape (n_chunks,), optional
         Distributed data: each chunk's kept rows, in chunk-id order (checked on re-read).
+    unit_rows : int, optional
+        Distributed data: the rows its blocks were split into (the chunks ``chunk_kept``
+        counts); None: not split.
     """
 
     fingerprint: dict
@@ -50,6 +53,7 @@ class FitData:
     features: np.ndarray | None = None
     stats: DataStats | None = None
     chunk_kept: np.ndarray | None = None
+    unit_rows: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +110,7 @@ def data_record(data: FitData, arrays: dict) -> dict:
         "features": encode(data.features, arrays, "features"),
         "stats": None if data.stats is None else _stats_node(data.stats, arrays),
         "chunk_kept": encode(data.chunk_kept, arrays, "chunk_kept"),
+        "unit_rows": data.unit_rows,
     }
 
 
@@ -128,6 +133,7 @@ def read_checkpoint(path) -> SavedFit:
             features=decode(d["features"], arrays, "features"),
             stats=None if d["stats"] is None else _stats_from(d["stats"], arrays),
             chunk_kept=decode(d["chunk_kept"], arrays, "chunk_kept"),
+            unit_rows=d.get("unit_rows"),  # absent from checkpoints of unsplit data
         )
         state = state_from_record(
             decode(meta["state"]["meta"], arrays, "state"),
