@@ -393,11 +393,9 @@ class WorkerPool:
     # ------------------------------------------------------------------ the passes
     def statistics(self):
         """The statistics pass: every worker reads its chunks; list of ChunkStats."""
-
-        def args_for(addr):
-            return ([self._specs[c] for c in self.assignment.chunks_of(addr)],)
-
-        results = self._run("load", args_for)
+        # the owners are looked up at each call: a recovery mid-pass moves chunks
+        specs = self._specs
+        results = self._run("load", lambda a: ([specs[c] for c in self.assignment.chunks_of(a)],))
         out = [st for stats in results.values() for st in stats]
         self._prints = {st.chunk_id: st.fingerprint for st in out}
         return out
@@ -443,8 +441,7 @@ class WorkerPool:
             release()
 
     def run_all(self, method, *args):
-        """Call ``method(*args)`` on every actor (recovering lost workers); ``{worker:
-        result}``."""
+        """Call ``method(*args)`` on every actor (recovering lost workers): {worker: result}."""
         return self._run(method, lambda a: args)
 
     @property
