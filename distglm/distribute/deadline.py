@@ -50,8 +50,8 @@ class Deadlines:
     close : float
         Seconds the workers get to clear their chunks when the pool closes; one that does not
         answer by then has its actor released all the same.
-    times : tuple of (kind, worker, seconds)
-        The calls timed so far (the last ``window`` per worker and kind).
+    recent : tuple of ((kind, worker), seconds)
+        The calls timed so far: per kind and worker (sorted), the last ``window`` times.
     """
 
     factor: float = 10.0
@@ -61,7 +61,7 @@ class Deadlines:
     window: int = 9
     read_floor: float = 60.0
     close: float = 10.0
-    times: tuple[tuple[str, str, float], ...] = ()
+    recent: tuple[tuple[tuple[str, str], tuple[float, ...]], ...] = ()
 
     def __post_init__(self):
         if not self.factor >= 1:
@@ -105,45 +105,41 @@ class Deadlines:
         """``(factor, read_floor)``, as a worker needs them for :func:`read_deadline`."""
         return (self.factor, self.read_floor)
 
+    @property
+    def times(self) -> tuple[tuple[str, str, float], ...]:
+        """Every time kept, as ``(kind, worker, seconds)``, by kind and worker, oldest first."""
+        return tuple((k, w, s) for (k, w), secs in self.recent for s in secs)
+
     def medians(self, kind: str) -> dict[str, float]:
         """Median seconds per worker for calls of ``kind``."""
-        per: dict[str, list[float]] = {}
-        for k, w, s in self.times:
-            if k == kind:
-                per.setdefault(w, []).append(s)
-        return {w: statistics.median(v) for w, v in per.items()}
+        return {w: statistics.median(secs) for (k, w), secs in self.recent if k == kind}
 
     def deadline(self, kind: str) -> float | None:
         """Seconds to wait for a call of ``kind`` (None: no limit)."""
         med = self.medians(kind)
-        if not med:
-            kinds = {k for k, _, _ in self.times}
-            if not kinds:
-                return self.initial
-            return max(self._timed(k) for k in kinds) + self.first_call
-        return self._timed(kind)
+        if med:
+            return self._timed(med)
+        kinds = {k for (k, _), _ in self.recent}
+        if not kinds:
+            return self.initial
+        return max(self._timed(self.medians(k)) for k in kinds) + self.first_call
 
-    def _timed(self, kind: str) -> float:
-        return max(self.floor, self.factor * max(self.medians(kind).values()))
+    def _timed(self, medians: Mapping[str, float]) -> float:
+        return max(self.floor, self.factor * max(medians.values()))
 
     def record(self, kind: str, seconds: Mapping[str, float]) -> Deadlines:
-        """These deadlines with the call times ``{worker: seconds}`` of one ``kind`` added."""
-        times = list(self.times)
-        for w, s in sorted(seconds.items()):
-            times.append((kind, w, float(s)))
-        kept: list[tuple[str, str, float]] = []
-        count: dict[tuple[str, str], int] = {}
-        for k, w, s in reversed(times):  # keep the newest ``window`` per (kind, worker)
-            n = count.get((k, w), 0)
-            if n < self.window:
-                kept.append((k, w, s))
-                count[(k, w)] = n + 1
-        return dataclasses.replace(self, times=tuple(reversed(kept)))
+        """These deadlines with the call times ``{worker: seconds}`` of one ``kind`` added
+        (each worker's oldest time of that kind dropped past ``window``)."""
+        recent = dict(self.recent)
+        for w, s in seconds.items():
+            recent[(kind, w)] = (*recent.get((kind, w), ()), float(s))[-self.window :]
+        return dataclasses.replace(self, recent=tuple(sorted(recent.items())))
 
     def forget(self, workers) -> Deadlines:
         """These deadlines without the times of ``workers`` (dropped from the fit)."""
         gone = set(workers)
-        return dataclasses.replace(self, times=tuple(t for t in self.times if t[1] not in gone))
+        kept = tuple(item for item in self.recent if item[0][1] not in gone)
+        return dataclasses.replace(self, recent=kept)
 
 
 def read_deadline(seconds: Sequence[float], factor: float, floor: float) -> float:
