@@ -10,6 +10,7 @@ parameters, hands them with the model's :class:`~distglm.spec.ModelSpec` to
 from __future__ import annotations
 
 import abc
+import functools
 
 import numpy as np
 import xarray as xr
@@ -76,7 +77,13 @@ class FitPaths(abc.ABC):
         cache_bytes, drop_empty_sessions = options
         dtype = str(kernel_dtype())
         plan = plan_data(X, y, self._population)
-        check_client_sizes(plan, self.n_classes, self.solver_name or "auto", self._solver_kwargs)
+        sizes = functools.partial(
+            check_client_sizes,
+            n_classes=self.n_classes,
+            solver_name=self.solver_name or "auto",
+            solver_kwargs=self._solver_kwargs,
+        )
+        sizes(plan)  # before any worker is asked; again once the plan is split for them
         saved = None if ckpt is None else ckpt.begin(plan_fingerprint(plan, dtype))
         if saved is not None and saved.complete:  # its result, without reading the data
             stats = saved.data.stats
@@ -107,6 +114,7 @@ class FitPaths(abc.ABC):
             dtype=dtype,
             cache_bytes=cache_bytes,
             drop_empty_sessions=drop_empty_sessions,
+            check_plan=sizes,
             **reuse,
         ) as session:
             self._fit_session(session, init_params, callbacks, ckpt, saved)

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 import distglm
 from distglm.cli import make_population
 from distglm.data import plan_data
-from distglm.data.plan import split_plan
+from distglm.data.plan import cut_rows, split_plan
 from distglm.distribute.assignment import (
     SPLIT_GAIN,
     Assignment,
@@ -32,10 +32,6 @@ from distglm.distribute.assignment import (
 )
 from distglm.distribute.reader import ChunkReader
 from distglm.persist.fingerprint import plan_fingerprint
-
-
-def _units(rows, unit):
-    return [min(unit, r - o) for r in rows for o in range(0, r, unit)]
 
 
 # ---------------------------------------------------------------------------- pure rules
@@ -63,10 +59,17 @@ def test_a_split_is_whole_kernel_blocks_and_lowers_the_most_loaded_worker(blocks
     unit = balanced_unit_rows(blocks, n, chunk_rows, block_rows)
     names = [str(i) for i in range(n)]
     unsplit = max(Assignment.initial(blocks, names).load(names).values())
-    if unit is None:
+    if unit is not None:
+        assert unit % block_rows == 0 and block_rows <= unit < chunk_rows
+        assert max_load(cut_rows(blocks, unit), n) <= (1 - SPLIT_GAIN) * unsplit
         return
-    assert unit % block_rows == 0 and block_rows <= unit < chunk_rows
-    assert max_load(_units(blocks, unit), n) <= (1 - SPLIT_GAIN) * unsplit
+    # no split: nothing to balance, or no candidate gains enough
+    if n == 1 or chunk_rows <= block_rows or unsplit <= (1 + SPLIT_GAIN) * sum(blocks) / n:
+        return
+    candidate = chunk_rows
+    while candidate > block_rows:
+        candidate = -(-(candidate // 2) // block_rows) * block_rows
+        assert max_load(cut_rows(blocks, candidate), n) > (1 - SPLIT_GAIN) * unsplit
 
 
 def test_four_chunks_of_the_200k_problem_are_halved_for_two_workers():
@@ -75,7 +78,7 @@ def test_four_chunks_of_the_200k_problem_are_halved_for_two_workers():
     assert Assignment.initial(blocks, names).load(names) == {"a": 131072, "b": 68928}
     unit = balanced_unit_rows(blocks, 2, 65536, 8192)
     assert unit == 32768
-    units = _units(blocks, unit)
+    units = cut_rows(blocks, unit)
     a = Assignment.initial(units, names, contiguous=True)
     assert a.load(names) == {"a": 98304, "b": 101696}
     assert a.owner == ("a",) * 3 + ("b",) * 4  # one block (the second) read by both
@@ -131,6 +134,52 @@ def test_the_units_of_a_block_share_one_read_within_a_batch():
     # the batch ended after the first unit of block 1: its next unit reads the block again
     list(reader.prefetched(split.chunks[3:4], reader.read))
     assert reader.count == 3
+
+
+def test_a_block_is_kept_until_a_unit_reaching_its_end_and_never_past_its_batch():
+    plan, X, _ = _array_plan()
+    split = split_plan(plan, 16)  # 4 units a 64-row block
+    units = split.chunks
+    reader = ChunkReader(split.session_outputs, np.float32)
+    list(reader.prefetched([units[0], units[1], units[3], units[4]], reader.read))
+    assert reader.count == 2  # units 0, 1, 3 share block 0's read (3 reaches its end)
+    list(reader.prefetched([units[3], units[0]], reader.read))
+    assert reader.count == 4  # unit 3 ended block 0: unit 0 reads it again
+    # a batch given up while its next read runs: that read may not keep its block
+    batch = reader.prefetched(units[4:8], reader.read)
+    next(batch)
+    batch.close()
+    reader._pool.submit(lambda: None).result()  # the abandoned read has finished
+    before = reader.count
+    (got,) = reader.prefetched([units[6]], reader.read)
+    assert reader.count == before + 1
+    np.testing.assert_array_equal(got[0], X[units[6].start : units[6].stop])
+
+
+def test_the_read_a_pass_counts_each_streamed_block_once():
+    from distglm.distribute.session import measured_pass_facts
+
+    plan, _, _ = _array_plan()
+    split = split_plan(plan, 32)  # 7 units of 4 blocks
+    info = {
+        "a": {
+            "chunks": [0, 1, 2, 3],
+            "streamed": [0, 1, 2],  # blocks 0 and 1
+            "read_seconds": 1.0,
+            "block_reads": 2,
+            "device": "cpu",
+        },
+        "b": {
+            "chunks": [4, 5, 6],
+            "streamed": [],
+            "read_seconds": 0.5,
+            "block_reads": 2,
+            "device": "cpu",
+        },
+    }
+    assert measured_pass_facts(info, split).read_seconds == 1.0  # 2 blocks of 0.5 s
+    assert split.read_nbytes([0, 1, 2]) == 2 * plan.chunks[0].read_nbytes
+    assert split.n_blocks([0, 1, 2]) == 2 and split.n_blocks([6]) == 1
 
 
 # ---------------------------------------------------------------------------- fits

@@ -119,38 +119,33 @@ def test_choices_on_the_benchmarked_problems():
     assert choose_solver(slow_store) == "Newton"
 
 
-class _Chunk:
-    def __init__(self, cid, rows):
-        self.chunk_id = cid
-        self.rows = rows
-        self.X = np.zeros(0)
-        self.y = np.zeros(0)
+def _plan(rows, n_features=1):
+    """A real plan of zero dask arrays chunked as ``rows`` (nothing is read)."""
+    import dask.array as da
 
-    @property
-    def nbytes(self):  # as ChunkSpec.nbytes
-        return int(self.X.nbytes + self.y.nbytes)
+    from distglm.data import plan_data
 
-
-class _Plan:
-    def __init__(self, chunks):
-        self.chunks = chunks
+    n = sum(rows)
+    X = da.zeros((n, n_features), chunks=(tuple(rows), n_features), dtype=np.float32)
+    y = da.zeros((n, 1), chunks=(tuple(rows), 1), dtype=np.int8)
+    return plan_data(X, y)
 
 
 def test_measured_pass_facts_take_the_busiest_worker_and_its_read_per_chunk():
-    plan = _Plan([_Chunk(c, 100 if c < 3 else 50) for c in range(5)])
+    plan = _plan([100, 100, 100, 50, 50])
     info = {
         "a": {
             "chunks": [0, 1, 2],
             "streamed": [1, 2],
             "read_seconds": 3.0,
-            "chunk_reads": 3,
+            "block_reads": 3,
             "device": "TFRT_CPU_0",
         },
         "b": {
             "chunks": [3, 4],
             "streamed": [],
             "read_seconds": 0.4,
-            "chunk_reads": 2,
+            "block_reads": 2,
             "device": "TFRT_CPU_0",
         },
     }
@@ -167,22 +162,16 @@ def test_measured_pass_facts_before_any_read_price_the_streamed_bytes():
     """A resumed fit's session adopts its chunks without reading them: the streamed bytes are
     priced at the default read rate."""
 
-    class Sized(_Chunk):
-        def __init__(self, cid):
-            super().__init__(cid, 10)
-            self.X = np.zeros((10, 1000), np.float32)  # 40,000 bytes
-            self.y = np.zeros((10, 0), np.int8)
-
-    plan = _Plan([Sized(0), Sized(1)])
+    plan = _plan([10, 10], n_features=1000)  # 40,000 + 10 bytes a chunk
     info = {
         "a": {
             "chunks": [0, 1],
             "streamed": [0, 1],
             "read_seconds": 0.0,
-            "chunk_reads": 0,
+            "block_reads": 0,
             "device": "cpu",
         }
     }
     facts = measured_pass_facts(info, plan)
-    assert facts.read_seconds == pytest.approx(80_000 / READ_BYTES_PER_SECOND)
+    assert facts.read_seconds == pytest.approx(80_020 / READ_BYTES_PER_SECOND)
     assert facts.rows_share == 1.0

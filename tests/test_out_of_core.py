@@ -319,9 +319,9 @@ def test_newton_pass_reads_no_chunk_of_a_converged_session():
     outputs = np.array([0, 1])  # session a's outputs; u2 (session b) has converged
     payload = rng.normal(0, 0.1, (2, P + 1, 2, C)).astype(np.float32)
     steps, t_eval = np.ones((1, 2), np.float32), np.ones(2, np.float32)
-    reads = _check(streamed.info())["chunk_reads"]
+    reads = _check(streamed.info())["block_reads"]
     got = _check(streamed.newton(payload, outputs, steps, t_eval, 1))
-    assert _check(streamed.info())["chunk_reads"] - reads == 3  # session a's chunks only
+    assert _check(streamed.info())["block_reads"] - reads == 3  # session a's chunks only
     want = _check(cached.newton(payload, outputs, steps, t_eval, 1))
     assert sorted(got[0]) == sorted(want[0]) == list(range(6))
     np.testing.assert_array_equal(got[1], want[1])

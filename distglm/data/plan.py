@@ -1,10 +1,11 @@
 """Work units: the inputs of a distributed fit cut into row chunks aligned to the data's chunks.
 
 :func:`plan_data` turns dask arrays, dask-backed xarray DataArrays or :class:`Sessions` into a
-:class:`DataPlan`: a list of :class:`ChunkSpec` (one per row chunk of each session, numbered in
-a fixed order) plus what the coordinator needs to assemble per-output sums (which global outputs
-each session recorded). Each spec carries the culled dask graph of its block only, so a worker
-can read its chunk from the source (a Zarr store, usually) without the client holding data.
+:class:`DataPlan`: a list of :class:`ChunkSpec` (one per row chunk of each session, or per unit
+of one once split, numbered in a fixed order) plus what the coordinator needs to assemble
+per-output sums (which global outputs each session recorded). Each spec carries the culled
+dask graph of its block only, so a worker can read its chunk from the source (a Zarr store,
+usually) without the client holding data.
 :func:`split_plan` cuts every block into units of at most ``unit_rows`` rows (to balance few
 large chunks over the workers); a unit keeps its block's graph and its offset in it, so a
 worker reading several units of one block decodes the block once. Nothing is computed here.
@@ -25,7 +26,7 @@ from ..kernels.softmax import DEFAULT_BLOCK_ROWS
 from .checks import zarr_layout
 from .sessions import Sessions, _dim_labels, open_sessions
 
-__all__ = ["ChunkSpec", "DataPlan", "is_distributed_input", "plan_data", "split_plan"]
+__all__ = ["ChunkSpec", "DataPlan", "cut_rows", "is_distributed_input", "plan_data", "split_plan"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -82,6 +83,11 @@ class ChunkSpec:
         """Decoded bytes of the source block (what one read of it holds)."""
         return int(self.X.nbytes + self.y.nbytes)
 
+    @property
+    def block(self) -> tuple[int, int]:
+        """``(session index, first row)`` of the source block: the same for its units."""
+        return (self.session_index, self.start - self.offset)
+
     def take(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """This chunk's rows of its source block as read (views; the block itself unless
         split)."""
@@ -92,7 +98,11 @@ class ChunkSpec:
 
     def describe(self) -> str:
         where = f"session {self.session!r}, " if self.session else ""
-        return f"{where}rows {self.start}-{self.stop} (chunk {self.chunk_id})"
+        text = f"{where}rows {self.start}-{self.stop} (chunk {self.chunk_id})"
+        if self.rows == self.source_rows:
+            return text
+        first = self.start - self.offset
+        return f"{text}, a unit of the block of rows {first}-{first + self.source_rows}"
 
 
 @dataclasses.dataclass(eq=False)
@@ -119,7 +129,7 @@ class DataPlan:
     unit_rows : int or None
         The rows blocks were split into (:func:`split_plan`); None: one chunk a block.
     source : list of (int, int, int)
-        ``(session index, start, stop)`` of every source block, and ``source_rows`` the
+        ``(session index, start, stop)`` of every source block, and ``source_chunk_rows`` the
         fixed row count before any split: what identifies the data's layout however it is
         split (the checkpoint's fingerprint).
     """
@@ -135,16 +145,26 @@ class DataPlan:
     kind: str
     unit_rows: int | None = None
     source: list = dataclasses.field(default_factory=list)
-    source_rows: int = 0
+    source_chunk_rows: int = 0
 
     def __post_init__(self):
         if not self.source:
             self.source = [(c.session_index, c.start, c.stop) for c in self.chunks]
-            self.source_rows = self.chunk_rows
+            self.source_chunk_rows = self.chunk_rows
 
     @property
     def n_outputs(self) -> int:
         return int(self.outputs.size)
+
+    def read_nbytes(self, chunk_ids) -> int:
+        """Bytes one read of each source block behind ``chunk_ids`` holds, each block once
+        (a worker reads a block once for its units of it)."""
+        blocks = {c.block: c.read_nbytes for c in (self.chunks[i] for i in chunk_ids)}
+        return sum(blocks.values())
+
+    def n_blocks(self, chunk_ids) -> int:
+        """Source blocks behind ``chunk_ids`` (each block once)."""
+        return len({self.chunks[i].block for i in chunk_ids})
 
     @property
     def n_features(self) -> int:
@@ -362,13 +382,21 @@ def split_plan(plan: DataPlan, unit_rows: int | None) -> DataPlan:
         )
     chunks = []
     for c in plan.chunks:
-        for offset in range(0, c.rows, unit_rows):
-            stop = min(c.start + offset + unit_rows, c.stop)
+        offset = 0
+        for rows in cut_rows([c.rows], unit_rows):
+            start = c.start + offset
             chunks.append(
                 dataclasses.replace(
-                    c, chunk_id=len(chunks), start=c.start + offset, stop=stop, offset=offset
+                    c, chunk_id=len(chunks), start=start, stop=start + rows, offset=offset
                 )
             )
+            offset += rows
     return dataclasses.replace(
         plan, chunks=chunks, chunk_rows=unit_rows, unit_rows=unit_rows, source=list(plan.source)
     )
+
+
+def cut_rows(rows, unit_rows: int) -> list[int]:
+    """The rows of the units blocks of ``rows`` rows are cut into: ``unit_rows`` each, the
+    last of a block what is left (the one rule :func:`split_plan` and the balance use)."""
+    return [min(unit_rows, r - o) for r in rows for o in range(0, r, unit_rows)]

@@ -2,9 +2,10 @@
 
 The model is ``distributed``'s worker state machine: the pool feeds events (workers started,
 workers lost) to these functions and carries out the decisions they return (which chunks each
-worker must load); nothing here does I/O. Because partial sums are added exactly
-(:mod:`~distglm.distribute.reduce`), no decision here can change a fit's result, only where the
-work is done.
+worker must load); nothing here does I/O (:func:`split_for_workers` reads one Dask
+configuration key). Because partial sums are added exactly (:mod:`~distglm.distribute.reduce`),
+no placement can change a fit's result, only where the work is done; a split into units changes
+the chunks themselves, and so the kernels' float32 sums, by their rounding.
 
 The rule: chunks are handed out in chunk-id order, each to the worker with the fewest rows so
 far (ties to the lowest address). A plan split into units (:func:`~distglm.data.plan.split_plan`)
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import dask.config
 
-from ..data.plan import DataPlan, split_plan
+from ..data.plan import DataPlan, cut_rows, split_plan
 
 __all__ = ["Assignment", "balanced_unit_rows", "contiguous_owners", "max_load", "split_for_workers"]
 
@@ -196,10 +197,6 @@ def max_load(rows: Sequence[int], n_workers: int) -> int:
     return max(load)
 
 
-def _units(rows: Sequence[int], unit: int) -> list[int]:
-    return [min(unit, r - o) for r in rows for o in range(0, r, unit)]
-
-
 #: A split is taken only where it lowers the most loaded worker's rows by more than this
 #: fraction: each unit costs a kernel call and a message's share of the sums.
 SPLIT_GAIN = 0.1
@@ -211,16 +208,17 @@ def balanced_unit_rows(
     """The unit size that balances ``rows`` (the blocks' rows, in order) over ``n_workers``.
 
     The candidates halve ``chunk_rows`` (rounded up to whole kernel blocks) down to one
-    block; the largest one whose most loaded worker holds at most ``1 + SPLIT_GAIN`` times
-    the even share is taken, or failing that the one with the least loaded most loaded
-    worker, and only where it lowers that load by more than ``SPLIT_GAIN`` against the
-    blocks unsplit.
+    block. Of those that lower the most loaded worker's rows (units placed in contiguous
+    runs) by more than ``SPLIT_GAIN`` against the blocks unsplit (placed greedily), the
+    largest that brings it within ``1 + SPLIT_GAIN`` times the even share is taken, or
+    failing that the one with the least loaded most loaded worker (the larger on a tie).
 
     Returns
     -------
     int or None
         The unit rows (a multiple of ``block_rows``), or None: no split (one worker, blocks
-        of one kernel block or less, or nothing gained).
+        of one kernel block or less, already within ``1 + SPLIT_GAIN`` of the even share, or
+        nothing gained).
     """
     if n_workers <= 1 or block_rows is None or chunk_rows <= block_rows:
         return None
@@ -230,18 +228,17 @@ def balanced_unit_rows(
     unsplit = max(Assignment.initial(rows, names).load(names).values())
     if unsplit <= (1 + SPLIT_GAIN) * even:
         return None
-    best, best_load = None, unsplit
+    gains = []  # (most loaded worker's rows, unit), largest unit first
     unit = chunk_rows
     while unit > block_rows:
         unit = -(-(unit // 2) // block_rows) * block_rows
-        load = max_load(_units(rows, unit), n_workers)
-        if load < best_load:
-            best, best_load = unit, load
+        load = max_load(cut_rows(rows, unit), n_workers)
+        if load <= (1 - SPLIT_GAIN) * unsplit:
+            gains.append((load, unit))
+    for load, unit in gains:
         if load <= (1 + SPLIT_GAIN) * even:
-            break
-    if best is None or best_load > (1 - SPLIT_GAIN) * unsplit:
-        return None
-    return best
+            return unit
+    return min(gains, key=lambda g: (g[0], -g[1]))[1] if gains else None
 
 
 def split_for_workers(plan: DataPlan, n_workers: int, unit_rows: int | str | None = "auto"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import threading
 import time
 
 import numpy as np
@@ -54,15 +55,19 @@ class ChunkReader:
         self._times: collections.deque[float] = collections.deque(maxlen=32)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="distglm-read")
         self._prints: dict[int, int] = {}  # chunk id -> fingerprint of its first read
-        # (block key, X, y) of the last split block read, while units of it may follow
+        # (block key, X, y) of the last split block read in this batch, while units of it may
+        # follow; a read of an earlier batch (its thread abandoned) may not set it
         self._block: tuple | None = None
+        self._batch = 0
+        self._lock = threading.Lock()
         self.seconds = 0.0
         self.count = 0
 
     def read(self, spec, check_stored=False):
         """Read one chunk from its source, checked; returns ``(X, y)``, its rows as read."""
         key = (spec.X.name, spec.y.name)
-        last = self._block
+        with self._lock:
+            batch, last = self._batch, self._block
         if last is not None and last[0] == key:
             X, y = last[1], last[2]
         else:
@@ -74,12 +79,17 @@ class ChunkReader:
             self.count += 1
             self._times.append(seconds)
         ends = spec.offset + spec.rows >= spec.source_rows
-        self._block = None if ends else (key, X, y)
+        with self._lock:
+            if self._batch == batch:
+                self._block = None if ends else (key, X, y)
         return spec.take(X, y)
 
     def drop_block(self) -> None:
-        """Let go of the split block kept for the units that may follow it."""
-        self._block = None
+        """Let go of the split block kept for the units that may follow it; a read still
+        running (of a batch given up) will not keep its block."""
+        with self._lock:
+            self._batch += 1
+            self._block = None
 
     def fingerprint(self, spec, X, y, expected=None) -> int:
         """Record the chunk's fingerprint at its first read, or check it against the recorded

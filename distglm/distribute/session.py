@@ -37,20 +37,19 @@ def measured_pass_facts(info: dict, plan) -> PassFacts:
         statistics pass (which read every chunk once), or after the chunks were adopted.
     plan : DataPlan
 
-    A worker's read per pass is its streamed chunks times its measured seconds per chunk read
-    (or, when it has read none yet, their bytes at
-    :data:`~distglm.solve.costs.READ_BYTES_PER_SECOND`).
+    A worker's read per pass is the source blocks behind its streamed chunks (a block once
+    for its units) times its measured seconds per block read (or, when it has read none yet,
+    their bytes at :data:`~distglm.solve.costs.READ_BYTES_PER_SECOND`).
     """
     rows = {c.chunk_id: c.rows for c in plan.chunks}
-    nbytes = {c.chunk_id: c.nbytes for c in plan.chunks}
     total = max(sum(rows.values()), 1)
     read, share, devices = 0.0, 0.0, set()
     for i in info.values():
         streamed = i["streamed"]
-        if i["chunk_reads"]:
-            seconds = i["read_seconds"] * len(streamed) / i["chunk_reads"]
+        if i["block_reads"]:
+            seconds = i["read_seconds"] * plan.n_blocks(streamed) / i["block_reads"]
         else:
-            seconds = sum(nbytes[c] for c in streamed) / READ_BYTES_PER_SECOND
+            seconds = plan.read_nbytes(streamed) / READ_BYTES_PER_SECOND
         read = max(read, seconds)
         share = max(share, sum(rows[c] for c in i["chunks"]) / total)
         devices.add("cpu" if "cpu" in str(i["device"]).lower() else "gpu")
@@ -93,6 +92,9 @@ class DataSession:
         How the plan's blocks are split into units for the workers (see
         :func:`~distglm.distribute.assignment.split_for_workers`); a resumed fit passes the
         split its checkpoint recorded (``chunk_kept`` is per unit).
+    check_plan : callable of DataPlan, optional
+        Called with the split plan before the statistics pass (the client's size check,
+        which counts the chunks).
 
     Attributes
     ----------
@@ -124,6 +126,7 @@ class DataSession:
         chunk_kept=None,
         drop_empty_sessions=False,
         unit_rows="auto",
+        check_plan=None,
     ):
         self.n_classes = int(n_classes)
         self.pool = WorkerPool(
@@ -141,6 +144,8 @@ class DataSession:
         # the first term counts the statistics pass, when this session made one
         self._terms = 0 if stats is None else 1
         try:
+            if check_plan is not None:
+                check_plan(plan)
             start = time.perf_counter()
             if stats is None:
                 per_chunk = self.pool.statistics()
@@ -160,9 +165,8 @@ class DataSession:
                 self.pool.adopt(stats.classes, self.chunk_kept)
             self.statistics_seconds = time.perf_counter() - start
             info = self.pool.info()
-            streamed = {c for i in info.values() for c in i["streamed"]}
-            self.streamed = bool(streamed)
-            self.read_bytes = sum(c.nbytes for c in plan.chunks if c.chunk_id in streamed)
+            self.streamed = any(i["streamed"] for i in info.values())
+            self.read_bytes = sum(plan.read_nbytes(i["streamed"]) for i in info.values())
             self.pass_facts = measured_pass_facts(info, plan)
         except BaseException:
             self.pool.close()
@@ -223,7 +227,7 @@ class DataSession:
                     "cached_chunks": len(info["cached"]),
                     "streamed_chunks": len(info["streamed"]),
                     "cached_nbytes": info["nbytes"],
-                    "block_reads": info["chunk_reads"],
+                    "block_reads": info["block_reads"],
                     "memory_start": info["memory_start"],
                     "memory_end": info["memory"],
                 }
@@ -254,6 +258,7 @@ def open_plan(
     chunk_kept=None,
     drop_empty_sessions=False,
     unit_rows="auto",
+    check_plan=None,
 ):
     """Open planned data (see :func:`open_data`); with ``stats`` (and ``chunk_kept``, and the
     ``unit_rows`` it was counted for) the statistics pass is skipped and those are used (a
@@ -275,6 +280,7 @@ def open_plan(
             chunk_kept=chunk_kept,
             drop_empty_sessions=drop_empty_sessions,
             unit_rows=unit_rows,
+            check_plan=check_plan,
         ) as session,
     ):
         yield session

@@ -70,7 +70,7 @@ class ChunkWorker:
     n_features : int
         Features of every chunk (sizes the default budget's working memory).
     read_bytes : int
-        The largest chunk's bytes as read, X and labels decoded (the same).
+        The largest source block's bytes as read, X and labels decoded (the same).
     n_classes : int, optional
         The classes the fit expects: a load whose chunks show more distinct labels fails at
         once, naming the chunk (and codes are sized for them).
@@ -138,8 +138,8 @@ class ChunkWorker:
         return self._reader.seconds
 
     @property
-    def chunk_reads(self) -> int:
-        """Chunk reads this worker made."""
+    def block_reads(self) -> int:
+        """Source block reads this worker made (units of a block read in turn share one)."""
         return self._reader.count
 
     @reported
@@ -417,7 +417,7 @@ class ChunkWorker:
     @reported
     def info(self):
         """Cached and streamed chunk ids, the cache's bytes and budget, the JAX device, the
-        seconds spent reading and the chunk reads made, and this process's memory (now and
+        seconds spent reading and the block reads made, and this process's memory (now and
         peak since the actor started)."""
         import jax
 
@@ -432,7 +432,7 @@ class ChunkWorker:
             "memory_limit": self.memory_limit,
             "device": str(jax.devices()[0]),
             "read_seconds": self.read_seconds,
-            "chunk_reads": self._reader.count,
+            "block_reads": self._reader.count,
             "memory_start": self.memory_start,
             "memory": process_memory(),
         }

@@ -78,7 +78,7 @@ def plan_fingerprint(plan, dtype) -> dict:
         # the source blocks, not the units they may be split into (a split depends on the
         # cluster's workers; the checkpoint records it beside the fingerprint)
         "chunks": [[int(s), int(a), int(b)] for s, a, b in plan.source],
-        "chunk_rows": int(plan.source_rows),
+        "chunk_rows": int(plan.source_chunk_rows),
         "block_rows": plan.block_rows,
         "dtype": str(np.dtype(dtype)),
     }
