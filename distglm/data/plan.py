@@ -128,10 +128,10 @@ class DataPlan:
     kind : {"array", "xarray", "sessions"}
     unit_rows : int or None
         The rows blocks were split into (:func:`split_plan`); None: one chunk a block.
-    source : list of (int, int, int)
-        ``(session index, start, stop)`` of every source block, and ``source_chunk_rows`` the
-        fixed row count before any split: what identifies the data's layout however it is
-        split (the checkpoint's fingerprint).
+
+    The properties ``source`` (``(session index, start, stop)`` of every source block) and
+    ``source_chunk_rows`` (the fixed row count before any split) identify the data's layout
+    however it is split (the checkpoint's fingerprint).
     """
 
     chunks: list
@@ -144,13 +144,19 @@ class DataPlan:
     block_rows: int | None
     kind: str
     unit_rows: int | None = None
-    source: list = dataclasses.field(default_factory=list)
-    source_chunk_rows: int = 0
 
-    def __post_init__(self):
-        if not self.source:
-            self.source = [(c.session_index, c.start, c.stop) for c in self.chunks]
-            self.source_chunk_rows = self.chunk_rows
+    @property
+    def source(self) -> list[tuple[int, int, int]]:
+        """``(session index, start, stop)`` of every source block, in order."""
+        blocks = {c.block: (*c.block, c.block[1] + c.source_rows) for c in self.chunks}
+        return list(blocks.values())
+
+    @property
+    def source_chunk_rows(self) -> int:
+        """The fixed row count of the blocks unsplit (``chunk_rows`` when not split)."""
+        if self.unit_rows is None:
+            return self.chunk_rows
+        return _fixed_rows([b - a for _, a, b in self.source], self.block_rows)[0]
 
     @property
     def n_outputs(self) -> int:
@@ -270,8 +276,8 @@ def _block_specs(Xd, yd, session, session_index, first_id, ds=None):
     return specs
 
 
-def _fixed_rows(chunks, block_rows):
-    longest = max(c.rows for c in chunks)
+def _fixed_rows(rows, block_rows):
+    longest = max(rows)
     if block_rows is None or longest <= block_rows:
         return longest, None
     return -(-longest // block_rows) * block_rows, block_rows
@@ -314,7 +320,7 @@ def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> Data
             chunks += _block_specs(Xd, yd, name, s, len(chunks), ds)
             ids = np.asarray(ds["y"].coords["output"].values).tolist()
             sess_outputs.append(np.asarray([out_index[o] for o in ids], dtype=np.int64))
-        rows, block = _fixed_rows(chunks, block_rows)
+        rows, block = _fixed_rows([c.rows for c in chunks], block_rows)
         return DataPlan(
             chunks,
             list(sessions),
@@ -344,7 +350,7 @@ def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> Data
     if outputs is None:
         outputs = np.arange(yd.shape[1])
     chunks = _block_specs(Xd, yd, "", 0, 0)
-    rows, block = _fixed_rows(chunks, block_rows)
+    rows, block = _fixed_rows([c.rows for c in chunks], block_rows)
     return DataPlan(
         chunks, [""], [np.arange(yd.shape[1])], outputs, features, layout, rows, block, kind
     )
@@ -391,9 +397,7 @@ def split_plan(plan: DataPlan, unit_rows: int | None) -> DataPlan:
                 )
             )
             offset += rows
-    return dataclasses.replace(
-        plan, chunks=chunks, chunk_rows=unit_rows, unit_rows=unit_rows, source=list(plan.source)
-    )
+    return dataclasses.replace(plan, chunks=chunks, chunk_rows=unit_rows, unit_rows=unit_rows)
 
 
 def cut_rows(rows, unit_rows: int) -> list[int]:
