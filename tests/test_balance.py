@@ -22,7 +22,7 @@ from hypothesis import given, settings
 import distglm
 from distglm.cli import make_population
 from distglm.data import plan_data
-from distglm.data.plan import cut_rows, split_plan
+from distglm.data.plan import cut_rows, split_plan, whole_blocks
 from distglm.distribute.assignment import (
     SPLIT_GAIN,
     Assignment,
@@ -55,7 +55,7 @@ def test_contiguous_owners_are_runs_each_within_a_chunk_of_the_even_share(rows, 
 )
 def test_a_split_is_whole_kernel_blocks_and_lowers_the_most_loaded_worker(blocks, n):
     block_rows = 8
-    chunk_rows = -(-max(blocks) // block_rows) * block_rows
+    chunk_rows = whole_blocks(max(blocks), block_rows)
     unit = balanced_unit_rows(blocks, n, chunk_rows, block_rows)
     names = [str(i) for i in range(n)]
     unsplit = max(Assignment.initial(blocks, names).load(names).values())
@@ -68,7 +68,7 @@ def test_a_split_is_whole_kernel_blocks_and_lowers_the_most_loaded_worker(blocks
         return
     candidate = chunk_rows
     while candidate > block_rows:
-        candidate = -(-(candidate // 2) // block_rows) * block_rows
+        candidate = whole_blocks(candidate // 2, block_rows)
         assert max_load(cut_rows(blocks, candidate), n) > (1 - SPLIT_GAIN) * unsplit
 
 

@@ -26,7 +26,15 @@ from ..kernels.softmax import DEFAULT_BLOCK_ROWS
 from .checks import zarr_layout
 from .sessions import Sessions, _dim_labels, open_sessions
 
-__all__ = ["ChunkSpec", "DataPlan", "cut_rows", "is_distributed_input", "plan_data", "split_plan"]
+__all__ = [
+    "ChunkSpec",
+    "DataPlan",
+    "cut_rows",
+    "is_distributed_input",
+    "plan_data",
+    "split_plan",
+    "whole_blocks",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -276,11 +284,16 @@ def _block_specs(Xd, yd, session, session_index, first_id, ds=None):
     return specs
 
 
+def whole_blocks(rows: int, block_rows: int) -> int:
+    """``rows`` rounded up to whole kernel blocks of ``block_rows``."""
+    return -(-int(rows) // block_rows) * block_rows
+
+
 def _fixed_rows(rows, block_rows):
     longest = max(rows)
     if block_rows is None or longest <= block_rows:
         return longest, None
-    return -(-longest // block_rows) * block_rows, block_rows
+    return whole_blocks(longest, block_rows), block_rows
 
 
 def plan_data(X, y=None, population=True, block_rows=DEFAULT_BLOCK_ROWS) -> DataPlan:

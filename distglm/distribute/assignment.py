@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import dask.config
 
-from ..data.plan import DataPlan, cut_rows, split_plan
+from ..data.plan import DataPlan, cut_rows, split_plan, whole_blocks
 
 __all__ = ["Assignment", "balanced_unit_rows", "contiguous_owners", "max_load", "split_for_workers"]
 
@@ -55,9 +55,8 @@ class Assignment:
         """Every chunk placed on ``workers``, balanced by rows in chunk-id order (in
         contiguous runs with ``contiguous``: :func:`contiguous_owners`)."""
         rows = tuple(int(r) for r in rows)
-        empty = cls(rows, (None,) * len(rows))
         if not contiguous:
-            return empty.place(workers)
+            return cls(rows, (None,) * len(rows)).place(workers)
         workers = sorted(set(workers))
         if not workers:
             raise ValueError("No workers to place chunks on.")
@@ -198,7 +197,7 @@ def max_load(rows: Sequence[int], n_workers: int) -> int:
 
 
 #: A split is taken only where it lowers the most loaded worker's rows by more than this
-#: fraction: each unit costs a kernel call and a message's share of the sums.
+#: fraction (each unit costs a kernel call), and ends once within this fraction of even.
 SPLIT_GAIN = 0.1
 
 
@@ -231,7 +230,7 @@ def balanced_unit_rows(
     gains = []  # (most loaded worker's rows, unit), largest unit first
     unit = chunk_rows
     while unit > block_rows:
-        unit = -(-(unit // 2) // block_rows) * block_rows
+        unit = whole_blocks(unit // 2, block_rows)
         load = max_load(cut_rows(rows, unit), n_workers)
         if load <= (1 - SPLIT_GAIN) * unsplit:
             gains.append((load, unit))
