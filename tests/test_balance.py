@@ -242,3 +242,36 @@ def test_a_resumed_fit_keeps_the_split_its_checkpoint_recorded(store, client, tm
         resumed = _fit(store, client, checkpoint=ckpt)
     assert resumed.fit_profile_["unit_rows"] == 16384
     np.testing.assert_allclose(resumed.coef_, reference.coef_, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cluster
+def test_a_checkpoint_written_before_splits_existed_resumes_unsplit(
+    store, client, tmp_path, monkeypatch
+):
+    import distglm.persist.checkpoint as checkpoint
+    from distglm.persist.saved import data_record, read_checkpoint
+
+    def older_record(data, arrays):  # the record as written before the split: no unit_rows key
+        record = data_record(data, arrays)
+        del record["unit_rows"]
+        return record
+
+    ckpt = tmp_path / "old.ckpt"
+
+    def stop(record):
+        if record.iteration >= 3:
+            raise _Stop
+
+    with dask.config.set({"distglm.balance.split": False}):
+        reference = _fit(store, client)
+        monkeypatch.setattr(checkpoint, "data_record", older_record)
+        with pytest.raises(_Stop):
+            _fit(store, client, checkpoint=ckpt, callback=stop)
+    monkeypatch.undo()
+    saved = read_checkpoint(ckpt)
+    assert saved.data.unit_rows is None and len(saved.data.chunk_kept) == 4
+    # the split is on now, but the checkpoint counts the 4 whole chunks: the fit resumes unsplit
+    resumed = _fit(store, client, checkpoint=ckpt)
+    assert resumed.fit_profile_["unit_rows"] is None and resumed.fit_profile_["n_chunks"] == 4
+    assert resumed.n_passes_ < reference.n_passes_  # resumed, not started again
+    np.testing.assert_allclose(resumed.coef_, reference.coef_, rtol=1e-5, atol=1e-6)
