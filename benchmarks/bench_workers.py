@@ -21,18 +21,81 @@ coordinator's alone. From 12 workers on (``--relay-min-workers``; 0 turns it off
 through ~sqrt(n) leader workers, each calling its group (``distglm.distribute.relay``), so the
 coordinator sends and receives ~sqrt(n) messages a pass instead of n.
 
+With ``--scheduler-process`` the table also accounts for every process's CPU, to show what the
+wall overhead can be on this machine: ``workers CPU ms`` is all the worker processes' CPU time
+during the measured fits per pass (the fits run on one open data session, so they are their
+passes and a little set-up), ``idle ms/s`` the worker processes' CPU per second while nothing
+runs (Dask's own timers: the event loop's tick, the system and memory monitors, the
+statistical profiler), and ``busy`` the share of the machine's cores all processes used during
+the fits. Where ``busy`` is near 1 the cores are the limit: a pass cannot take less wall time
+than the CPU it needs divided by the cores, whatever the coordinator does. ``--quiet-workers``
+starts the workers with those timers slowed or off (:data:`QUIET_WORKERS`), the configuration
+the README suggests for many worker processes on few cores. Below each worker count's rows,
+``Dask's RPC alone`` times the same round of calls (one direct call to every worker, sending
+parameters of this problem's size and answering a buffer of its sums' size) to an actor that
+does nothing: what any library pays to call its actors through Dask on this
+machine, with the worker processes' CPU it takes.
+
 Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]
-[--scheduler-process] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``
+[--scheduler-process] [--quiet-workers] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import time
 import warnings
 
 import numpy as np
 
 ROWS, P, K, C = 256, 8, 4, 3
+
+#: Dask settings that quieten an idle worker (README, "Many workers on few cores")
+QUIET_WORKERS = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "5s",
+}
+
+
+@contextlib.contextmanager
+def _quiet(on):
+    """Dask's configuration (and, for worker subprocesses, the environment) with
+    :data:`QUIET_WORKERS` while the cluster starts."""
+    import dask.config
+
+    if not on:
+        yield
+        return
+    env = {
+        "DASK_" + k.upper().replace(".", "__").replace("-", "_"): str(v)
+        for k, v in QUIET_WORKERS.items()
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with dask.config.set(QUIET_WORKERS):
+            yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _cpu_seconds(pids):
+    """Each process's CPU seconds (user + system) so far."""
+    import psutil
+
+    out = {}
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        out[pid] = t.user + t.system
+    return out
 
 
 def _cluster(n_workers, processes, scheduler_process):
@@ -56,9 +119,47 @@ def _cluster(n_workers, processes, scheduler_process):
     )
 
 
-def measure(n_workers, relays, processes=False, chunks=1, scheduler_process=False, rounds=1):
+def rpc_alone(client, workers, rounds=30):
+    """Median wall time of a round of direct calls to a no-op actor on every worker, and the
+    worker processes' CPU a round."""
+    from distglm.distribute.relay import call_actors
+
+    class _Noop:  # (defined here, so it travels by value, wherever this module is imported)
+        """An actor that answers a pass at once: its sums' buffer, nothing computed."""
+
+        def value_and_grad(self, theta):
+            return ("ok", ([0], np.zeros(K + (P + 1) * K * C), 0.0, 0.0))
+
+    addrs = sorted(client.run(os.getpid))
+    actors = {
+        a: client.submit(_Noop, actor=True, workers=[a], allow_other_workers=False, pure=False)
+        for a in addrs
+    }
+    theta = np.zeros((P + 1, K, C))
+    calls = {a: (client.rpc(a), f.key, "value_and_grad", (theta,)) for a, f in actors.items()}
+    try:
+        for f in actors.values():
+            f.result()
+        client.sync(call_actors, calls)
+        before = _cpu_seconds(workers)
+        walls = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            out = client.sync(call_actors, calls)
+            walls.append(time.perf_counter() - start)
+            assert all(status == "ok" for status, _ in out.values()), out
+        cpu = sum(_cpu_seconds(workers).values()) - sum(before.values())
+    finally:
+        client.cancel(list(actors.values()))
+    return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
+
+
+def measure(
+    n_workers, relays, processes=False, chunks=1, scheduler_process=False, rounds=1, quiet=False
+):
     """Per relay setting (``distglm.relay.min_workers``): fit, passes and the medians over
-    ``rounds`` fits of each (run in turn on one cluster, after one fit that compiles)."""
+    ``rounds`` fits of each (run in turn on one cluster and one open data session, after one
+    fit that compiles); with ``scheduler_process``, the processes' CPU too."""
     import dask.array as da
     import dask.config
     from distributed import Client
@@ -69,35 +170,56 @@ def measure(n_workers, relays, processes=False, chunks=1, scheduler_process=Fals
     X, y, _, _ = make_population(ROWS * n_workers * chunks, P, K, C, seed=0)
     Xd = da.from_array(np.asarray(X, np.float32), chunks=(ROWS, P))
     yd = da.from_array(np.asarray(y, np.int8), chunks=(ROWS, K))
-    cluster = _cluster(n_workers, processes, scheduler_process)
-    client = Client(cluster)
-    client.wait_for_workers(n_workers, timeout=300)
+    with _quiet(quiet):
+        cluster = _cluster(n_workers, processes, scheduler_process)
+        client = Client(cluster)
+        client.wait_for_workers(n_workers, timeout=300)
+    workers = list(client.run(os.getpid).values()) if scheduler_process else []
+    others = [client.run_on_scheduler(os.getpid), os.getpid()] if scheduler_process else []
 
-    def fit(relay):
+    def fit(data, relay):
         with dask.config.set({"distglm.relay.min_workers": relay}):
             m = distglm.ClassifierPopulationGLM(
                 n_classes=C, regularizer="Ridge", regularizer_strength=1e-2
             )
-            m.fit(Xd, yd, client=client)
+            m.fit(data)
         return m.fit_profile_["passes"]
 
     try:
-        fit(relays[0])  # the first fit compiles
-        passes: dict = {r: [] for r in relays}
-        for _ in range(rounds):
-            for r in relays:
-                passes[r].append(fit(r))
+        with distglm.open_data(Xd, yd, n_classes=C, client=client) as data:
+            fit(data, relays[0])  # the first fit compiles
+            before = _cpu_seconds(workers)
+            start = time.perf_counter()
+            time.sleep(2.0 if workers else 0.0)
+            idle = (sum(_cpu_seconds(workers).values()) - sum(before.values())) / (
+                time.perf_counter() - start
+            )
+            passes: dict = {r: [] for r in relays}
+            cpu: dict = {r: [0.0, 0.0, 0.0] for r in relays}  # workers', all, wall seconds
+            for _ in range(rounds):
+                for r in relays:
+                    before = _cpu_seconds(workers + others)
+                    start = time.perf_counter()
+                    passes[r].append(fit(data, r))
+                    cpu[r][2] += time.perf_counter() - start
+                    after = _cpu_seconds(workers + others)
+                    cpu[r][0] += sum(after[p] - before[p] for p in workers)
+                    cpu[r][1] += sum(after[p] - before[p] for p in after)
+        alone = rpc_alone(client, workers) if workers else None
         out = {}
         for r, fits in passes.items():
             every = [p for ps in fits for p in ps]
             out[r] = {
+                "workers_cpu": cpu[r][0] / len(every) * 1e3,
+                "busy": cpu[r][1] / (cpu[r][2] * (os.cpu_count() or 1)),
+                "idle": idle * 1e3,
                 "passes": int(np.median([len(ps) for ps in fits])),
                 "pass": float(np.median([p["seconds"] for p in every])) * 1e3,
                 "compute": float(np.median([p["compute"] for p in every])) * 1e3,
                 "overhead": float(np.median([p["overhead"] for p in every])) * 1e3,
                 "cpu": float(np.median([p["coordinator_cpu"] for p in every])) * 1e3,
             }
-        return out
+        return out, alone
     finally:
         client.close()
         cluster.close()
@@ -125,36 +247,53 @@ def main(argv=None):
         "measured in turn on each cluster",
     )
     ap.add_argument("--rounds", type=int, default=1, help="measured fits of each setting")
+    ap.add_argument(
+        "--quiet-workers",
+        action="store_true",
+        help="start the workers with Dask's timers slowed or off (QUIET_WORKERS)",
+    )
     args = ap.parse_args(argv)
     args.processes = args.processes or args.scheduler_process
     where = "worker processes" if args.processes else "workers in one process"
     if args.scheduler_process:
         where += ", scheduler process"
+    if args.quiet_workers:
+        where += ", quiet workers"
     print(
         f"per-pass coordination ({where}), {args.chunks} chunk(s) of "
         f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'relay': passes "
         f"relayed from that many workers on (0: never); medians over {args.rounds} fit(s)"
     )
     cpu_head = f" {'coord CPU ms':>12s} {'CPU/goal':>8s}" if args.processes else ""
+    if args.scheduler_process:
+        cpu_head += f" {'workers CPU ms':>14s} {'idle ms/s':>9s} {'busy':>5s}"
     print(
         f"{'workers':>7s} {'relay':>5s} {'passes':>6s} {'pass ms':>8s} {'compute ms':>10s} "
         f"{'overhead ms':>11s} {'goal ms':>8s} {'overhead/goal':>13s}{cpu_head}"
     )
     for n in args.workers:
-        rows = measure(
+        rows, alone = measure(
             n,
             tuple(args.relay_min_workers),
             args.processes,
             args.chunks,
             args.scheduler_process,
             args.rounds,
+            args.quiet_workers,
         )
         goal = 5.0 + 0.25 * n
         for relay, r in rows.items():
             cpu = f" {r['cpu']:12.2f} {r['cpu'] / goal:8.2f}" if args.processes else ""
+            if args.scheduler_process:
+                cpu += f" {r['workers_cpu']:14.1f} {r['idle']:9.0f} {r['busy']:5.2f}"
             print(
                 f"{n:7d} {relay:5d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "
                 f"{r['overhead']:11.2f} {goal:8.2f} {r['overhead'] / goal:13.2f}{cpu}"
+            )
+        if alone is not None:
+            print(
+                f"{n:7d} Dask's RPC alone (a no-op actor, direct calls): {alone[0]:.2f} ms a "
+                f"round, the workers' CPU {alone[1]:.1f} ms a round"
             )
 
 
