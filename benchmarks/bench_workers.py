@@ -23,18 +23,19 @@ coordinator sends and receives ~sqrt(n) messages a pass instead of n.
 
 With ``--scheduler-process`` the table also accounts for every process's CPU, to show what the
 wall overhead can be on this machine: ``workers CPU ms`` is all the worker processes' CPU time
-during the measured fits per pass (the fits run on one open data session, so they are their
-passes and a little set-up), ``idle ms/s`` the worker processes' CPU per second while nothing
-runs (Dask's own timers: the event loop's tick, the system and memory monitors, the
-statistical profiler), and ``busy`` the share of the machine's cores all processes used during
-the fits. Where ``busy`` is near 1 the cores are the limit: a pass cannot take less wall time
-than the CPU it needs divided by the cores, whatever the coordinator does. ``--quiet-workers``
-starts the workers with those timers slowed or off (:data:`QUIET_WORKERS`), the configuration
-the README suggests for many worker processes on few cores. Below each worker count's rows,
-``Dask's RPC alone`` times the same round of calls (one direct call to every worker, sending
-parameters of this problem's size and answering a buffer of its sums' size) to an actor that
-does nothing: what any library pays to call its actors through Dask on this
-machine, with the worker processes' CPU it takes.
+(not their nannies') during the measured fits per pass (the fits run on one open data session,
+so they are their passes and a little set-up), ``idle ms/s`` the worker processes' CPU per
+second while nothing runs (Dask's own timers: the event loop's tick, the system and memory
+monitors, the statistical profiler), and ``busy`` the share of the machine's cores the worker,
+scheduler and coordinator processes used during the fits. Where ``busy`` is near 1 the cores
+are the limit: a pass cannot take less wall time than the CPU it needs divided by the cores,
+whatever the coordinator does. ``--quiet-workers`` starts the workers with those timers slowed
+or off (:data:`QUIET_WORKERS`), the configuration the README suggests in "Many worker processes
+on few cores" (the scheduler and the nannies start with it too). Below each worker count's
+rows, ``Dask's RPC alone`` times the same round of calls (one direct call to every worker,
+sending parameters of this problem's size and answering a float64 buffer of its sums' length,
+half the bytes of distglm's hi/lo totals) to an actor that does nothing: what any library pays
+to call its actors through Dask on this machine, with the worker processes' CPU it takes.
 
 Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]
 [--scheduler-process] [--quiet-workers] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``

@@ -249,7 +249,8 @@ def test_a_checkpoint_written_before_splits_existed_resumes_unsplit(
     store, client, tmp_path, monkeypatch
 ):
     import distglm.persist.checkpoint as checkpoint
-    from distglm.persist.saved import data_record, read_checkpoint
+    from distglm.persist.bundle import read_bundle
+    from distglm.persist.saved import CHECKPOINT_KIND, data_record, read_checkpoint
 
     def older_record(data, arrays):  # the record as written before the split: no unit_rows key
         record = data_record(data, arrays)
@@ -268,6 +269,8 @@ def test_a_checkpoint_written_before_splits_existed_resumes_unsplit(
         with pytest.raises(_Stop):
             _fit(store, client, checkpoint=ckpt, callback=stop)
     monkeypatch.undo()
+    meta, _ = read_bundle(ckpt, CHECKPOINT_KIND)
+    assert "unit_rows" not in meta["data"]  # written as before the split
     saved = read_checkpoint(ckpt)
     assert saved.data.unit_rows is None and len(saved.data.chunk_kept) == 4
     # the split is on now, but the checkpoint counts the 4 whole chunks: the fit resumes unsplit

@@ -133,7 +133,7 @@ def read_checkpoint(path) -> SavedFit:
             features=decode(d["features"], arrays, "features"),
             stats=None if d["stats"] is None else _stats_from(d["stats"], arrays),
             chunk_kept=decode(d["chunk_kept"], arrays, "chunk_kept"),
-            unit_rows=d.get("unit_rows"),  # absent from checkpoints of unsplit data
+            unit_rows=d.get("unit_rows"),  # absent from checkpoints written before splits
         )
         state = state_from_record(
             decode(meta["state"]["meta"], arrays, "state"),
