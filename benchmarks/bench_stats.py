@@ -5,17 +5,28 @@ then one ``np.bincount`` per output, ``[X, 1]`` concatenated in float64), and a 
 reduction of the same arrays (``X.sum() + y.sum()``) as the floor. Both variants run
 interleaved in one process, so the ratio holds on a busy machine.
 
+A second table takes the same chunk from a Zarr store on disk (zarr's default codecs) and puts
+each step a worker's statistics pass does with it (``ChunkWorker.load``) beside reading it:
+the kept rows, the label counts, the float64 Gram matrix, the fingerprint and the padded copy
+the worker keeps. Where a worker reads and computes on one core, the pass costs at least the
+read plus these steps: their sum over the read is the floor of the statistics pass against
+one read of the store.
+
 Run: ``python benchmarks/bench_stats.py [--rows 65536] [--features 50] [--outputs 20]``
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 
 import numpy as np
 
+from distglm.data.checks import content_fingerprint
+from distglm.data.counting import design_gram, label_counts
 from distglm.data.stats import chunk_stats
+from distglm.distribute.chunks import hold_chunk
 from distglm.inputs import kept_rows
 
 
@@ -53,19 +64,58 @@ def main(argv=None):
     labels, counts, gram = reference_stats(X, y)
     assert np.array_equal(st.labels, labels) and np.array_equal(st.counts, counts)
     rel = float(np.abs(st.gram - gram).max() / np.abs(gram).max())
-    times = {name: [] for name in variants}
-    for _ in range(args.repeats):  # interleaved
-        for name, fn in variants.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+    med = interleaved(variants, args.repeats)
     ref = med["reference (unique + per-column)"]
     print(f"chunk {args.rows} x {args.features}, {args.outputs} outputs x {args.classes} classes")
     print(f"{'variant':34s} {'median ms':>10s} {'/ reference':>12s}")
     for name, ms in med.items():
         print(f"{name:34s} {ms:10.2f} {ms / ref:12.3f}")
     print(f"counts identical; gram max relative difference to the reference: {rel:.2e}")
+    print()
+    worker_steps(X, y, args.repeats)
+
+
+def interleaved(variants, repeats):
+    """Median milliseconds of each variant, run in turn ``repeats`` times."""
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(v)) * 1e3 for name, v in times.items()}
+
+
+def worker_steps(X, y, repeats):
+    """The worker's statistics-pass steps on one chunk beside reading it from a Zarr store."""
+    import zarr
+
+    with tempfile.TemporaryDirectory() as folder:
+        group = zarr.open_group(folder, mode="w")
+        group.create_array("X", data=X, chunks=X.shape)
+        group.create_array("y", data=y, chunks=y.shape)
+        zx, zy = group["X"], group["y"]
+        keep = kept_rows(X, y)
+        labels = np.unique(y)
+        steps = {
+            "read from the store (X and y)": lambda: (zx[:], zy[:]),
+            "kept rows (NaN/Inf)": lambda: kept_rows(X, y),
+            "label counts": lambda: label_counts(0, y),
+            "Gram matrix, float64": lambda: design_gram(X),
+            "fingerprint": lambda: content_fingerprint(X, y),
+            "padded copy kept (hold_chunk)": lambda: hold_chunk(
+                0, X, y, keep, labels, X.shape[0], np.float32
+            ),
+        }
+        med = interleaved(steps, repeats)
+    read = med.pop("read from the store (X and y)")
+    print("a worker's statistics pass on the same chunk read from a Zarr store on disk")
+    print(f"{'step':34s} {'median ms':>10s} {'/ read':>8s}")
+    print(f"{'read from the store (X and y)':34s} {read:10.2f} {1.0:8.3f}")
+    for name, ms in med.items():
+        print(f"{name:34s} {ms:10.2f} {ms / read:8.3f}")
+    total = read + sum(med.values())
+    print(f"{'read and every step':34s} {total:10.2f} {total / read:8.3f}")
 
 
 if __name__ == "__main__":

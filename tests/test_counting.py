@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from distglm.data.counting import design_gram, label_counts
+from distglm.inputs import kept_rows
 
 
 def _reference(y):
@@ -73,3 +74,28 @@ def test_gram_matches_float64_numpy(X):
     got = design_gram(X)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, Z.T @ Z, rtol=1e-12, atol=1e-9)
+
+
+_finite_or_not = st.sampled_from([0.0, 1.5, -2.0, np.nan, np.inf, -np.inf])
+
+
+@given(
+    hnp.arrays(
+        np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=6), elements=_finite_or_not
+    ),
+    st.sampled_from([None, "int", "float"]),
+    st.data(),
+)
+def test_kept_rows_are_the_rows_finite_in_x_and_float_labels(X, label_kind, data):
+    """The fast path (every value finite) and the per-row scan give the same rows."""
+    y = None
+    if label_kind == "int":
+        y = np.zeros((X.shape[0], 2), np.int8)
+    elif label_kind == "float":
+        y = data.draw(hnp.arrays(np.float64, (X.shape[0], 2), elements=_finite_or_not))
+    expected = np.array([np.isfinite(row).all() for row in X], dtype=bool).reshape(-1)
+    if label_kind == "float":
+        expected &= np.array([np.isfinite(row).all() for row in y], dtype=bool).reshape(-1)
+    got = kept_rows(X, y)
+    assert got.dtype == bool and got.shape == (X.shape[0],)
+    np.testing.assert_array_equal(got, expected)
