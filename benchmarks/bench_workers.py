@@ -36,6 +36,9 @@ rows, ``Dask's RPC alone`` times the same round of calls (one direct call to eve
 sending parameters of this problem's size and answering a float64 buffer of its sums' length,
 half the bytes of distglm's hi/lo totals) to an actor that does nothing: what any library pays
 to call its actors through Dask on this machine, with the worker processes' CPU it takes.
+``plain sockets alone`` sends the same messages over TCP sockets to as many plain Python
+processes (no Dask, no JAX; started while the Dask workers idle beside them), each answering
+at once: what a round of calls costs on this machine without Dask's RPC.
 
 Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]
 [--scheduler-process] [--quiet-workers] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``
@@ -46,6 +49,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
+import struct
+import subprocess
+import sys
 import time
 import warnings
 
@@ -155,12 +162,96 @@ def rpc_alone(client, workers, rounds=30):
     return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
 
 
+#: a plain Python process answering each message of parameters with a buffer of sums' size
+_SOCKET_PEER = """
+import socket, struct, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+reply = struct.pack("<Q", int(sys.argv[2])) + bytes(int(sys.argv[2]))
+def exactly(n):
+    buf = bytearray()
+    while len(buf) < n:
+        part = sock.recv(n - len(buf))
+        if not part:
+            sys.exit(0)
+        buf += part
+    return buf
+while True:
+    (n,) = struct.unpack("<Q", exactly(8))
+    if n == 0:
+        break
+    exactly(n)
+    sock.sendall(reply)
+"""
+
+
+def sockets_alone(n_peers, rounds=300):
+    """Median wall time of a round of the same messages over plain TCP sockets to ``n_peers``
+    processes (no Dask, no JAX: each receives the parameters and answers a buffer of the sums'
+    size at once), and those processes' CPU a round: the machine's own floor for a round of
+    calls to that many processes."""
+    theta = np.zeros((P + 1, K, C)).tobytes()
+    reply_bytes = np.zeros(K + (P + 1) * K * C).nbytes
+    message = struct.pack("<Q", len(theta)) + theta
+    listener = socket.create_server(("127.0.0.1", 0), backlog=n_peers)
+    port = listener.getsockname()[1]
+    peers = [
+        subprocess.Popen([sys.executable, "-c", _SOCKET_PEER, str(port), str(reply_bytes)])
+        for _ in range(n_peers)
+    ]
+    socks = []
+    try:
+        listener.settimeout(120)
+        for _ in range(n_peers):
+            conn, _ = listener.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(conn)
+
+        def one_round():
+            for conn in socks:
+                conn.sendall(message)
+            for conn in socks:
+                want = 8 + reply_bytes
+                while want:
+                    want -= len(conn.recv(want))
+
+        for _ in range(3):
+            one_round()
+        pids = [p.pid for p in peers]
+        before = _cpu_seconds(pids)
+        walls = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            one_round()
+            walls.append(time.perf_counter() - start)
+        cpu = sum(_cpu_seconds(pids).values()) - sum(before.values())
+        for conn in socks:
+            conn.sendall(struct.pack("<Q", 0))
+    finally:
+        for conn in socks:
+            conn.close()
+        listener.close()
+        for p in peers:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
+
+
 def measure(
-    n_workers, relays, processes=False, chunks=1, scheduler_process=False, rounds=1, quiet=False
+    n_workers,
+    settings,
+    processes=False,
+    chunks=1,
+    scheduler_process=False,
+    rounds=1,
+    quiet=False,
 ):
-    """Per relay setting (``distglm.relay.min_workers``): fit, passes and the medians over
-    ``rounds`` fits of each (run in turn on one cluster and one open data session, after one
-    fit that compiles); with ``scheduler_process``, the processes' CPU too."""
+    """Per setting ``(channel, relay, markers)`` (``distglm.transport.channel``,
+    ``distglm.relay.min_workers``, ``distglm.dashboard.markers``): fit, passes and the medians
+    over ``rounds`` fits of each (run in turn on one cluster and one open data session, after
+    one fit that compiles); with ``scheduler_process``, the processes' CPU too."""
     import dask.array as da
     import dask.config
     from distributed import Client
@@ -178,8 +269,14 @@ def measure(
     workers = list(client.run(os.getpid).values()) if scheduler_process else []
     others = [client.run_on_scheduler(os.getpid), os.getpid()] if scheduler_process else []
 
-    def fit(data, relay):
-        with dask.config.set({"distglm.relay.min_workers": relay}):
+    def fit(data, setting):
+        channel, relay, markers = setting
+        config = {
+            "distglm.relay.min_workers": relay,
+            "distglm.transport.channel": channel,
+            "distglm.dashboard.markers": bool(markers),
+        }
+        with dask.config.set(config):
             m = distglm.ClassifierPopulationGLM(
                 n_classes=C, regularizer="Ridge", regularizer_strength=1e-2
             )
@@ -188,17 +285,18 @@ def measure(
 
     try:
         with distglm.open_data(Xd, yd, n_classes=C, client=client) as data:
-            fit(data, relays[0])  # the first fit compiles
+            for setting in settings:  # the first fits compile, and open the channels
+                fit(data, setting)
             before = _cpu_seconds(workers)
             start = time.perf_counter()
             time.sleep(2.0 if workers else 0.0)
             idle = (sum(_cpu_seconds(workers).values()) - sum(before.values())) / (
                 time.perf_counter() - start
             )
-            passes: dict = {r: [] for r in relays}
-            cpu: dict = {r: [0.0, 0.0, 0.0] for r in relays}  # workers', all, wall seconds
+            passes: dict = {r: [] for r in settings}
+            cpu: dict = {r: [0.0, 0.0, 0.0] for r in settings}  # workers', all, wall seconds
             for _ in range(rounds):
-                for r in relays:
+                for r in settings:
                     before = _cpu_seconds(workers + others)
                     start = time.perf_counter()
                     passes[r].append(fit(data, r))
@@ -206,7 +304,8 @@ def measure(
                     after = _cpu_seconds(workers + others)
                     cpu[r][0] += sum(after[p] - before[p] for p in workers)
                     cpu[r][1] += sum(after[p] - before[p] for p in after)
-        alone = rpc_alone(client, workers) if workers else None
+        # the socket floor is taken with the Dask workers still up (idle), as they would be
+        alone = (rpc_alone(client, workers), sockets_alone(n_workers)) if workers else None
         out = {}
         for r, fits in passes.items():
             every = [p for ps in fits for p in ps]
@@ -247,11 +346,27 @@ def main(argv=None):
         help="relay pass calls from this many workers on (0: never); several values are "
         "measured in turn on each cluster",
     )
+    ap.add_argument(
+        "--channel",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="pass calls over distglm's own sockets (1) or Dask's RPC (0, then relayed as "
+        "--relay-min-workers says); several values are measured in turn on each cluster",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="measured fits of each setting")
     ap.add_argument(
         "--quiet-workers",
         action="store_true",
         help="start the workers with Dask's timers slowed or off (QUIET_WORKERS)",
+    )
+    ap.add_argument(
+        "--markers",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="a dashboard marker task a pass (1) or none (0: distglm.dashboard.markers "
+        "False); several values are measured in turn on each cluster",
     )
     args = ap.parse_args(argv)
     args.processes = args.processes or args.scheduler_process
@@ -262,20 +377,29 @@ def main(argv=None):
         where += ", quiet workers"
     print(
         f"per-pass coordination ({where}), {args.chunks} chunk(s) of "
-        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'relay': passes "
-        f"relayed from that many workers on (0: never); medians over {args.rounds} fit(s)"
+        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'channel' 1: pass "
+        "calls over distglm's sockets, 0: over Dask's RPC, 'relay': then relayed from that "
+        "many workers on (0: never); 'markers': a dashboard marker task a pass (1) or none; "
+        f"medians over {args.rounds} fit(s)"
     )
     cpu_head = f" {'coord CPU ms':>12s} {'CPU/goal':>8s}" if args.processes else ""
     if args.scheduler_process:
         cpu_head += f" {'workers CPU ms':>14s} {'idle ms/s':>9s} {'busy':>5s}"
     print(
-        f"{'workers':>7s} {'relay':>5s} {'passes':>6s} {'pass ms':>8s} {'compute ms':>10s} "
-        f"{'overhead ms':>11s} {'goal ms':>8s} {'overhead/goal':>13s}{cpu_head}"
+        f"{'workers':>7s} {'channel':>7s} {'relay':>5s} {'markers':>7s} {'passes':>6s} "
+        f"{'pass ms':>8s} {'compute ms':>10s} {'overhead ms':>11s} {'goal ms':>8s} "
+        f"{'overhead/goal':>13s}{cpu_head}"
     )
+    settings = [
+        (c, r, m)
+        for c in args.channel
+        for r in ([0] if c else args.relay_min_workers)
+        for m in args.markers
+    ]
     for n in args.workers:
         rows, alone = measure(
             n,
-            tuple(args.relay_min_workers),
+            settings,
             args.processes,
             args.chunks,
             args.scheduler_process,
@@ -283,18 +407,24 @@ def main(argv=None):
             args.quiet_workers,
         )
         goal = 5.0 + 0.25 * n
-        for relay, r in rows.items():
+        for (channel, relay, markers), r in rows.items():
             cpu = f" {r['cpu']:12.2f} {r['cpu'] / goal:8.2f}" if args.processes else ""
             if args.scheduler_process:
                 cpu += f" {r['workers_cpu']:14.1f} {r['idle']:9.0f} {r['busy']:5.2f}"
             print(
-                f"{n:7d} {relay:5d} {r['passes']:6d} {r['pass']:8.2f} {r['compute']:10.2f} "
-                f"{r['overhead']:11.2f} {goal:8.2f} {r['overhead'] / goal:13.2f}{cpu}"
+                f"{n:7d} {channel:7d} {relay:5d} {markers:7d} {r['passes']:6d} {r['pass']:8.2f} "
+                f"{r['compute']:10.2f} {r['overhead']:11.2f} {goal:8.2f} "
+                f"{r['overhead'] / goal:13.2f}{cpu}"
             )
         if alone is not None:
+            (rpc, rpc_cpu), (sock, sock_cpu) = alone
             print(
-                f"{n:7d} Dask's RPC alone (a no-op actor, direct calls): {alone[0]:.2f} ms a "
-                f"round, the workers' CPU {alone[1]:.1f} ms a round"
+                f"{n:7d} Dask's RPC alone (a no-op actor, direct calls): {rpc:.2f} ms a "
+                f"round, the workers' CPU {rpc_cpu:.1f} ms a round"
+            )
+            print(
+                f"{n:7d} plain sockets alone ({n} Python processes, no Dask): {sock:.2f} ms a "
+                f"round, their CPU {sock_cpu:.1f} ms a round"
             )
 
 

@@ -109,7 +109,7 @@ class ChunkSpec:
         text = f"{where}rows {self.start}-{self.stop} (chunk {self.chunk_id})"
         if self.rows == self.source_rows:
             return text
-        first = self.start - self.offset
+        first = self.block[1]
         return f"{text}, a unit of the block of rows {first}-{first + self.source_rows}"
 
 

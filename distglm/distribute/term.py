@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 
+import dask.config
 import numpy as np
 
 from ..solve.costs import PassFacts
@@ -35,7 +36,9 @@ def _mark_on_dashboard(transport, key, summary, markers):
     tasks, so without it the dashboard's task stream and progress panel show no passes. The
     last few markers' futures are kept in ``markers`` (a bounded deque) so each one runs before
     it is released; none outlives the data term (fire-and-forget tasks outlived the cluster and
-    were reported lost when it closed). Transports without a Dask client (tests) are skipped."""
+    were reported lost when it closed). Transports without a Dask client (tests) are skipped.
+    A marker costs the worker that runs it ~1.5 ms of CPU (the task's messages on its event
+    loop): Dask's configuration key ``distglm.dashboard.markers`` (default True) turns them off."""
     client = getattr(transport, "client", None) if transport is not None else None
     if client is None:
         return
@@ -115,6 +118,7 @@ class DistributedData:
         self.pass_facts = pass_facts if pass_facts is not None else PassFacts()
         self._tag = uuid.uuid4().hex[:8]  # keys of this term's dashboard markers
         self._markers: collections.deque = collections.deque(maxlen=4)
+        self._mark = bool(dask.config.get("distglm.dashboard.markers", True))
         self.n_rows = int(stats.n_rows)
         self.block_rows = self.plan.block_rows
 
@@ -137,12 +141,13 @@ class DistributedData:
         )
         n = len(self.pass_log) + self.stat_passes
         # pools without a Dask transport or recovery count (test doubles) log without them
-        _mark_on_dashboard(
-            getattr(self.pool, "transport", None),
-            f"distglm-pass-{n}-{kind}-{self._tag}",
-            {"kind": kind, "seconds": seconds, "compute": compute, "read": read},
-            self._markers,
-        )
+        if self._mark:
+            _mark_on_dashboard(
+                getattr(self.pool, "transport", None),
+                f"distglm-pass-{n}-{kind}-{self._tag}",
+                {"kind": kind, "seconds": seconds, "compute": compute, "read": read},
+                self._markers,
+            )
         logger.info(
             "pass %d (%s): %.3f s, compute %.3f s, read %.3f s, %.1f MiB read, %s, %d workers, "
             "%d recoveries",
