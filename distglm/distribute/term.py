@@ -21,7 +21,7 @@ from ..solve.costs import PassFacts
 from ..solve.means import mean_value, mean_value_and_grad, newton_means
 from .passes import add_hessians, evaluate_pass, newton_pass
 
-__all__ = ["DistributedData", "pass_clock"]
+__all__ = ["MARK_INTERVAL", "DistributedData", "pass_clock"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,17 @@ def _mark_on_dashboard(transport, key, summary, markers):
     tasks, so without it the dashboard's task stream and progress panel show no passes. The
     last few markers' futures are kept in ``markers`` (a bounded deque) so each one runs before
     it is released; none outlives the data term (fire-and-forget tasks outlived the cluster and
-    were reported lost when it closed). Transports without a Dask client (tests) are skipped.
-    A marker costs the worker that runs it ~1.5 ms of CPU (the task's messages on its event
-    loop): Dask's configuration key ``distglm.dashboard.markers`` (default True) turns them off."""
+    were reported lost when it closed). Transports without a Dask client (tests) are skipped."""
     client = getattr(transport, "client", None) if transport is not None else None
     if client is None:
         return
     markers.append(client.submit(_pass_marker, summary, key=key, pure=False))
+
+
+#: passes closer together than this (seconds) are marked on the dashboard at most once in it: a
+#: marker costs the worker that runs it ~1.5 ms of CPU (the task's messages on its event loop)
+#: and the coordinator ~0.3 ms, a third of a pass on tiny data at 2 workers (bench_workers.py)
+MARK_INTERVAL = 0.1
 
 
 def pass_clock() -> tuple[float, float]:
@@ -118,7 +122,9 @@ class DistributedData:
         self.pass_facts = pass_facts if pass_facts is not None else PassFacts()
         self._tag = uuid.uuid4().hex[:8]  # keys of this term's dashboard markers
         self._markers: collections.deque = collections.deque(maxlen=4)
+        # dashboard markers (Dask key distglm.dashboard.markers), and when the last one went
         self._mark = bool(dask.config.get("distglm.dashboard.markers", True))
+        self._marked_at = -np.inf
         self.n_rows = int(stats.n_rows)
         self.block_rows = self.plan.block_rows
 
@@ -141,7 +147,9 @@ class DistributedData:
         )
         n = len(self.pass_log) + self.stat_passes
         # pools without a Dask transport or recovery count (test doubles) log without them
-        if self._mark:
+        now = time.monotonic()
+        if self._mark and now - self._marked_at >= MARK_INTERVAL:
+            self._marked_at = now
             _mark_on_dashboard(
                 getattr(self.pool, "transport", None),
                 f"distglm-pass-{n}-{kind}-{self._tag}",
