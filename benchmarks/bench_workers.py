@@ -38,10 +38,13 @@ half the bytes of distglm's hi/lo totals) to an actor that does nothing: what an
 to call its actors through Dask on this machine, with the worker processes' CPU it takes.
 ``plain sockets alone`` sends the same messages over TCP sockets to as many plain Python
 processes (no Dask, no JAX; started while the Dask workers idle beside them), each answering
-at once: what a round of calls costs on this machine without Dask's RPC.
+at once: what a round of calls costs on this machine without Dask's RPC. ``--markers 1 0``
+measures each setting with the dashboard's pass markers (at most one marker task each
+``MARK_INTERVAL``, the default) and without them (``distglm.dashboard.markers`` False).
 
 Run: ``python benchmarks/bench_workers.py [--workers 2 8 16 32] [--processes]
-[--scheduler-process] [--quiet-workers] [--chunks 1] [--relay-min-workers 0 12] [--rounds 1]``
+[--scheduler-process] [--quiet-workers] [--chunks 1] [--relay-min-workers 0 12] [--markers 1 0]
+[--rounds 1]``
 """
 
 from __future__ import annotations
@@ -248,8 +251,8 @@ def measure(
     rounds=1,
     quiet=False,
 ):
-    """Per setting ``(channel, relay, markers)`` (``distglm.transport.channel``,
-    ``distglm.relay.min_workers``, ``distglm.dashboard.markers``): fit, passes and the medians
+    """Per setting ``(relay, markers)`` (``distglm.relay.min_workers``,
+    ``distglm.dashboard.markers``): fit, passes and the medians
     over ``rounds`` fits of each (run in turn on one cluster and one open data session, after
     one fit that compiles); with ``scheduler_process``, the processes' CPU too."""
     import dask.array as da
@@ -270,10 +273,9 @@ def measure(
     others = [client.run_on_scheduler(os.getpid), os.getpid()] if scheduler_process else []
 
     def fit(data, setting):
-        channel, relay, markers = setting
+        relay, markers = setting
         config = {
             "distglm.relay.min_workers": relay,
-            "distglm.transport.channel": channel,
             "distglm.dashboard.markers": bool(markers),
         }
         with dask.config.set(config):
@@ -285,7 +287,7 @@ def measure(
 
     try:
         with distglm.open_data(Xd, yd, n_classes=C, client=client) as data:
-            for setting in settings:  # the first fits compile, and open the channels
+            for setting in settings:  # the first fits compile
                 fit(data, setting)
             before = _cpu_seconds(workers)
             start = time.perf_counter()
@@ -346,14 +348,6 @@ def main(argv=None):
         help="relay pass calls from this many workers on (0: never); several values are "
         "measured in turn on each cluster",
     )
-    ap.add_argument(
-        "--channel",
-        type=int,
-        nargs="+",
-        default=[1],
-        help="pass calls over distglm's own sockets (1) or Dask's RPC (0, then relayed as "
-        "--relay-min-workers says); several values are measured in turn on each cluster",
-    )
     ap.add_argument("--rounds", type=int, default=1, help="measured fits of each setting")
     ap.add_argument(
         "--quiet-workers",
@@ -377,25 +371,19 @@ def main(argv=None):
         where += ", quiet workers"
     print(
         f"per-pass coordination ({where}), {args.chunks} chunk(s) of "
-        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'channel' 1: pass "
-        "calls over distglm's sockets, 0: over Dask's RPC, 'relay': then relayed from that "
-        "many workers on (0: never); 'markers': a dashboard marker task a pass (1) or none; "
-        f"medians over {args.rounds} fit(s)"
+        f"{ROWS} rows x {P} features x {K} outputs x {C} classes a worker; 'relay': passes "
+        "relayed from that many workers on (0: never); 'markers': the dashboard's marker tasks "
+        f"on (1) or off (0); medians over {args.rounds} fit(s)"
     )
     cpu_head = f" {'coord CPU ms':>12s} {'CPU/goal':>8s}" if args.processes else ""
     if args.scheduler_process:
         cpu_head += f" {'workers CPU ms':>14s} {'idle ms/s':>9s} {'busy':>5s}"
     print(
-        f"{'workers':>7s} {'channel':>7s} {'relay':>5s} {'markers':>7s} {'passes':>6s} "
+        f"{'workers':>7s} {'relay':>5s} {'markers':>7s} {'passes':>6s} "
         f"{'pass ms':>8s} {'compute ms':>10s} {'overhead ms':>11s} {'goal ms':>8s} "
         f"{'overhead/goal':>13s}{cpu_head}"
     )
-    settings = [
-        (c, r, m)
-        for c in args.channel
-        for r in ([0] if c else args.relay_min_workers)
-        for m in args.markers
-    ]
+    settings = [(r, m) for r in args.relay_min_workers for m in args.markers]
     for n in args.workers:
         rows, alone = measure(
             n,
@@ -407,12 +395,12 @@ def main(argv=None):
             args.quiet_workers,
         )
         goal = 5.0 + 0.25 * n
-        for (channel, relay, markers), r in rows.items():
+        for (relay, markers), r in rows.items():
             cpu = f" {r['cpu']:12.2f} {r['cpu'] / goal:8.2f}" if args.processes else ""
             if args.scheduler_process:
                 cpu += f" {r['workers_cpu']:14.1f} {r['idle']:9.0f} {r['busy']:5.2f}"
             print(
-                f"{n:7d} {channel:7d} {relay:5d} {markers:7d} {r['passes']:6d} {r['pass']:8.2f} "
+                f"{n:7d} {relay:5d} {markers:7d} {r['passes']:6d} {r['pass']:8.2f} "
                 f"{r['compute']:10.2f} {r['overhead']:11.2f} {goal:8.2f} "
                 f"{r['overhead'] / goal:13.2f}{cpu}"
             )
