@@ -8,9 +8,10 @@ interleaved in one process, so the ratio holds on a busy machine.
 A second table takes the same chunk from a Zarr store on disk (zarr's default codecs) and puts
 each step a worker's statistics pass does with it (``ChunkWorker.load``) beside reading it:
 the kept rows, the label counts, the float64 Gram matrix, the fingerprint and the padded copy
-the worker keeps. Where a worker reads and computes on one core, the pass costs at least the
-read plus these steps: their sum over the read is the floor of the statistics pass against
-one read of the store.
+the worker keeps. Their sum with the read, over the read, is what the statistics pass costs
+against one read of the store where nothing overlaps (a worker whose reader thread and
+compute share one core with nothing to spare); a fit's pass overlaps them as far as the cores
+allow.
 
 Run: ``python benchmarks/bench_stats.py [--rows 65536] [--features 50] [--outputs 20]``
 """

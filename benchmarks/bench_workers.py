@@ -198,16 +198,17 @@ def sockets_alone(n_peers, rounds=300):
     message = struct.pack("<Q", len(theta)) + theta
     listener = socket.create_server(("127.0.0.1", 0), backlog=n_peers)
     port = listener.getsockname()[1]
-    peers = [
-        subprocess.Popen([sys.executable, "-c", _SOCKET_PEER, str(port), str(reply_bytes)])
-        for _ in range(n_peers)
-    ]
+    peers: list[subprocess.Popen] = []
     socks = []
     try:
+        for _ in range(n_peers):
+            cmd = [sys.executable, "-c", _SOCKET_PEER, str(port), str(reply_bytes)]
+            peers.append(subprocess.Popen(cmd))
         listener.settimeout(120)
         for _ in range(n_peers):
             conn, _ = listener.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(30)  # a peer that stalls fails the benchmark, not hangs it
             socks.append(conn)
 
         def one_round():
@@ -216,7 +217,10 @@ def sockets_alone(n_peers, rounds=300):
             for conn in socks:
                 want = 8 + reply_bytes
                 while want:
-                    want -= len(conn.recv(want))
+                    part = conn.recv(want)
+                    if not part:
+                        raise ConnectionError("a socket peer closed its connection")
+                    want -= len(part)
 
         for _ in range(3):
             one_round()
@@ -239,6 +243,7 @@ def sockets_alone(n_peers, rounds=300):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
     return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
 
 
@@ -359,8 +364,8 @@ def main(argv=None):
         type=int,
         nargs="+",
         default=[1],
-        help="a dashboard marker task a pass (1) or none (0: distglm.dashboard.markers "
-        "False); several values are measured in turn on each cluster",
+        help="the dashboard's pass markers on (1: at most one each 0.1 s) or off (0: "
+        "distglm.dashboard.markers False); several values are measured in turn on each cluster",
     )
     args = ap.parse_args(argv)
     args.processes = args.processes or args.scheduler_process

@@ -231,11 +231,12 @@ def kept_rows(X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     -------
     bool array of shape (n_samples,)
     """
+    finite = np.isfinite(X)
     float_y = y is not None and y.dtype.kind == "f"
-    # the common case, every value finite, found in one pass without a per-row reduction
-    if np.isfinite(X).all() and (not float_y or np.isfinite(y).all()):
+    # the common case, every value finite, found without a per-row reduction
+    if finite.all() and (not float_y or np.isfinite(y).all()):
         return np.ones(X.shape[0], dtype=bool)
-    ok = np.all(np.isfinite(X), axis=1)
+    ok = finite.all(axis=1)
     if float_y:
         ok &= np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
     return ok

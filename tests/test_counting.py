@@ -83,7 +83,7 @@ _finite_or_not = st.sampled_from([0.0, 1.5, -2.0, np.nan, np.inf, -np.inf])
     hnp.arrays(
         np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=6), elements=_finite_or_not
     ),
-    st.sampled_from([None, "int", "float"]),
+    st.sampled_from([None, "int", "float", "float 1-D"]),
     st.data(),
 )
 def test_kept_rows_are_the_rows_finite_in_x_and_float_labels(X, label_kind, data):
@@ -91,11 +91,13 @@ def test_kept_rows_are_the_rows_finite_in_x_and_float_labels(X, label_kind, data
     y = None
     if label_kind == "int":
         y = np.zeros((X.shape[0], 2), np.int8)
-    elif label_kind == "float":
-        y = data.draw(hnp.arrays(np.float64, (X.shape[0], 2), elements=_finite_or_not))
+    elif label_kind is not None:
+        shape = (X.shape[0],) if label_kind.endswith("1-D") else (X.shape[0], 2)
+        y = data.draw(hnp.arrays(np.float64, shape, elements=_finite_or_not))
     expected = np.array([np.isfinite(row).all() for row in X], dtype=bool).reshape(-1)
-    if label_kind == "float":
-        expected &= np.array([np.isfinite(row).all() for row in y], dtype=bool).reshape(-1)
+    if y is not None and y.dtype.kind == "f":
+        rows = y.reshape(y.shape[0], -1)
+        expected &= np.array([np.isfinite(row).all() for row in rows], dtype=bool).reshape(-1)
     got = kept_rows(X, y)
     assert got.dtype == bool and got.shape == (X.shape[0],)
     np.testing.assert_array_equal(got, expected)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import logging
 import time
+import types
 
 import numpy as np
 import pytest
 
 import distglm
 from distglm.cli import make_population, make_sessions
+from distglm.distribute import term as term_module
 from distglm.distribute.term import MARK_INTERVAL
 from distglm.progress import ProgressLine
 
@@ -75,34 +77,38 @@ def test_info_log_per_iteration(data, caplog):
         assert f"{h['passes']} passes" in r.getMessage()
 
 
-def _markers_so_far(client) -> int:
-    """Marker tasks (``distglm-pass-<n>-<kind>``) submitted to the scheduler, once that
-    count holds still for 0.3 s (a submission reaches the scheduler a moment after it)."""
+def _scheduler_markers(client) -> int:
+    """Marker tasks (``distglm-pass-<n>-<kind>``) the scheduler was given (its cumulative
+    count of the prefix's transitions into "waiting": one a submitted task)."""
+    counts = client.run_on_scheduler(
+        lambda dask_scheduler: {
+            k: dict(v.state_counts) for k, v in dask_scheduler.task_prefixes.items()
+        }
+    )
+    return counts.get("distglm-pass", {}).get("waiting", 0)
 
-    def finished():
-        counts = client.run_on_scheduler(
-            lambda dask_scheduler: {
-                k: dict(v.state_counts) for k, v in dask_scheduler.task_prefixes.items()
-            }
-        )
-        return counts.get("distglm-pass", {}).get("waiting", 0)  # one a submitted task
 
-    last, now = -1, finished()
-    while now != last:
-        time.sleep(0.3)
-        last, now = now, finished()
-    return now
+@pytest.fixture
+def marked(monkeypatch):
+    """The pass numbers of the markers submitted (``_mark_on_dashboard`` counted, then run)."""
+    numbers: list[int] = []
+    real = term_module._mark_on_dashboard
+
+    def counted(transport, key, summary, markers):
+        numbers.append(int(key.split("-")[2]))
+        real(transport, key, summary, markers)
+
+    monkeypatch.setattr(term_module, "_mark_on_dashboard", counted)
+    return numbers
 
 
 @pytest.mark.cluster
-def test_info_log_per_pass_distributed(client, caplog):
+def test_info_log_per_pass_distributed(client, caplog, marked):
     sessions, *_ = make_sessions(2, 2000, 4, 3, 3, seed=1, chunk_rows=800)
     model = distglm.ClassifierPopulationGLM(3, regularizer_strength=1e-2)
-    before = _markers_so_far(client)
-    start = time.perf_counter()
+    before = _scheduler_markers(client)
     with caplog.at_level(logging.INFO, logger="distglm"):
         model.fit(sessions, client=client, cache_bytes=0)  # every chunk streamed
-    wall = time.perf_counter() - start
     passes = [r.getMessage() for r in caplog.records if r.name == "distglm.distribute.term"]
     assert len(passes) == len(model.fit_profile_["passes"]) == model.n_passes_ - 1
     nbytes = sum(int(ds["X"].nbytes + ds["y"].nbytes) for ds in sessions.values())
@@ -112,35 +118,59 @@ def test_info_log_per_pass_distributed(client, caplog):
         assert f"{nbytes / 2**20:.1f} MiB read" in message
     stats = [r for r in caplog.records if r.name == "distglm.distribute.session"]
     assert len(stats) == 1 and "some chunks streamed" in stats[0].getMessage()
-    # the passes show on the dashboard as tasks named distglm-pass-<n>-<kind>: the first, and
-    # then at most one each MARK_INTERVAL
-    marked = _markers_so_far(client) - before
-    assert 1 <= marked <= min(len(passes), 1 + wall / MARK_INTERVAL)
+    # the passes show on the dashboard as tasks named distglm-pass-<n>-<kind>, the first of
+    # them always: every marker submitted reaches the scheduler
+    assert marked and marked[0] == 2
+    deadline = time.monotonic() + 30
+    while _scheduler_markers(client) - before < len(marked) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _scheduler_markers(client) - before == len(marked)
     assert np.isfinite(model.fit_history_[-1]["objective"])
 
 
-@pytest.mark.cluster
-def test_dashboard_markers_are_marked_at_most_ten_a_second_and_can_be_turned_off(client):
-    """Passes closer together than MARK_INTERVAL share a marker (each costs its worker ~1.5
-    ms of CPU); ``distglm.dashboard.markers`` False submits none."""
+def _local_fit(markers_on):
+    """A 40-pass gradient-descent fit on an in-process pool (no cluster)."""
+    import dask.array as da
     import dask.config
 
-    sessions, *_ = make_sessions(1, 1000, 4, 3, 3, seed=2, chunk_rows=500)
-    counts = {}
-    for on in (False, True):
-        with dask.config.set({"distglm.dashboard.markers": on}):
-            before = _markers_so_far(client)
-            start = time.perf_counter()
-            m = distglm.ClassifierPopulationGLM(
-                3,
-                regularizer_strength=1e-2,
-                solver_name="GradientDescent",
-                solver_kwargs={"maxiter": 40, "tol": 1e-30},
-            ).fit(sessions, client=client)
-            wall = time.perf_counter() - start
-            counts[on] = (_markers_so_far(client) - before, m.fit_profile_["passes"], wall)
-    marked, passes, wall = counts[True]
-    assert len(passes) >= 40
-    assert 1 <= marked <= 1 + wall / MARK_INTERVAL
-    assert marked < len(passes)  # ~10 ms passes: most share a marker
-    assert counts[False][0] == 0
+    from distglm.data.plan import plan_data
+    from distglm.distribute.session import DataSession
+    from tests.fakes import LocalTransport
+
+    X, y, _, _ = make_population(600, 4, 3, 3, seed=3)
+    plan = plan_data(da.from_array(X, chunks=(300, -1)), da.from_array(y, chunks=(300, -1)))
+    config = {"distglm.join_interval": 0, "distglm.dashboard.markers": markers_on}
+    with (
+        dask.config.set(config),
+        DataSession(None, plan, 3, transport=LocalTransport(["w0", "w1"])) as session,
+    ):
+        model = distglm.ClassifierPopulationGLM(
+            3,
+            regularizer_strength=1e-2,
+            solver_name="GradientDescent",
+            solver_kwargs={"maxiter": 40, "tol": 1e-30},
+        )
+        with pytest.warns(RuntimeWarning, match="did not converge"):
+            model.fit(session)
+    return model
+
+
+def test_passes_closer_than_the_interval_share_a_marker(marked, monkeypatch):
+    """The first pass is marked, then the first pass at least MARK_INTERVAL after the last
+    marker: with a clock that moves 0.3 intervals a pass, every fourth pass."""
+    ticks = iter(np.arange(1000) * 0.3 * MARK_INTERVAL)
+    clock = types.SimpleNamespace(
+        monotonic=lambda: float(next(ticks)),
+        perf_counter=time.perf_counter,
+        process_time=time.process_time,
+    )
+    monkeypatch.setattr(term_module, "time", clock)
+    model = _local_fit(True)
+    numbers = [i + 2 for i in range(len(model.fit_profile_["passes"]))]
+    assert len(numbers) >= 40
+    assert marked == numbers[::4]
+
+
+def test_markers_can_be_turned_off(marked):
+    assert len(_local_fit(False).fit_profile_["passes"]) >= 40
+    assert marked == []

@@ -44,8 +44,8 @@ def _mark_on_dashboard(transport, key, summary, markers):
 
 
 #: passes closer together than this (seconds) are marked on the dashboard at most once in it: a
-#: marker costs the worker that runs it ~1.5 ms of CPU (the task's messages on its event loop)
-#: and the coordinator ~0.3 ms, a third of a pass on tiny data at 2 workers (bench_workers.py)
+#: marker every pass cost the workers 1-3 ms of CPU and the coordinator 0.4-0.6 ms a pass, a pass
+#: 0.9-1.9 ms more at 2 workers on tiny data (``bench_workers.txt``, markers 1 against 0)
 MARK_INTERVAL = 0.1
 
 
