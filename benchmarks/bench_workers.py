@@ -63,6 +63,9 @@ import numpy as np
 
 ROWS, P, K, C = 256, 8, 4, 3
 
+#: floats in a pass's sums (losses, then the gradient): the buffer a no-op answers with
+SUMS = K + (P + 1) * K * C
+
 #: Dask settings that quieten an idle worker (README, "Many workers on few cores")
 QUIET_WORKERS = {
     "distributed.admin.tick.interval": "1s",
@@ -139,7 +142,7 @@ def rpc_alone(client, workers, rounds=30):
         """An actor that answers a pass at once: its sums' buffer, nothing computed."""
 
         def value_and_grad(self, theta):
-            return ("ok", ([0], np.zeros(K + (P + 1) * K * C), 0.0, 0.0))
+            return ("ok", ([0], np.zeros(SUMS), 0.0, 0.0))
 
     addrs = sorted(client.run(os.getpid))
     actors = {
@@ -194,7 +197,7 @@ def sockets_alone(n_peers, rounds=300):
     size at once), and those processes' CPU a round: the machine's own floor for a round of
     calls to that many processes."""
     theta = np.zeros((P + 1, K, C)).tobytes()
-    reply_bytes = np.zeros(K + (P + 1) * K * C).nbytes
+    reply_bytes = np.zeros(SUMS).nbytes
     message = struct.pack("<Q", len(theta)) + theta
     listener = socket.create_server(("127.0.0.1", 0), backlog=n_peers)
     port = listener.getsockname()[1]

@@ -232,13 +232,15 @@ def kept_rows(X: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     bool array of shape (n_samples,)
     """
     finite = np.isfinite(X)
-    float_y = y is not None and y.dtype.kind == "f"
+    finite_y = (
+        np.isfinite(y.reshape(y.shape[0], -1)) if y is not None and y.dtype.kind == "f" else None
+    )
     # the common case, every value finite, found without a per-row reduction
-    if finite.all() and (not float_y or np.isfinite(y).all()):
+    if finite.all() and (finite_y is None or finite_y.all()):
         return np.ones(X.shape[0], dtype=bool)
     ok = finite.all(axis=1)
-    if float_y:
-        ok &= np.all(np.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+    if finite_y is not None:
+        ok &= finite_y.all(axis=1)
     return ok
 
 
