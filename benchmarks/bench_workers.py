@@ -133,6 +133,19 @@ def _cluster(n_workers, processes, scheduler_process):
     )
 
 
+def _rounds(one_round, pids, rounds):
+    """Median wall milliseconds of ``one_round()`` over ``rounds`` calls, and the processes'
+    (``pids``) CPU milliseconds a round."""
+    before = _cpu_seconds(pids)
+    walls = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        one_round()
+        walls.append(time.perf_counter() - start)
+    cpu = sum(_cpu_seconds(pids).values()) - sum(before.values())
+    return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
+
+
 def rpc_alone(client, workers, rounds=30):
     """Median wall time of a round of direct calls to a no-op actor on every worker, and the
     worker processes' CPU a round."""
@@ -154,18 +167,13 @@ def rpc_alone(client, workers, rounds=30):
     try:
         for f in actors.values():
             f.result()
+        outs = []
         client.sync(call_actors, calls)
-        before = _cpu_seconds(workers)
-        walls = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            out = client.sync(call_actors, calls)
-            walls.append(time.perf_counter() - start)
-            assert all(status == "ok" for status, _ in out.values()), out
-        cpu = sum(_cpu_seconds(workers).values()) - sum(before.values())
+        timed = _rounds(lambda: outs.append(client.sync(call_actors, calls)), workers, rounds)
+        assert all(status == "ok" for out in outs for status, _ in out.values()), outs
     finally:
         client.cancel(list(actors.values()))
-    return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
+    return timed
 
 
 #: a plain Python process answering each message of parameters with a buffer of sums' size
@@ -227,14 +235,7 @@ def sockets_alone(n_peers, rounds=300):
 
         for _ in range(3):
             one_round()
-        pids = [p.pid for p in peers]
-        before = _cpu_seconds(pids)
-        walls = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            one_round()
-            walls.append(time.perf_counter() - start)
-        cpu = sum(_cpu_seconds(pids).values()) - sum(before.values())
+        timed = _rounds(one_round, [p.pid for p in peers], rounds)
         for conn in socks:
             conn.sendall(struct.pack("<Q", 0))
     finally:
@@ -247,7 +248,7 @@ def sockets_alone(n_peers, rounds=300):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    return float(np.median(walls)) * 1e3, cpu / rounds * 1e3
+    return timed
 
 
 def measure(
