@@ -684,9 +684,9 @@ def test_each_worker_compiles_once_per_session_output_count(tmp_path, client):
     path = _write_sessions(tmp_path / "compile.zarr", arrays, sessions, [f"g{i}" for i in range(p)])
 
     def cache_sizes():
-        from distglm.kernels.compiled import VALUE_AND_GRAD
+        from distglm.kernels.compiled import VALUE_AND_GRAD_FLAT
 
-        return VALUE_AND_GRAD._cache_size()
+        return VALUE_AND_GRAD_FLAT._cache_size()
 
     before = client.run(cache_sizes)
     model = ClassifierPopulationGLM(C, regularizer_strength=1e-3)

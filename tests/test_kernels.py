@@ -294,6 +294,25 @@ def test_log_proba_rows_normalised():
     np.testing.assert_allclose(np.log(np.exp(lp).sum(axis=-1)), 0.0, atol=1e-5)
 
 
+def test_the_flat_kernels_give_the_tuple_kernels_sums_bit_for_bit():
+    """The workers' kernels (parameters stacked, sums raveled into one array) compute the very
+    sums of VALUE_AND_GRAD and VALUE, in buffer order (loss, coefficient, intercept gradient)."""
+    rng = np.random.default_rng(5)
+    n, p, k, c = 128, 5, 3, 4
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    y = rng.integers(0, c, (n, k)).astype(np.int8)
+    w = rng.uniform(0, 2, (n, k)).astype(np.float32)
+    theta = rng.standard_normal((p + 1, k, c)).astype(np.float32)
+    params = (jnp.asarray(theta[:-1]), jnp.asarray(theta[-1]))
+    loss, (gc, gb) = compiled_kernels.VALUE_AND_GRAD(params, X, y, w, block_rows=64)
+    flat = np.asarray(compiled_kernels.VALUE_AND_GRAD_FLAT(theta, X, y, w, block_rows=64))
+    want = np.concatenate([np.asarray(a).ravel() for a in (loss, gc, gb)])
+    assert flat.shape == (k + p * k * c + k * c,)
+    np.testing.assert_array_equal(flat, want)
+    value = compiled_kernels.VALUE_FLAT(theta, X, y, w, block_rows=64)
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(loss))
+
+
 # ------------------------------------------------------------------ fixed shapes, one compile
 def test_fixed_shapes_compile_once():
     """The jitted kernel the objective uses keeps one executable for one problem shape."""

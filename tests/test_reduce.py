@@ -128,8 +128,9 @@ def test_buffer_round_trip_and_size_check():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"holds 71 floats; totals of shapes .* need 72"):
         CompensatedTotals.from_buffer(shapes, buf[:-1])
-    with pytest.raises(ValueError, match="added to totals of"):
-        t.add_totals(CompensatedTotals(newton_shapes(2, 4, 3, 2)))
+    with pytest.raises(ValueError, match=r"holds 36 floats; totals of shapes .* need 72"):
+        reduce_worker_buffers({"tcp://w:1": buf[:36]}, shapes)
+    assert CompensatedTotals(newton_shapes(2, 4, 3, 2)).size == 8 + 4 + 24 + 8
 
 
 def test_add_at_columns_leaves_the_others():
@@ -143,8 +144,7 @@ def test_add_at_columns_leaves_the_others():
 @given(st.integers(1, 9), st.integers(0, 2**32 - 1))
 def test_the_whole_buffer_reduction_adds_as_the_totals_do_bit_for_bit(n_workers, seed):
     """reduce_worker_buffers adds each worker's whole buffer at once: the same additions as
-    CompensatedTotals.add_totals total by total, so the same bits; a short buffer is refused
-    naming its worker."""
+    total by total, so the same bits; a short buffer is refused naming its worker."""
     rng = np.random.default_rng(seed)
     shapes = gradient_shapes(3, 4, 2, True)
     workers = {}
@@ -154,12 +154,56 @@ def test_the_whole_buffer_reduction_adds_as_the_totals_do_bit_for_bit(n_workers,
             scale = 2.0 ** rng.integers(-30, 30, size=1)
             t.add([rng.normal(size=s) * scale for s in shapes], (0, 1, 0))
         workers[f"tcp://10.0.0.{i}:1"] = t
-    acc = CompensatedTotals(shapes)
-    for addr in sorted(workers):
-        acc.add_totals(workers[addr])
+    hi, lo = [np.zeros(s) for s in shapes], [np.zeros(s) for s in shapes]
+    for addr in sorted(workers):  # total by total: the worker's hi two-summed, its lo added
+        for i in range(len(shapes)):
+            s, e = two_sum(hi[i], workers[addr].hi[i])
+            hi[i], lo[i] = s, lo[i] + (workers[addr].lo[i] + e)
     got = reduce_worker_buffers({a: t.buffer() for a, t in workers.items()}, shapes)
-    for a, b in zip(got, acc.totals(), strict=True):
-        np.testing.assert_array_equal(a, b)
+    for a, h, low in zip(got, hi, lo, strict=True):
+        np.testing.assert_array_equal(a, h + low)
     short = {a: t.buffer()[:-1] for a, t in workers.items()}
     with pytest.raises(ValueError, match=r"Worker tcp://10\.0\.0\.0:1's buffer of sums holds"):
         reduce_worker_buffers(short, shapes)
+
+
+def _add_total_by_total(hi, lo, parts, axes, cols):
+    """The reference: each total's two-sum at its own columns (what add did before its flat
+    form)."""
+    for h, low, part, axis in zip(hi, lo, parts, axes, strict=True):
+        index = [slice(None)] * h.ndim
+        index[axis] = cols
+        s, e = two_sum(h[tuple(index)], part)
+        h[tuple(index)] = s
+        low[tuple(index)] += e
+
+
+@settings(max_examples=80)
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_a_flat_part_at_its_positions_adds_as_each_total_at_its_columns(K, p, c, seed):
+    """Several chunks of sessions holding any subset of the outputs, in any order, added as one
+    flat part each at ``positions``: every total bit for bit as adding each total's part at its
+    columns; the whole set of outputs in order takes no positions."""
+    rng = np.random.default_rng(seed)
+    shapes, axes = gradient_shapes(p, K, c), (0, 1, 0)
+    t = CompensatedTotals(shapes)
+    hi, lo = [np.zeros(s) for s in shapes], [np.zeros(s) for s in shapes]
+    for _ in range(4):
+        cols = rng.permutation(K)[: rng.integers(1, K + 1)]
+        parts = [rng.normal(size=s) * 2.0 ** rng.integers(-20, 20, size=s) for s in shapes]
+        parts = [np.take(part, cols, axis=a) for part, a in zip(parts, axes, strict=True)]
+        t.add_flat(np.concatenate([q.ravel() for q in parts]), t.positions(axes, cols))
+        _add_total_by_total(hi, lo, parts, axes, cols)
+    for got, want in zip([*t.hi, *t.lo], [*hi, *lo], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert t.positions(axes, np.arange(K)) is None
+    assert t.positions(axes, None) is None
+
+
+def test_a_flat_part_of_the_wrong_size_is_refused():
+    t = CompensatedTotals(gradient_shapes(3, 4, 2))
+    with pytest.raises(ValueError, match=r"of 36 sums was expected; one of shape \(35,\)"):
+        t.add_flat(np.zeros(35))
+    cols = np.array([2, 0])
+    with pytest.raises(ValueError, match=r"flat part of 18 sums was expected"):
+        t.add_flat(np.zeros(36), t.positions((0, 1, 0), cols))

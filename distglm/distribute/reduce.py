@@ -18,6 +18,8 @@ of the magnitudes (relative ``1e-15``), which is what the tests bound.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,13 +48,50 @@ class CompensatedTotals:
 
     def __init__(self, shapes: Sequence[Sequence[int]]):
         self.shapes = [tuple(int(n) for n in s) for s in shapes]
-        self.hi = [np.zeros(s) for s in self.shapes]
-        self.lo = [np.zeros(s) for s in self.shapes]
+        self._offsets = [0, *itertools.accumulate(math.prod(s) for s in self.shapes)]
+        # one flat array each; ``hi`` / ``lo`` are views of it, one per total
+        self._hi = np.zeros(self._offsets[-1])
+        self._lo = np.zeros(self._offsets[-1])
+        self.hi = [self._view(self._hi, i) for i in range(len(self.shapes))]
+        self.lo = [self._view(self._lo, i) for i in range(len(self.shapes))]
+        self._positions: dict[tuple, np.ndarray | None] = {}
+
+    def _view(self, flat: np.ndarray, i: int) -> np.ndarray:
+        return flat[self._offsets[i] : self._offsets[i + 1]].reshape(self.shapes[i])
 
     @property
     def size(self) -> int:
         """Floats in one of ``hi`` or ``lo`` (the buffer holds twice as many)."""
-        return sum(int(np.prod(s)) for s in self.shapes)
+        return self._offsets[-1]
+
+    def positions(self, axes: Sequence[int], cols=None) -> np.ndarray | None:
+        """Where the entries of a flat part land in the flat totals.
+
+        A flat part is the parts of :meth:`add` raveled and concatenated in order; with
+        ``cols``, each part holds ``len(cols)`` entries on its axis ``axes[i]``. Remembered per
+        ``(axes, cols)``.
+
+        Returns
+        -------
+        int64 array of shape (part size,), or None where the part covers every total in order
+        """
+        if cols is not None and self.shapes:
+            cols = np.asarray(cols, np.int64)
+            n = self.shapes[0][axes[0]]
+            if cols.size == n and np.array_equal(cols, np.arange(n)):
+                cols = None  # every output, in order: no gather and scatter (4x faster)
+        key = (tuple(axes), None if cols is None else cols.tobytes())
+        if key not in self._positions:
+            if cols is None:
+                self._positions[key] = None
+            else:
+                self._positions[key] = np.concatenate(
+                    [
+                        np.take(self._view(np.arange(self.size), i), cols, axis=axis).ravel()
+                        for i, axis in enumerate(axes)
+                    ]
+                )
+        return self._positions[key]
 
     def add(self, parts: Sequence, axes: Sequence[int], cols=None) -> None:
         """Add one chunk's sums.
@@ -67,39 +106,37 @@ class CompensatedTotals:
         cols : int array, optional
             Where the parts' entries land on that axis (distinct indices; None: all of it).
         """
-        if cols is not None and self.shapes:
-            cols = np.asarray(cols)
-            n = self.shapes[0][axes[0]]
-            if cols.size == n and np.array_equal(cols, np.arange(n)):
-                cols = None  # every output, in order: no gather and scatter (4x faster)
-        for hi, lo, part, axis in zip(self.hi, self.lo, parts, axes, strict=True):
-            part = np.asarray(part, np.float64)
-            if cols is None:
-                s, e = two_sum(hi, part)
-                hi[...] = s
-                lo += e
-                continue
-            index: list[Any] = [slice(None)] * hi.ndim
-            index[axis] = np.asarray(cols)
-            at = tuple(index)
-            s, e = two_sum(hi[at], part)
-            hi[at] = s
-            lo[at] += e
+        flat = np.concatenate([np.asarray(p, np.float64).ravel() for p in parts])
+        self.add_flat(flat, self.positions(axes, cols))
 
-    def add_totals(self, other: CompensatedTotals) -> None:
-        """Add another set of totals of the same shapes (both its ``hi`` and its ``lo``)."""
-        if other.shapes != self.shapes:
-            raise ValueError(f"Totals of shapes {other.shapes} added to totals of {self.shapes}.")
-        for hi, lo, o_hi, o_lo in zip(self.hi, self.lo, other.hi, other.lo, strict=True):
-            s, e = two_sum(hi, o_hi)
-            hi[...] = s
-            lo += o_lo + e
+    def add_flat(self, part, positions: np.ndarray | None = None) -> None:
+        """Add one chunk's sums given as one flat array.
+
+        Parameters
+        ----------
+        part : 1-D array
+            The totals' entries in buffer order (``positions`` None), or those ``positions``
+            names (distinct indices, from :meth:`positions`).
+        positions : int array, optional
+        """
+        part = np.asarray(part, np.float64)
+        expected = self.size if positions is None else positions.size
+        if part.shape != (expected,):
+            raise ValueError(
+                f"A flat part of {expected} sums was expected; one of shape {part.shape} came."
+            )
+        if positions is None:
+            s, e = two_sum(self._hi, part)
+            self._hi[...] = s
+            self._lo += e
+        else:
+            s, e = two_sum(self._hi[positions], part)
+            self._hi[positions] = s
+            self._lo[positions] += e
 
     def buffer(self) -> np.ndarray:
         """``hi`` then ``lo`` of every total, raveled into one float64 array (the wire format)."""
-        if not self.shapes:
-            return np.zeros(0)
-        return np.concatenate([a.ravel() for a in (*self.hi, *self.lo)])
+        return np.concatenate([self._hi, self._lo])
 
     @classmethod
     def from_buffer(cls, shapes: Sequence[Sequence[int]], buffer) -> CompensatedTotals:
@@ -112,10 +149,8 @@ class CompensatedTotals:
                 f"A worker's buffer of sums holds {buffer.size} floats; totals of shapes "
                 f"{out.shapes} need {2 * out.size} (hi and lo)."
             )
-        offset = 0
-        for target in (*out.hi, *out.lo):
-            target[...] = buffer[offset : offset + target.size].reshape(target.shape)
-            offset += target.size
+        out._hi[...] = buffer[: out.size]
+        out._lo[...] = buffer[out.size :]
         return out
 
     def totals(self) -> list[np.ndarray]:
@@ -153,9 +188,10 @@ def reduce_worker_buffers(
 def add_buffers(buffers: Sequence[Any], n: int | None = None) -> np.ndarray:
     """Several :meth:`CompensatedTotals.buffer` s added in the order given, into one of them.
 
-    The same additions as :meth:`CompensatedTotals.add_totals`, on each whole buffer at once (a
-    few array operations a buffer, not a few per total). A relaying worker adds its group's
-    buffers with it; the coordinator adds the workers' (or the groups').
+    Each buffer's ``hi`` is two-summed into the running ``hi``, its ``lo`` and the rounding
+    error added to the running ``lo``: a few array operations a buffer, not a few per total. A
+    relaying worker adds its group's buffers with it; the coordinator adds the workers' (or the
+    groups').
 
     Parameters
     ----------

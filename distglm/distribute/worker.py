@@ -285,15 +285,17 @@ class ChunkWorker:
             ids = [c for c in ids if h.session_of(c) in sessions]
         stream = self._reader.prefetched(h.to_read(ids), self._read_encoded)
         for cid in ids:
-            if cid in h.cache:
-                s, X, y, w = h.cache[cid]
-            else:
+            read = cid not in h.cache
+            if read:
                 got, s, (X, y, w) = next(stream)
                 assert got == cid, (got, cid)
                 h.was_read(cid, (s, X, y, w))
+            else:
+                s, X, y, w = h.cache[cid]
             yield cid, s, X, y, w
             del X, y, w
-            self._heap.check()
+            if read:  # a cached chunk's arrays stay: nothing was freed (the check reads /proc)
+                self._heap.check()
 
     # ------------------------------------------------------------------ passes
     def _run(self, theta, with_grad):

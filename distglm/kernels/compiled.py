@@ -8,6 +8,7 @@ are padded to one row count and a pass on a subset of outputs uses a few fixed o
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .folds import stacked_fold_columns
@@ -21,12 +22,34 @@ __all__ = [
     "STACKED_FOLDS",
     "VALUE",
     "VALUE_AND_GRAD",
+    "VALUE_AND_GRAD_FLAT",
+    "VALUE_FLAT",
     "output_bucket",
     "pad_outputs",
 ]
 
 #: loss and gradient sums of a chunk: ``(params, X, y_codes, weights, block_rows=)``
 VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
+
+
+def _value_and_grad_flat(theta, X, y_codes, weights, block_rows):
+    loss, (grad_coef, grad_intercept) = nll_value_and_grad_sums(
+        (theta[:-1], theta[-1]), X, y_codes, weights, block_rows=block_rows
+    )
+    return jnp.concatenate([loss, grad_coef.ravel(), grad_intercept.ravel()])
+
+
+def _value_flat(theta, X, y_codes, weights, block_rows):
+    return nll_sums((theta[:-1], theta[-1]), X, y_codes, weights, block_rows=block_rows)
+
+
+#: :data:`VALUE_AND_GRAD` of ``(theta, X, y_codes, weights, block_rows=)``, ``theta`` of shape
+#: (n_features + 1, n_outputs, n_classes) with the intercept last, its sums raveled into one
+#: array (loss, coefficient, intercept gradient): a worker's pass then sends one array to the
+#: device and copies one back, not two and three
+VALUE_AND_GRAD_FLAT = jax.jit(_value_and_grad_flat, static_argnames="block_rows")
+#: :data:`VALUE` of ``(theta, X, y_codes, weights, block_rows=)`` (as :data:`VALUE_AND_GRAD_FLAT`)
+VALUE_FLAT = jax.jit(_value_flat, static_argnames="block_rows")
 #: loss sums of a chunk
 VALUE = jax.jit(nll_sums, static_argnames="block_rows")
 #: one Newton pass over a chunk, on a subset of output columns
