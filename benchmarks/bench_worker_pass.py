@@ -1,0 +1,102 @@
+"""A worker's gradient pass over the chunks it holds, in process, beside its kernel alone.
+
+``ChunkWorker.value_and_grad`` is what every distributed pass runs on each worker: the
+parameters of each session to the device, the jitted kernel on each chunk, its sums back to the
+host and added with compensation into one buffer. The reference is the kernel alone on the same
+chunk with its parameters already on the device and its sums copied to the host: what a pass
+costs with nothing around it. On the small chunks of many-worker runs (``bench_workers.py``:
+256 rows a worker) the difference is most of a pass; on real chunks it vanishes under the
+kernel's compute.
+
+Both run interleaved in one process (medians of ``--repeats`` blocks of calls), so the ratio
+holds on a busy machine.
+
+Run: ``python benchmarks/bench_worker_pass.py [--repeats 30]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import dask.array as da
+import jax.numpy as jnp
+import numpy as np
+
+from distglm.cli import make_population
+from distglm.data.plan import plan_data
+from distglm.distribute.worker import ChunkWorker
+from distglm.kernels.compiled import VALUE_AND_GRAD
+
+#: (rows, features, outputs, classes) of one chunk
+SIZES = [(256, 8, 4, 3), (4096, 50, 20, 3), (32768, 50, 20, 3)]
+
+
+def _worker(rows, p, k, c):
+    X, y, _, _ = make_population(rows, p, k, c, seed=0)
+    Xd = da.from_array(np.asarray(X, np.float32), chunks=(rows, p))
+    yd = da.from_array(np.asarray(y, np.int8), chunks=(rows, k))
+    plan = plan_data(Xd, yd)
+    worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows, n_classes=c)
+    for status, _ in (worker.load(plan.chunks), worker.encode(np.arange(c))):
+        assert status == "ok", status
+    return worker
+
+
+def _timed(fn, calls):
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def measure(rows, p, k, c, repeats):
+    worker = _worker(rows, p, k, c)
+    theta = np.random.default_rng(1).normal(0, 0.1, (p + 1, k, c)).astype(np.float32)
+    ((_, _, X, y, w),) = list(worker._chunks())
+    on_device = (jnp.asarray(theta[:-1]), jnp.asarray(theta[-1]))
+
+    def kernel():
+        loss, (gc, gb) = VALUE_AND_GRAD(on_device, X, y, w, block_rows=worker._block)
+        return [np.asarray(a) for a in (loss, gc, gb)]
+
+    def worker_pass():
+        status, _ = worker.value_and_grad(theta)
+        assert status == "ok"
+
+    calls = max(5, int(20_000 / rows * 10))
+    for fn in (kernel, worker_pass):
+        _timed(fn, calls)  # compile and warm
+    got = {"kernel": [], "pass": []}
+    for _ in range(repeats):
+        got["kernel"].append(_timed(kernel, calls))
+        got["pass"].append(_timed(worker_pass, calls))
+    return {name: np.median(np.asarray(v), axis=0) for name, v in got.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args(argv)
+    print(
+        "a worker's gradient pass (ChunkWorker.value_and_grad) on one chunk in process, beside "
+        f"the kernel alone (parameters on the device, sums to the host); medians of "
+        f"{args.repeats} blocks"
+    )
+    head = (
+        f"{'chunk (rows x p x k x c)':>26} {'kernel us':>10} {'pass us':>9} {'pass/kernel':>12}"
+        f" {'kernel CPU us':>14} {'pass CPU us':>12}"
+    )
+    print(head)
+    for rows, p, k, c in SIZES:
+        r = measure(rows, p, k, c, args.repeats)
+        kw, kc = r["kernel"] * 1e6
+        pw, pc = r["pass"] * 1e6
+        print(
+            f"{f'{rows} x {p} x {k} x {c}':>26} {kw:10.1f} {pw:9.1f} {pw / kw:12.2f}"
+            f" {kc:14.1f} {pc:12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
