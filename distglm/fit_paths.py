@@ -171,6 +171,7 @@ class FitPaths(abc.ABC):
         spec = self._spec(layout, K, labels=(plan.features, plan.outputs))
         fit_data = None if ckpt is None else session_fit_data(session)
         result = self._run(spec, term, theta0, callbacks, ckpt, saved, fit_data)
+        term.mark_last()
         profile = session.profile(term)
         self._set_fitted(
             result,

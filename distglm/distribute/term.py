@@ -125,6 +125,8 @@ class DistributedData:
         # dashboard markers (Dask key distglm.dashboard.markers), and when the last one went
         self._mark = bool(dask.config.get("distglm.dashboard.markers", True))
         self._marked_at = -np.inf
+        self._marked_pass = 0  # the number of the last pass marked (0: none)
+        self._last: tuple | None = None  # the last pass logged: number, kind, summary
         self.n_rows = int(stats.n_rows)
         self.block_rows = self.plan.block_rows
 
@@ -148,14 +150,10 @@ class DistributedData:
         n = len(self.pass_log) + self.stat_passes
         # pools without a Dask transport or recovery count (test doubles) log without them
         now = time.monotonic()
+        self._last = (n, kind, {"kind": kind, "seconds": seconds, "compute": compute, "read": read})
         if self._mark and now - self._marked_at >= MARK_INTERVAL:
             self._marked_at = now
-            _mark_on_dashboard(
-                getattr(self.pool, "transport", None),
-                f"distglm-pass-{n}-{kind}-{self._tag}",
-                {"kind": kind, "seconds": seconds, "compute": compute, "read": read},
-                self._markers,
-            )
+            self._submit_marker()
         logger.info(
             "pass %d (%s): %.3f s, compute %.3f s, read %.3f s, %.1f MiB read, %s, %d workers, "
             "%d recoveries",
@@ -169,6 +167,22 @@ class DistributedData:
             len(timing),
             getattr(self.pool, "recoveries", 0),
         )
+
+    def _submit_marker(self):
+        n, kind, summary = self._last
+        self._marked_pass = n
+        _mark_on_dashboard(
+            getattr(self.pool, "transport", None),
+            f"distglm-pass-{n}-{kind}-{self._tag}",
+            summary,
+            self._markers,
+        )
+
+    def mark_last(self) -> None:
+        """Mark the last pass on the dashboard if :data:`MARK_INTERVAL` passed it over (called
+        as a fit ends: the dashboard then shows the pass the fit ended with)."""
+        if self._mark and self._last is not None and self._last[0] != self._marked_pass:
+            self._submit_marker()
 
     def _pass(self, theta, with_grad):
         start = pass_clock()
