@@ -311,7 +311,7 @@ def test_a_streamed_reread_takes_the_kept_rows_its_first_read_found(tmp_path, mo
     """A re-read whose fingerprint matches reuses the chunk's kept-row mask (no NaN scan);
     its sums equal a cached worker's, NaN rows dropped the same; a changed chunk is still
     refused before any mask is reused."""
-    import distglm.distribute.worker as worker_module
+    import distglm.distribute.holdings as holdings_module
 
     X = np.random.default_rng(4).normal(size=(256, P))
     X[[3, 70, 71, 200], 1] = np.nan
@@ -327,8 +327,8 @@ def test_a_streamed_reread_takes_the_kept_rows_its_first_read_found(tmp_path, mo
     streamed.encode(classes)
     cached.encode(classes)
     scans = []
-    real = worker_module.kept_rows
-    monkeypatch.setattr(worker_module, "kept_rows", lambda *a: scans.append(1) or real(*a))
+    real = holdings_module.kept_rows
+    monkeypatch.setattr(holdings_module, "kept_rows", lambda *a: scans.append(1) or real(*a))
     theta = np.random.default_rng(5).normal(0, 0.1, (P + 1, K, 2)).astype(np.float32)
     for _ in range(2):
         got, want = streamed.value_and_grad(theta), cached.value_and_grad(theta)

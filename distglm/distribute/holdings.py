@@ -14,13 +14,14 @@ rows (recorded when it is read: cross-validation folds come from them), the kept
 chunk's statistics recorded (checked on its first read), and its fold index on the device.
 
 This is the one home of those rules; :class:`~distglm.distribute.worker.ChunkWorker` reads and
-computes, and asks this object where a chunk is. Plain Python, no JAX at import.
+computes, and asks this object where a chunk is. Plain Python and numpy, no JAX at import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ..inputs import kept_rows
 from .budget import CacheLedger
 
 __all__ = ["ChunkHoldings"]
@@ -107,6 +108,30 @@ class ChunkHoldings:
             return
         (self.pending if self.admit(spec.session_index) else self.streamed)[cid] = spec
         self.expected[cid] = int(kept)
+
+    def streamed_rows(self, spec, X, y, same_content: bool):
+        """The kept rows of a chunk a pass read (streamed or adopted), recorded.
+
+        Where ``same_content`` (its fingerprint matched the one recorded) and its rows were
+        recorded, they are those; otherwise they are found. An adopted chunk's count must be
+        the one its statistics recorded (``ValueError`` naming the chunk: the data changed).
+
+        Returns
+        -------
+        bool array of shape (rows read,)
+        """
+        cid = spec.chunk_id
+        seen = same_content and cid in self.row_ranges
+        keep = self.row_ranges[cid][3] if seen else kept_rows(X, y)
+        self.row_ranges[cid] = (spec.session_index, spec.start, spec.stop, keep)
+        expected = self.expected.get(cid)
+        if expected is not None and int(keep.sum()) != expected:
+            raise ValueError(
+                f"{spec.describe()}: {int(keep.sum())} rows without NaN/Inf, but the statistics "
+                f"this fit resumed with counted {expected}: the data changed since they were "
+                "gathered. Fit with resume=False to read it afresh."
+            )
+        return keep
 
     def to_read(self, ids: Iterable[int]) -> list:
         """The specs of the chunks among ``ids`` that a pass must read (not cached)."""

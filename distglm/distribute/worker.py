@@ -34,7 +34,6 @@ import time
 import numpy as np
 
 from ..data.stats import chunk_stats
-from ..inputs import kept_rows
 from ..kernels.buffers import on_device
 from ..kernels.compile_cache import enable_compile_cache
 from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
@@ -254,20 +253,10 @@ class ChunkWorker:
 
     def _read_encoded(self, spec):
         """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        h = self.holdings
-        X, y = self._reader.read(spec, check_stored=spec.chunk_id in h.pending)
-        seen = self._reader.recorded(spec.chunk_id) and spec.chunk_id in h.row_ranges
-        self._reader.fingerprint(spec, X, y)
-        # the content is the one read before (its fingerprint matched): so are its kept rows
-        keep = h.row_ranges[spec.chunk_id][3] if seen else kept_rows(X, y)
-        h.row_ranges[spec.chunk_id] = (spec.session_index, spec.start, spec.stop, keep)
-        expected = h.expected.get(spec.chunk_id)
-        if expected is not None and int(keep.sum()) != expected:
-            raise ValueError(
-                f"{spec.describe()}: {int(keep.sum())} rows without NaN/Inf, but the statistics "
-                f"this fit resumed with counted {expected}: the data changed since they were "
-                "gathered. Fit with resume=False to read it afresh."
-            )
+        X, y = self._reader.read(spec, check_stored=spec.chunk_id in self.holdings.pending)
+        recorded = self._reader.recorded(spec.chunk_id)
+        self._reader.fingerprint(spec, X, y)  # raises unless the content is the one recorded
+        keep = self.holdings.streamed_rows(spec, X, y, same_content=recorded)
         try:
             arrays = encode_read(X, y, keep, self._classes, self._rows, self._dtype)
         except ValueError as e:
