@@ -131,6 +131,7 @@ def distributed_search(search, X, y, client, cache_bytes):
         counts = np.tile(stats.class_counts, (F + 1, 1))
         theta0 = initial_theta(plan.n_features, counts, counts.sum(axis=1))
         held, passes, thetas = newton_path(model, data, plan.layout, theta0, strengths)
+        data.mark_last()
         passes[0] += first.stat_passes + grid_passes
         found = search_result(
             model, strengths, data.n_held, (F, K), held, passes, thetas, outputs=plan.outputs

@@ -1,4 +1,4 @@
-"""ChunkHoldings, a worker's chunks by place, driven without JAX, a worker or a cluster."""
+"""ChunkHoldings, a worker's chunks by place, driven directly: no worker, device or cluster."""
 
 from __future__ import annotations
 

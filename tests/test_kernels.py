@@ -294,9 +294,11 @@ def test_log_proba_rows_normalised():
     np.testing.assert_allclose(np.log(np.exp(lp).sum(axis=-1)), 0.0, atol=1e-5)
 
 
-def test_the_flat_kernels_give_the_tuple_kernels_sums_bit_for_bit():
-    """The workers' kernels (parameters stacked, sums raveled into one array) compute the very
-    sums of VALUE_AND_GRAD and VALUE, in buffer order (loss, coefficient, intercept gradient)."""
+def test_the_flat_kernels_give_the_tuple_kernels_sums():
+    """The workers' kernels (parameters stacked, sums raveled into one array) compute the sums
+    of VALUE_AND_GRAD and VALUE, in buffer order (loss, coefficient, intercept gradient): to
+    float32 rounding (XLA may fuse the two programs differently; on this CPU they agree bit for
+    bit)."""
     rng = np.random.default_rng(5)
     n, p, k, c = 128, 5, 3, 4
     X = rng.standard_normal((n, p)).astype(np.float32)
@@ -308,9 +310,11 @@ def test_the_flat_kernels_give_the_tuple_kernels_sums_bit_for_bit():
     flat = np.asarray(compiled_kernels.VALUE_AND_GRAD_FLAT(theta, X, y, w, block_rows=64))
     want = np.concatenate([np.asarray(a).ravel() for a in (loss, gc, gb)])
     assert flat.shape == (k + p * k * c + k * c,)
-    np.testing.assert_array_equal(flat, want)
+    np.testing.assert_allclose(flat, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
     value = compiled_kernels.VALUE_FLAT(theta, X, y, w, block_rows=64)
-    np.testing.assert_array_equal(np.asarray(value), np.asarray(loss))
+    want_value = compiled_kernels.VALUE(params, X, y, w, block_rows=64)
+    assert np.shape(value) == (k,)
+    np.testing.assert_allclose(np.asarray(value), np.asarray(want_value), rtol=1e-6)
 
 
 # ------------------------------------------------------------------ fixed shapes, one compile

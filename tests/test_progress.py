@@ -170,10 +170,55 @@ def test_passes_closer_than_the_interval_share_a_marker(marked, monkeypatch):
     numbers = [i + 2 for i in range(len(model.fit_profile_["passes"]))]
     assert len(numbers) >= 40
     every_fourth = numbers[::4]
-    assert marked == every_fourth + ([numbers[-1]] if numbers[-1] != every_fourth[-1] else [])
+    assert numbers[-1] != every_fourth[-1]  # the interval passed over the last pass
+    assert marked == [*every_fourth, numbers[-1]]
     assert marked[-1] == numbers[-1]
 
 
 def test_markers_can_be_turned_off(marked):
     assert len(_local_fit(False).fit_profile_["passes"]) >= 40
     assert marked == []
+
+
+def test_a_distributed_search_marks_each_terms_first_and_last_pass(monkeypatch):
+    """With a clock that never moves on, each data term of a distributed search (the stacked
+    folds' path, then the refit) marks its first pass and, as it ends, its last (once, for a
+    term of one pass)."""
+    import dask.array as da
+    import dask.config
+
+    from distglm.data.plan import plan_data
+    from distglm.distribute.session import DataSession
+    from tests.fakes import LocalTransport
+
+    marks: list[tuple[str, int]] = []
+    logged: dict[str, list[int]] = {}
+    real_mark, real_log = term_module._mark_on_dashboard, term_module.DistributedData._log
+
+    def mark(transport, key, summary, markers):
+        _, _, n, _, tag = key.split("-")
+        marks.append((tag, int(n)))
+        real_mark(transport, key, summary, markers)
+
+    def log(self, kind, start, timing):
+        real_log(self, kind, start, timing)
+        logged.setdefault(self._tag, []).append(len(self.pass_log) + self.stat_passes)
+
+    clock = types.SimpleNamespace(
+        monotonic=lambda: 0.0, perf_counter=time.perf_counter, process_time=time.process_time
+    )
+    monkeypatch.setattr(term_module, "time", clock)
+    monkeypatch.setattr(term_module, "_mark_on_dashboard", mark)
+    monkeypatch.setattr(term_module.DistributedData, "_log", log)
+    X, y, _, _ = make_population(600, 4, 3, 3, seed=4)
+    plan = plan_data(da.from_array(X, chunks=(300, -1)), da.from_array(y, chunks=(300, -1)))
+    with (
+        dask.config.set({"distglm.join_interval": 0}),
+        DataSession(None, plan, 3, transport=LocalTransport(["w0", "w1"])) as session,
+    ):
+        distglm.ClassifierPopulationGLMCV(3, strengths=[1e-1, 1e-2], cv=3).fit(session)
+    (path, path_passes), (refit, refit_passes) = logged.items()  # in the order they ran
+    assert len(path_passes) > 1 and refit_passes  # the refit starts at the chosen fit: 1 pass
+    want = [(path, path_passes[0]), (path, path_passes[-1]), (refit, refit_passes[0])]
+    want += [(refit, refit_passes[-1])] if len(refit_passes) > 1 else []
+    assert marks == want

@@ -128,8 +128,6 @@ def test_buffer_round_trip_and_size_check():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"holds 71 floats; totals of shapes .* need 72"):
         CompensatedTotals.from_buffer(shapes, buf[:-1])
-    with pytest.raises(ValueError, match=r"holds 36 floats; totals of shapes .* need 72"):
-        reduce_worker_buffers({"tcp://w:1": buf[:36]}, shapes)
     assert CompensatedTotals(newton_shapes(2, 4, 3, 2)).size == 8 + 4 + 24 + 8
 
 
@@ -198,6 +196,20 @@ def test_a_flat_part_at_its_positions_adds_as_each_total_at_its_columns(K, p, c,
         np.testing.assert_array_equal(got, want)
     assert t.positions(axes, np.arange(K)) is None
     assert t.positions(axes, None) is None
+
+
+def test_parts_of_the_wrong_shape_or_number_are_refused():
+    """A part is checked against its total's shape (with ``len(cols)`` on its axis), so one of
+    the right size but another layout is not added scrambled."""
+    t = CompensatedTotals(gradient_shapes(3, 4, 2))
+    good = [np.zeros((4,)), np.zeros((3, 4, 2)), np.zeros((4, 2))]
+    with pytest.raises(ValueError, match=r"Part 1 of shape \(3, 4, 2\) was expected; .*2, 4\)"):
+        t.add([good[0], np.zeros((3, 2, 4)), good[2]], (0, 1, 0))
+    with pytest.raises(ValueError, match=r"Part 2 of shape \(2, 2\) was expected; .*\(4, 2\)"):
+        t.add([np.zeros(2), np.zeros((3, 2, 2)), good[2]], (0, 1, 0), np.array([3, 1]))
+    with pytest.raises(ValueError, match="3 parts were expected; 2 came"):
+        t.add(good[:2], (0, 1, 0))
+    np.testing.assert_array_equal(t.buffer(), 0.0)  # nothing was added
 
 
 def test_a_flat_part_of_the_wrong_size_is_refused():

@@ -52,20 +52,27 @@ def gradient_chunk_sums(chunks, session_outputs, theta, with_grad, block_rows, d
         gradient, coefficient sums (n_features, n_outputs, n_classes) and intercept sums
         (n_outputs, n_classes), each chunk's added at its session's outputs.
     """
-    # each session's parameters go to the jitted kernel as one numpy array (its own transfer,
-    # ~80 us a pass cheaper than a jnp.asarray of coefficients and intercepts), and its sums
-    # come back as one flat array: on a small chunk these transfers were most of a pass
-    params = {s: np.asarray(theta[:, outs, :], dtype) for s, outs in enumerate(session_outputs)}
+    import jax.numpy as jnp
+
     fn = VALUE_AND_GRAD_FLAT if with_grad else VALUE_FLAT
     P1, K, c = theta.shape
     shapes = gradient_shapes(P1 - 1, K, c, with_grad)
     totals = CompensatedTotals(shapes)
     axes = GRADIENT_AXES[: len(shapes)]
+    # per session met: its parameters on the device as one array, and where its sums land; the
+    # kernel's sums come back as one flat array (on a small chunk, the transfers of two
+    # parameter arrays and three sums were most of a pass)
+    sessions: dict = {}
     ids = []
     # each chunk's sums are pulled to the host and added before the next chunk is computed, so
     # a streamed chunk's arrays are freed as soon as it is done
     for cid, s, X, y, w in chunks:
-        part = np.asarray(fn(params[s], X, y, w, block_rows=block_rows))
+        if s not in sessions:
+            outs = session_outputs[s]
+            on_device = jnp.asarray(np.asarray(theta[:, outs, :], dtype))
+            sessions[s] = (on_device, totals.positions(axes, outs))
+        params, where = sessions[s]
+        part = np.asarray(fn(params, X, y, w, block_rows=block_rows))
         ids.append(cid)
-        totals.add_flat(part, totals.positions(axes, session_outputs[s]))
+        totals.add_flat(part, where)
     return ids, totals.buffer()

@@ -14,7 +14,8 @@ rows (recorded when it is read: cross-validation folds come from them), the kept
 chunk's statistics recorded (checked on its first read), and its fold index on the device.
 
 This is the one home of those rules; :class:`~distglm.distribute.worker.ChunkWorker` reads and
-computes, and asks this object where a chunk is. Plain Python and numpy, no JAX at import.
+computes, and asks this object where a chunk is. No cluster, device or kernel: tests drive it
+directly.
 """
 
 from __future__ import annotations
@@ -112,9 +113,20 @@ class ChunkHoldings:
     def streamed_rows(self, spec, X, y, same_content: bool):
         """The kept rows of a chunk a pass read (streamed or adopted), recorded.
 
-        Where ``same_content`` (its fingerprint matched the one recorded) and its rows were
-        recorded, they are those; otherwise they are found. An adopted chunk's count must be
-        the one its statistics recorded (``ValueError`` naming the chunk: the data changed).
+        Parameters
+        ----------
+        spec : ChunkSpec
+        X : array of shape (rows read, n_features)
+        y : array of shape (rows read, n_session_outputs)
+        same_content : bool
+            Whether its fingerprint matched one recorded: then, where its rows were recorded,
+            they are those; otherwise they are found (:func:`~distglm.inputs.kept_rows`).
+
+        Raises
+        ------
+        ValueError
+            Naming the chunk, where an adopted chunk keeps another number of rows than its
+            statistics recorded (the data changed).
 
         Returns
         -------

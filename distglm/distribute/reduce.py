@@ -54,7 +54,6 @@ class CompensatedTotals:
         self._lo = np.zeros(self._offsets[-1])
         self.hi = [self._view(self._hi, i) for i in range(len(self.shapes))]
         self.lo = [self._view(self._lo, i) for i in range(len(self.shapes))]
-        self._positions: dict[tuple, np.ndarray | None] = {}
 
     def _view(self, flat: np.ndarray, i: int) -> np.ndarray:
         return flat[self._offsets[i] : self._offsets[i + 1]].reshape(self.shapes[i])
@@ -67,31 +66,30 @@ class CompensatedTotals:
     def positions(self, axes: Sequence[int], cols=None) -> np.ndarray | None:
         """Where the entries of a flat part land in the flat totals.
 
-        A flat part is the parts of :meth:`add` raveled and concatenated in order; with
-        ``cols``, each part holds ``len(cols)`` entries on its axis ``axes[i]``. Remembered per
-        ``(axes, cols)``.
+        Parameters
+        ----------
+        axes : sequence of int
+            The output axis of each total.
+        cols : int array, optional
+            The outputs a part holds, in its order (distinct indices; None: all of them).
 
         Returns
         -------
-        int64 array of shape (part size,), or None where the part covers every total in order
+        int64 array of shape (part size,), or None
+            For a part that is the totals' parts (each with ``len(cols)`` entries on its axis
+            ``axes[i]``) raveled and concatenated in order; None where the part covers every
+            total in order (no gather and scatter).
         """
-        if cols is not None and self.shapes:
-            cols = np.asarray(cols, np.int64)
-            n = self.shapes[0][axes[0]]
-            if cols.size == n and np.array_equal(cols, np.arange(n)):
-                cols = None  # every output, in order: no gather and scatter (4x faster)
-        key = (tuple(axes), None if cols is None else cols.tobytes())
-        if key not in self._positions:
-            if cols is None:
-                self._positions[key] = None
-            else:
-                self._positions[key] = np.concatenate(
-                    [
-                        np.take(self._view(np.arange(self.size), i), cols, axis=axis).ravel()
-                        for i, axis in enumerate(axes)
-                    ]
-                )
-        return self._positions[key]
+        if cols is None or not self.shapes:
+            return None
+        cols = np.asarray(cols, np.int64)
+        n = self.shapes[0][axes[0]]
+        if cols.size == n and np.array_equal(cols, np.arange(n)):
+            return None  # every output, in order: no gather and scatter (4x faster)
+        index = np.arange(self.size)
+        return np.concatenate(
+            [np.take(self._view(index, i), cols, axis=axis).ravel() for i, axis in enumerate(axes)]
+        )
 
     def add(self, parts: Sequence, axes: Sequence[int], cols=None) -> None:
         """Add one chunk's sums.
@@ -106,8 +104,21 @@ class CompensatedTotals:
         cols : int array, optional
             Where the parts' entries land on that axis (distinct indices; None: all of it).
         """
-        flat = np.concatenate([np.asarray(p, np.float64).ravel() for p in parts])
-        self.add_flat(flat, self.positions(axes, cols))
+        if len(parts) != len(self.shapes):
+            raise ValueError(f"{len(self.shapes)} parts were expected; {len(parts)} came.")
+        flat = []
+        for i, (part, axis) in enumerate(zip(parts, axes, strict=True)):
+            part = np.asarray(part, np.float64)
+            want = list(self.shapes[i])
+            if cols is not None:
+                want[axis] = len(cols)
+            if part.shape != tuple(want):
+                raise ValueError(
+                    f"Part {i} of shape {tuple(want)} was expected; one of {part.shape} came."
+                )
+            flat.append(part.ravel())
+        if flat:
+            self.add_flat(np.concatenate(flat), self.positions(axes, cols))
 
     def add_flat(self, part, positions: np.ndarray | None = None) -> None:
         """Add one chunk's sums given as one flat array.
@@ -116,8 +127,10 @@ class CompensatedTotals:
         ----------
         part : 1-D array
             The totals' entries in buffer order (``positions`` None), or those ``positions``
-            names (distinct indices, from :meth:`positions`).
+            names.
         positions : int array, optional
+            Where each entry of ``part`` lands among the flat totals (distinct indices, from
+            :meth:`positions`).
         """
         part = np.asarray(part, np.float64)
         expected = self.size if positions is None else positions.size
