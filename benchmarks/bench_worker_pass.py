@@ -1,4 +1,4 @@
-"""A worker's gradient pass over the chunks it holds, in process, beside its kernel alone.
+"""A worker's gradient and Newton passes over its chunks, in process, beside their kernels.
 
 ``ChunkWorker.value_and_grad`` is what every distributed pass runs on each worker: the
 parameters of each session to the device, the jitted kernel on each chunk, its sums back to the
@@ -8,8 +8,11 @@ costs with nothing around it. On the small chunks of many-worker runs (``bench_w
 256 rows a worker) the difference is most of a pass; on real chunks it vanishes under the
 kernel's compute.
 
-Both run interleaved in one process (medians of ``--repeats`` blocks of calls), so the ratio
-holds on a busy machine.
+The second table does the same for a Newton pass (``ChunkWorker.newton``, every output
+evaluated, three trial steps, the Hessian from every row) beside ``NEWTON_PASS`` alone.
+
+Each pass and its kernel run interleaved in one process (medians of ``--repeats`` blocks of
+calls), so the ratio holds on a busy machine.
 
 Run: ``python benchmarks/bench_worker_pass.py [--repeats 30]``
 """
@@ -20,13 +23,14 @@ import argparse
 import time
 
 import dask.array as da
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from distglm.cli import make_population
 from distglm.data.plan import plan_data
 from distglm.distribute.worker import ChunkWorker
-from distglm.kernels.compiled import VALUE_AND_GRAD
+from distglm.kernels.compiled import NEWTON_PASS, VALUE_AND_GRAD
 
 #: (rows, features, outputs, classes) of one chunk
 SIZES = [(256, 8, 4, 3), (4096, 50, 20, 3), (32768, 50, 20, 3)]
@@ -50,10 +54,7 @@ def _timed(fn, calls):
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-def measure(rows, p, k, c, repeats):
-    worker = _worker(rows, p, k, c)
-    theta = np.random.default_rng(1).normal(0, 0.1, (p + 1, k, c)).astype(np.float32)
-    ((_, _, X, y, w),) = list(worker._chunks())
+def _gradient(worker, theta, X, y, w):
     on_device = (jnp.asarray(theta[:-1]), jnp.asarray(theta[-1]))
 
     def kernel():
@@ -63,6 +64,38 @@ def measure(rows, p, k, c, repeats):
     def worker_pass():
         status, _ = worker.value_and_grad(theta)
         assert status == "ok"
+
+    return kernel, worker_pass
+
+
+def _newton(worker, theta, X, y, w):
+    k = theta.shape[1]
+    payload = np.stack([theta, 0.01 * theta])
+    outputs, t_eval = np.arange(k), np.ones(k)
+    steps = np.array([[1.0], [0.5], [0.25]]) * np.ones(k)
+    dev = [jnp.asarray(a, np.float32) for a in (theta[:-1], theta[-1], payload[1, :-1])]
+    dev += [jnp.asarray(payload[1, -1], np.float32), jnp.asarray(outputs, np.int32)]
+    st, te = jnp.asarray(steps, np.float32), jnp.asarray(t_eval, np.float32)
+
+    def kernel():
+        sums = NEWTON_PASS(
+            tuple(dev[:2]), tuple(dev[2:4]), X, y, w, dev[4], st, te, hess_stride=1,
+            block_rows=worker._block,
+        )  # fmt: skip
+        return [np.asarray(a) for a in jax.tree_util.tree_leaves(sums)]
+
+    def worker_pass():
+        status, _ = worker.newton(payload, outputs, steps, t_eval, 1)
+        assert status == "ok"
+
+    return kernel, worker_pass
+
+
+def measure(rows, p, k, c, repeats, which):
+    worker = _worker(rows, p, k, c)
+    theta = np.random.default_rng(1).normal(0, 0.1, (p + 1, k, c)).astype(np.float32)
+    ((_, _, X, y, w),) = list(worker._chunks())
+    kernel, worker_pass = which(worker, theta, X, y, w)
 
     calls = max(5, int(20_000 / rows * 10))
     for fn in (kernel, worker_pass):
@@ -78,24 +111,26 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args(argv)
-    print(
-        "a worker's gradient pass (ChunkWorker.value_and_grad) on one chunk in process, beside "
-        f"the kernel alone (parameters on the device, sums to the host); medians of "
-        f"{args.repeats} blocks"
-    )
-    head = (
-        f"{'chunk (rows x p x k x c)':>26} {'kernel us':>10} {'pass us':>9} {'pass/kernel':>12}"
-        f" {'kernel CPU us':>14} {'pass CPU us':>12}"
-    )
-    print(head)
-    for rows, p, k, c in SIZES:
-        r = measure(rows, p, k, c, args.repeats)
-        kw, kc = r["kernel"] * 1e6
-        pw, pc = r["pass"] * 1e6
+    for name, which, method, reference in (
+        ("gradient", _gradient, "value_and_grad", "the kernel alone (parameters on the device"),
+        ("Newton", _newton, "newton", "NEWTON_PASS alone (its arguments on the device"),
+    ):
         print(
-            f"{f'{rows} x {p} x {k} x {c}':>26} {kw:10.1f} {pw:9.1f} {pw / kw:12.2f}"
-            f" {kc:14.1f} {pc:12.1f}"
+            f"a worker's {name} pass (ChunkWorker.{method}) on one chunk in process, beside "
+            f"{reference}, sums to the host); medians of {args.repeats} blocks"
         )
+        print(
+            f"{'chunk (rows x p x k x c)':>26} {'kernel us':>10} {'pass us':>9} "
+            f"{'pass/kernel':>12} {'kernel CPU us':>14} {'pass CPU us':>12}"
+        )
+        for rows, p, k, c in SIZES:
+            r = measure(rows, p, k, c, args.repeats, which)
+            kw, kc = r["kernel"] * 1e6
+            pw, pc = r["pass"] * 1e6
+            print(
+                f"{f'{rows} x {p} x {k} x {c}':>26} {kw:10.1f} {pw:9.1f} {pw / kw:12.2f}"
+                f" {kc:14.1f} {pc:12.1f}"
+            )
 
 
 if __name__ == "__main__":
