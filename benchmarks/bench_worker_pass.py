@@ -1,10 +1,11 @@
 """A worker's gradient and Newton passes over its chunks, in process, beside their kernels.
 
-``ChunkWorker.value_and_grad`` is what every distributed pass runs on each worker: the
-parameters of each session to the device, the jitted kernel on each chunk, its sums back to the
-host and added with compensation into one buffer. The reference is the kernel alone on the same
-chunk with its parameters already on the device and its sums copied to the host: what a pass
-costs with nothing around it. On the small chunks of many-worker runs (``bench_workers.py``:
+``ChunkWorker.value_and_grad`` is what every distributed pass runs on each worker: each
+session's parameters cut out and handed to the jitted kernel, the kernel on each chunk, its sums
+back to the host and added with compensation into one buffer. The reference is the kernel alone
+on the same chunk (``VALUE_AND_GRAD``, the tuple form every version of the worker has had), its
+parameters already on the device and its sums copied to the host: what a pass costs with
+nothing around it. On the small chunks of many-worker runs (``bench_workers.py``:
 256 rows a worker) the difference is most of a pass; on real chunks it vanishes under the
 kernel's compute.
 

@@ -68,8 +68,8 @@ def newton_chunk_sums(
         idx = pad_outputs(local, len(outs))
         sel = np.concatenate([pos, np.full(idx.size - pos.size, pos[-1])])
         th = payload[:, :, sel].astype(dtype)
-        # numpy to the jitted kernel as it is: a jnp.asarray of its seven arrays first took a
-        # 256-row chunk's pass from ~590 to ~930 us in process (see :mod:`.gradient_pass`)
+        # numpy to the jitted kernel as it is: with a jnp.asarray of its seven arrays first, a
+        # 256-row chunk's pass took 944 us in process, against 459 (bench_worker_pass.txt)
         per_session[s] = (
             pos,
             idx,
