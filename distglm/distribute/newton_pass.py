@@ -59,6 +59,9 @@ def newton_chunk_sums(
     outputs, steps, t_eval = trial
     p1, k, c = payload.shape[1:]
     position = {int(o): i for i, o in enumerate(outputs)}
+    shapes = newton_shapes(steps.shape[0], k, p1 - 1, c, folds is not None)
+    totals = CompensatedTotals(shapes)
+    axes = NEWTON_AXES[: len(shapes)]
     per_session = {}
     for s, outs in enumerate(session_outputs):
         local = [i for i, o in enumerate(outs) if int(o) in position]
@@ -72,6 +75,7 @@ def newton_chunk_sums(
         # 256-row chunk's pass took 944 us in process, against 459 (bench_worker_pass.txt)
         per_session[s] = (
             pos,
+            totals.positions(axes, pos),  # where its sums land, found once a pass
             idx,
             (th[0, :-1], th[0, -1]),
             (th[1, :-1], th[1, -1]),
@@ -81,10 +85,8 @@ def newton_chunk_sums(
     hess = np.zeros((len(class_pairs(c)), k, p1, p1))
     hw = np.zeros(k)
     ids = sorted(cid for cid, s in held.items() if s not in per_session)
-    shapes = newton_shapes(steps.shape[0], k, p1 - 1, c, folds is not None)
-    totals = CompensatedTotals(shapes)
     for cid, s, X, y, w in chunks(set(per_session)):
-        pos, idx, th, d, st, te = per_session[s]
+        pos, where, idx, th, d, st, te = per_session[s]
         if folds is not None:
             rule, fold_index = folds
             y, w = STACKED_FOLDS(y, w, fold_index(cid), n_folds=rule.n_folds)
@@ -100,7 +102,7 @@ def newton_chunk_sums(
             np.asarray(gb)[:m],
             *(np.asarray(a)[:m] for a in held_out),
         ]
-        totals.add(parts, NEWTON_AXES[: len(shapes)], pos)
+        totals.add_flat(np.concatenate([a.ravel() for a in parts]), where)
         hess[:, pos] += np.asarray(h)[:, :m]
         hw[pos] += np.asarray(hws)[:m]
     return ids, totals.buffer(), hess.astype(dtype), hw

@@ -30,6 +30,8 @@ __all__ = [
 
 #: loss and gradient sums of a chunk: ``(params, X, y_codes, weights, block_rows=)``
 VALUE_AND_GRAD = jax.jit(nll_value_and_grad_sums, static_argnames="block_rows")
+#: loss sums of a chunk
+VALUE = jax.jit(nll_sums, static_argnames="block_rows")
 
 
 def _value_and_grad_flat(theta, X, y_codes, weights, block_rows):
@@ -50,8 +52,6 @@ def _value_flat(theta, X, y_codes, weights, block_rows):
 VALUE_AND_GRAD_FLAT = jax.jit(_value_and_grad_flat, static_argnames="block_rows")
 #: :data:`VALUE` of ``(theta, X, y_codes, weights, block_rows=)`` (as :data:`VALUE_AND_GRAD_FLAT`)
 VALUE_FLAT = jax.jit(_value_flat, static_argnames="block_rows")
-#: loss sums of a chunk
-VALUE = jax.jit(nll_sums, static_argnames="block_rows")
 #: one Newton pass over a chunk, on a subset of output columns
 NEWTON_PASS = jax.jit(newton_pass_outputs, static_argnames=("hess_stride", "block_rows"))
 #: a chunk's labels and weights as a cross-validation search's stacked columns
