@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from distglm.data.counting import design_gram, label_counts
+from distglm.data.counting import GRAM_BLOCK_ROWS, design_gram, label_counts
 from distglm.inputs import kept_rows
 
 
@@ -74,6 +74,26 @@ def test_gram_matches_float64_numpy(X):
     got = design_gram(X)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, Z.T @ Z, rtol=1e-12, atol=1e-9)
+
+
+@given(st.integers(0, 3 * GRAM_BLOCK_ROWS + 5), st.integers(0, 7), st.floats(0.0, 1.0), st.data())
+@settings(max_examples=25, deadline=None)
+def test_gram_over_blocks_and_kept_rows(rows, p, frac, data):
+    """Over several blocks, a ragged last one and any kept rows: the float64 Gram of the kept
+    rows, with their feature sums and count in the last row and column, exactly symmetric."""
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((rows, p)) * 100).astype(np.float32)
+    keep = rng.random(rows) < frac
+    Z = np.concatenate([X[keep].astype(np.float64), np.ones((int(keep.sum()), 1))], axis=1)
+    got = design_gram(X, keep)
+    assert got.shape == (p + 1, p + 1) and got.dtype == np.float64
+    np.testing.assert_array_equal(got, got.T)
+    assert got[p, p] == keep.sum()
+    np.testing.assert_allclose(got, Z.T @ Z, rtol=1e-12, atol=1e-9)
+    # the same rows given without the mask, and the mask that keeps them all
+    np.testing.assert_allclose(design_gram(X[keep]), got, rtol=1e-13, atol=1e-9)
+    np.testing.assert_allclose(design_gram(X, np.ones(rows, bool)), design_gram(X), rtol=0)
 
 
 _finite_or_not = st.sampled_from([0.0, 1.5, -2.0, np.nan, np.inf, -np.inf])

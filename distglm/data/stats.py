@@ -114,7 +114,7 @@ def chunk_stats(chunk_id: int, X: np.ndarray, y: np.ndarray) -> tuple[ChunkStats
     keep = kept_rows(X, y)
     every = bool(keep.all())  # then no copies of the kept rows
     labels, counts = label_counts(chunk_id, y if every else y[keep])
-    gram = design_gram(X if every else X[keep])
+    gram = design_gram(X, None if every else keep)
     stats = ChunkStats(chunk_id, int(y.shape[0]), int((~keep).sum()), labels, counts, gram)
     return stats, keep
 
