@@ -85,6 +85,21 @@ def test_codes_map_to_the_shared_classes():
         encode_held(h, np.array(["a", "b"]), 8, np.float32)
 
 
+@pytest.mark.parametrize("labels", [[0, 1, 2], [0, 1], [1, 2], [2]])
+def test_held_int_codes_map_to_the_shared_classes(labels):
+    """A chunk whose labels are the first classes keeps its codes; any other is remapped."""
+    rng = np.random.default_rng(len(labels))
+    y = rng.choice(np.array(labels, np.int8), size=(40, 3))
+    X = rng.standard_normal((40, 2)).astype(np.float32)
+    keep = rng.random(40) < 0.8
+    h = hold_chunk(0, X, y, keep, np.unique(y[keep]), 48, np.float32)
+    _, codes, w = encode_held(h, np.arange(4, dtype=np.int8), 48, np.float32)
+    n = int(keep.sum())
+    assert codes.dtype == np.int8 and codes.shape == (48, 3) and not codes[n:].any()
+    np.testing.assert_array_equal(codes[:n], y[keep])
+    assert w.sum() == n
+
+
 def test_held_nbytes_counts_real_code_width():
     assert code_dtype(3) == np.int8 and code_dtype(200) == np.int16
     assert held_nbytes(100, 9, 4, 3, np.float32) == 100 * (4 * 10 + 4)
