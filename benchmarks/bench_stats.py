@@ -7,11 +7,12 @@ interleaved in one process, so the ratio holds on a busy machine.
 
 A second table takes the same chunk from a Zarr store on disk (zarr's default codecs) and puts
 each step a worker's statistics pass does with it (``ChunkWorker.load``) beside reading it:
-the kept rows, the label counts, the float64 Gram matrix, the fingerprint and the padded copy
-the worker keeps. Their sum with the read, over the read, is what the statistics pass costs
-against one read of the store where nothing overlaps (a worker whose reader thread and
-compute share one core with nothing to spare); a fit's pass overlaps them as far as the cores
-allow.
+the kept rows, the label counts, the float64 Gram matrix, the fingerprint, the padded copy
+the worker keeps and, once the classes are merged, its labels' codes among them (``encode``).
+Their sum with the read, over the read, is what the statistics pass costs against one read of
+the store where nothing overlaps (a worker whose reader thread and compute share one core with
+nothing to spare); a fit's pass overlaps them as far as the cores allow. On a cluster, beside
+one read of the whole store: ``bench_stats_pass.py``.
 
 Run: ``python benchmarks/bench_stats.py [--rows 65536] [--features 50] [--outputs 20]``
 """
@@ -27,7 +28,7 @@ import numpy as np
 from distglm.data.checks import content_fingerprint
 from distglm.data.counting import design_gram, label_counts
 from distglm.data.stats import chunk_stats
-from distglm.distribute.chunks import hold_chunk
+from distglm.distribute.chunks import encode_held, hold_chunk
 from distglm.inputs import kept_rows
 
 
@@ -98,6 +99,7 @@ def worker_steps(X, y, repeats):
         zx, zy = group["X"], group["y"]
         keep = kept_rows(X, y)
         labels = np.unique(y)
+        held = hold_chunk(0, X, y, keep, labels, X.shape[0], np.float32)
         steps = {
             "read from the store (X and y)": lambda: (zx[:], zy[:]),
             "kept rows (NaN/Inf)": lambda: kept_rows(X, y),
@@ -106,6 +108,9 @@ def worker_steps(X, y, repeats):
             "fingerprint": lambda: content_fingerprint(X, y),
             "padded copy kept (hold_chunk)": lambda: hold_chunk(
                 0, X, y, keep, labels, X.shape[0], np.float32
+            ),
+            "codes among the classes (encode)": lambda: encode_held(
+                held, labels, X.shape[0], np.float32
             ),
         }
         med = interleaved(steps, repeats)
