@@ -6,6 +6,7 @@ the pure :class:`~distglm.distribute.assignment.Assignment`, and runs passes: ea
 call per worker carrying the parameters, and returns each worker's answer (its totals over its
 chunks, and their ids).
 
+The actors are started and called through an :class:`~distglm.distribute.actors.ActorSet`.
 Every call has a deadline (:class:`~distglm.distribute.deadline.Deadlines`, from the measured
 times of earlier calls): a worker that misses it is dropped from the fit for good, like a lost
 one. Workers are disposable: when a worker is lost mid-call, its chunks are reassigned to the
@@ -16,21 +17,39 @@ chunk's sums are a pure function of (chunk, parameters) and the reduction is com
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
 import dask.config
 import numpy as np
 
-from ..exceptions import WorkerMemoryError
+from .actors import ActorSet
 from .assignment import Assignment, split_for_workers
-from .budget import memory_restart_message
 from .deadline import Deadlines
 from .transport import DaskTransport, SchedulerLost, Transport, WorkerLost
 
 __all__ = ["WorkerLost", "WorkerPool"]
 
 logger = logging.getLogger(__name__)
+
+
+def _actor_args(plan, dtype, cache_bytes, n_classes, read_limits, workers_on_host) -> tuple:
+    """The arguments of the :class:`~distglm.distribute.worker.ChunkWorker` actor of one
+    worker: the ``plan``'s shapes, the kernel ``dtype``, the cache budget, the classes
+    expected, the read deadline's ``(factor, floor)``, and the workers on its host."""
+    return (
+        [np.asarray(o) for o in plan.session_outputs],
+        plan.chunk_rows,
+        plan.block_rows,
+        str(dtype),
+        cache_bytes,
+        workers_on_host,
+        plan.n_features,
+        max((c.read_nbytes for c in plan.chunks), default=0),
+        n_classes,
+        read_limits,
+    )
 
 
 class WorkerPool:
@@ -105,8 +124,7 @@ class WorkerPool:
         if transport is None:
             kw = {} if scatter_bytes is None else {"scatter_bytes": scatter_bytes}
             transport = DaskTransport(client, start_timeout=start_timeout, **kw)
-        self.transport = transport
-        workers = self.transport.workers()
+        workers = transport.workers()
         if not workers:
             raise RuntimeError("The Dask cluster has no workers.")
         self.plan = plan = split_for_workers(plan, len(workers), unit_rows)
@@ -114,26 +132,23 @@ class WorkerPool:
         self.max_recoveries = int(max_recoveries)
         self.cache_bytes = cache_bytes
         self.wait_for_workers = float(wait_for_workers)
-        self.deadlines = Deadlines.from_config() if deadlines is None else deadlines
-        self.dropped: set[str] = set()
+        deadlines = Deadlines.from_config() if deadlines is None else deadlines
+        args = functools.partial(
+            _actor_args, plan, self.dtype, cache_bytes, n_classes, deadlines.read_limits
+        )
+        self.actors = ActorSet(transport, deadlines, args)
         if join_interval is None:
             join_interval = dask.config.get("distglm.join_interval", 1.0)
         self.join_interval = float(join_interval)
         self._looked = time.monotonic()
-        self.memory_kills: dict[str, dict] = {}
-        self.passes = 0
         self._specs = {c.chunk_id: c for c in plan.chunks}
-        self._expected_classes = n_classes
         self._classes = None
         self._n_classes = 0
-        self._started: set[str] = set()
         self._prints: dict[int, int] = {}  # chunk id -> fingerprint of the statistics pass
         #: lost-worker recoveries so far
         self.recoveries = 0
-        #: whether a call found the scheduler gone (:class:`SchedulerLost` was raised)
-        self.scheduler_lost = False
-        self._start(workers)
-        if not self._started:
+        self.actors.start(workers)
+        if not self.actors.started:
             raise WorkerLost(
                 f"distglm's actor started on none of the {len(workers)} workers "
                 f"({len(self.dropped)} did not start in time)."
@@ -142,75 +157,44 @@ class WorkerPool:
         self.assignment = Assignment.initial(rows, self.workers, plan.unit_rows is not None)
 
     # ------------------------------------------------------------------ actors
-    def _start(self, addrs):
-        """Start one ChunkWorker actor on each of ``addrs`` and wait for them; a worker lost
-        meanwhile is left out, one that does not start in time is dropped (logged)."""
-        if not addrs:
-            return
-        p = self.plan
-        hosts = self.transport.hosts()
-        per_host = list(hosts.values())
-        outcomes = self.transport.start(
-            {
-                addr: (
-                    [np.asarray(o) for o in p.session_outputs],
-                    p.chunk_rows,
-                    p.block_rows,
-                    str(self.dtype),
-                    self.cache_bytes,
-                    per_host.count(hosts.get(addr, addr)),
-                    p.n_features,
-                    max((c.read_nbytes for c in p.chunks), default=0),
-                    self._expected_classes,
-                    self.deadlines.read_limits,
-                )
-                for addr in addrs
-            }
-        )
-        for addr, (status, value) in outcomes.items():
-            if status == "ok":
-                self._started.add(addr)
-            elif status == "error":
-                raise value
-            else:
-                if status == "late":
-                    self.dropped.add(addr)
-                logger.warning(
-                    "No actor on worker %s (%s: %s); going on without it", addr, status, value
-                )
-
     @property
     def workers(self) -> list:
         """Addresses of the workers holding actors."""
-        return sorted(self._started)
+        return self.actors.workers
+
+    @property
+    def transport(self) -> Transport:
+        """How the workers are reached."""
+        return self.actors.transport
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """How long a call waits for each worker (updated after each call)."""
+        return self.actors.deadlines
+
+    @property
+    def dropped(self) -> set[str]:
+        """Workers dropped for missing a deadline."""
+        return self.actors.dropped
+
+    @property
+    def memory_kills(self) -> dict[str, dict]:
+        """Workers their nanny restarted for memory (see the class's attributes)."""
+        return self.actors.memory_kills
+
+    @property
+    def passes(self) -> int:
+        """Calls completed on every worker so far."""
+        return self.actors.passes
+
+    @property
+    def scheduler_lost(self) -> bool:
+        """Whether a call found the scheduler gone (:class:`SchedulerLost` was raised)."""
+        return self.actors.scheduler_lost
 
     def close(self):
-        """Drop every worker's chunks and hand their memory back to the system, then release
-        the actors. The workers get ``deadlines.close`` seconds to answer; one that does not
-        is released all the same. After the scheduler was lost nothing is asked of them (a
-        call would wait on the client's reconnection): their actors go with their workers."""
-        if self._started and self.scheduler_lost:
-            logger.info(
-                "The scheduler was lost: releasing the actors on %s without clearing them",
-                sorted(self._started),
-            )
-        elif self._started:
-            calls = {a: ("clear", ()) for a in self._started}
-            try:  # closing: the actors are released in any case
-                outcomes = self.transport.call(calls, timeout=self.deadlines.close)
-            except Exception as e:
-                outcomes = dict.fromkeys(calls, ("error", e))
-            silent = {a: value for a, (status, value) in outcomes.items() if status != "ok"}
-            if silent:
-                logger.warning(
-                    "Workers %s did not clear their chunks on close (%r); their actors are "
-                    "released all the same",
-                    sorted(silent),
-                    next(iter(silent.values())),
-                )
-        for addr in list(self._started):
-            self.transport.release(addr)
-        self._started.clear()
+        """Drop every worker's chunks, then release the actors (:meth:`ActorSet.close`)."""
+        self.actors.close()
 
     def __enter__(self):
         return self
@@ -218,62 +202,7 @@ class WorkerPool:
     def __exit__(self, *exc):
         self.close()
 
-    # ------------------------------------------------------------------ calls
-    def _call(self, calls):
-        """Run ``{addr: (method, args)}`` concurrently, each under its kind's deadline;
-        return results and lost workers (those late are dropped for good)."""
-        kinds = {m for m, _ in calls.values()}
-        limits = [self.deadlines.deadline(k) for k in kinds]
-        timeout = None if None in limits else max(limits, default=None)
-        start = time.monotonic()
-        outcomes = self.transport.call(calls, timeout=timeout)
-        seconds = time.monotonic() - start
-        results, lost = {}, []
-        for addr, (status, value) in outcomes.items():
-            if status == "late":
-                logger.warning(
-                    "Dropped worker %s from the fit: no answer to %r within its deadline "
-                    "(%.3g s); its chunks go to the others",
-                    addr,
-                    calls[addr][0],
-                    timeout,
-                )
-                self.dropped.add(addr)
-                lost.append(addr)
-            elif status == "lost":
-                logger.warning("Lost worker %s during a pass (%r); recovering", addr, value)
-                lost.append(addr)
-                self._note_memory_kill(addr)
-            elif status == "error":
-                raise value
-            else:
-                results[addr] = value
-        if not lost and len(kinds) == 1:
-            self.deadlines = self.deadlines.record(kinds.pop(), dict.fromkeys(results, seconds))
-        if lost:
-            self.deadlines = self.deadlines.forget(lost)
-        return results, lost
-
-    def _note_memory_kill(self, addr):
-        """Record ``addr`` if its nanny restarted it for memory; a second such restart in
-        this fit raises (the same data would exceed the same limits again)."""
-        found = self.transport.memory_restarts([addr])
-        if not found:
-            return
-        self.memory_kills.update(found)
-        logger.warning("Worker %s was restarted for memory: %s", addr, found[addr])
-        if len(self.memory_kills) >= 2:
-            raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
-
-    def _live_workers(self, lost):
-        out = set(lost) | self.dropped
-        deadline = time.monotonic() + self.wait_for_workers
-        workers = [w for w in self.transport.workers() if w not in out]
-        while not workers and time.monotonic() < deadline:
-            time.sleep(0.2)
-            workers = [w for w in self.transport.workers() if w not in out]
-        return workers
-
+    # ------------------------------------------------------------------ lost workers
     def _load_args(self, cids):
         """Arguments of a ``load`` of chunks ``cids`` moved to a worker: their specs and the
         fingerprints the statistics pass took of them."""
@@ -283,29 +212,27 @@ class WorkerPool:
     def _recover(self, lost):
         """Drop lost workers' actors, start actors on new workers, re-load orphaned chunks."""
         self.recoveries += 1
-        for addr in lost:
-            self.transport.release(addr)
-            self._started.discard(addr)
-        workers = self._live_workers(set(lost))
+        self.actors.release(lost)
+        workers = self.actors.live_workers(set(lost), self.wait_for_workers)
         if not workers:
             if self.memory_kills:
-                raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
+                raise self.actors.memory_error()
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
                 f"within {self.wait_for_workers:g} s ({self.passes} calls done)."
             )
-        self._start([w for w in workers if w not in self._started])
-        if not self._started:
+        self.actors.start([w for w in workers if w not in self.actors.started])
+        if not self.actors.started:
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost and no new actor started "
                 f"({self.passes} calls done)."
             )
         self.assignment, loads = self.assignment.on_lost(lost, self.workers)
         calls = {a: ("load", self._load_args(cids)) for a, cids in loads.items()}
-        _, more = self._call(calls)
+        _, more = self.actors.call(calls)
         if self._classes is not None and not more:
-            _, more = self._call({a: ("encode", (self._classes,)) for a in loads})
+            _, more = self.actors.call({a: ("encode", (self._classes,)) for a in loads})
         n = sum(len(c) for c in loads.values())
         logger.warning("Re-read %d chunks of lost workers on %s", n, sorted(loads))
         return more
@@ -315,18 +242,14 @@ class WorkerPool:
         try:
             return self._run_once(method, args_for)
         except SchedulerLost as e:
-            self.scheduler_lost = True
-            raise SchedulerLost(
-                f"{e} The fit stopped in {method!r} after {self.passes} completed calls to "
-                "its workers; a fit with a checkpoint resumes from it on a new cluster."
-            ) from e
+            raise self.actors.scheduler_gone(e, f"in {method!r}") from e
 
     def _run_once(self, method, args_for):
         while True:
             calls = {a: (method, args_for(a)) for a in self.workers}
-            results, lost = self._call(calls)
+            results, lost = self.actors.call(calls)
             if not lost:
-                self.passes += 1
+                self.actors.passes += 1
                 return results
             self._recover_all(lost)
 
@@ -334,7 +257,7 @@ class WorkerPool:
         while lost:
             if self.recoveries >= self.max_recoveries:
                 if self.memory_kills:
-                    raise WorkerMemoryError(memory_restart_message(self.memory_kills, self.passes))
+                    raise self.actors.memory_error()
                 raise WorkerLost(
                     f"Workers kept being lost ({self.recoveries} recoveries); giving up."
                 )
@@ -353,39 +276,35 @@ class WorkerPool:
         try:
             live = set(self.transport.workers())
         except SchedulerLost as e:
-            self.scheduler_lost = True
-            raise SchedulerLost(
-                f"{e} The fit stopped between passes after {self.passes} completed calls to "
-                "its workers; a fit with a checkpoint resumes from it on a new cluster."
-            ) from e
-        gone = sorted(self._started - live)
+            raise self.actors.scheduler_gone(e, "between passes") from e
+        gone = sorted(self.actors.started - live)
         if gone:
             logger.warning("Workers %s left the cluster between passes; recovering", gone)
             self._recover_all(gone)
-        new = sorted(live - self._started - self.dropped)
+        new = sorted(live - self.actors.started - self.dropped)
         if new:
             self._join(new)
 
     def _join(self, new):
         """Start actors on ``new`` workers and move chunks to them (see
         :meth:`Assignment.on_join`); the previous owners then forget those chunks."""
-        self._start(new)
-        joined = [w for w in new if w in self._started]
+        self.actors.start(new)
+        joined = [w for w in new if w in self.actors.started]
         if not joined:
             return
         before = self.assignment
         self.assignment, loads = before.on_join(joined, self.workers)
         calls = {a: ("load", self._load_args(cids)) for a, cids in loads.items()}
-        _, lost = self._call(calls)
+        _, lost = self.actors.call(calls)
         if not lost:
-            _, lost = self._call({a: ("encode", (self._classes,)) for a in loads})
+            _, lost = self.actors.call({a: ("encode", (self._classes,)) for a in loads})
         self._recover_all(lost)
         forget: dict[str, list[int]] = {}
         for cid, (old, now) in enumerate(zip(before.owner, self.assignment.owner, strict=True)):
-            if old is not None and old != now and old in self._started:
+            if old is not None and old != now and old in self.actors.started:
                 forget.setdefault(old, []).append(cid)
         if forget:
-            _, lost = self._call({a: ("forget", (cids,)) for a, cids in forget.items()})
+            _, lost = self.actors.call({a: ("forget", (cids,)) for a, cids in forget.items()})
             self._recover_all(lost)
         n = sum(len(c) for c in loads.values())
         logger.info("Workers %s joined the fit; moved %d chunks to them", joined, n)

@@ -3,7 +3,8 @@
 One ``ChunkWorker`` lives on each worker (as a Dask Actor, so a pass costs one direct call, not a
 scheduled task). It is plain Python with no network code (but :meth:`ChunkWorker.relay`, which
 hands a relayed call to :mod:`.relay`), so tests drive it directly. Where each chunk is and the
-cache budget: :class:`~.holdings.ChunkHoldings`; memory plan: :func:`~.worker_memory.plan_memory`.
+cache budget: :class:`~.holdings.ChunkHoldings`; memory plan: :func:`~.worker_memory.plan_memory`;
+the chunks each pass runs over, read, encoded and timed: :class:`~.pass_chunks.PassChunks`.
 
 - :meth:`ChunkWorker.load` reads chunks from their source (the culled dask graph of each block,
   computed here with the synchronous scheduler: the worker reads Zarr itself) and returns their
@@ -28,18 +29,15 @@ from a lost worker. This module imports only :mod:`distglm.kernels` and :mod:`di
 
 from __future__ import annotations
 
-import dataclasses
-import time
-
 import numpy as np
 
-from ..data.stats import chunk_stats
 from ..kernels.buffers import on_device
 from ..kernels.compile_cache import enable_compile_cache
-from .chunks import LabelSet, encode_held, encode_read, held_nbytes, hold_chunk
+from .chunks import encode_held, held_nbytes
 from .gradient_pass import gradient_chunk_sums, resolve_shared
 from .holdings import ChunkHoldings
 from .newton_pass import newton_chunk_sums
+from .pass_chunks import PassChunks
 from .reader import ChunkReader
 from .runtime import HeapGuard, keep_freed_memory, process_memory, return_freed_memory
 from .wire import reported
@@ -103,7 +101,6 @@ class ChunkWorker:
         self._dtype = np.dtype(dtype)
         self._n_features = int(n_features)
         self._n_classes = n_classes
-        self._labels = LabelSet(n_classes)
         jax.devices()  # start the backend (a GPU's runtime) before taking the baseline
         self.memory_start = process_memory(reset_peak=True)
         held = max((self.chunk_bytes(s) for s in range(len(self._session_outputs))), default=0)
@@ -113,6 +110,9 @@ class ChunkWorker:
         self._heap = HeapGuard(plan.planned)
         self._classes = None
         self._reader = ChunkReader(self._session_outputs, self._dtype, read_limits)
+        self._pass_chunks = PassChunks(
+            self.holdings, self._reader, self._heap, self._rows, self._dtype, n_classes
+        )
 
     @property
     def cache_bytes(self) -> int:
@@ -173,23 +173,8 @@ class ChunkWorker:
             n = len(todo) + len(h.stats)
             rss = self.memory_start["rss"]
             check_stats_size(self.memory_limit, rss, n, self._n_features, self._rows)
-        known = fingerprints or {}
-        chunks = self._reader.prefetched(todo, self._read_checked)
-        for spec, (X, y) in zip(todo, chunks, strict=True):
-            fp = self._reader.fingerprint(spec, X, y, known.get(spec.chunk_id))
-            stats, keep = chunk_stats(spec.chunk_id, X, y)
-            stats = dataclasses.replace(stats, fingerprint=fp)
-            self._labels = self._labels.add(stats.labels, spec)
-            if h.record_read(spec, stats, keep):
-                h.held[spec.chunk_id] = hold_chunk(
-                    spec.session_index, X, y, keep, stats.labels, self._rows, self._dtype
-                )
-            del X, y
-            self._heap.check()
+        self._pass_chunks.read_statistics(todo, fingerprints or {})
         return [h.stats[spec.chunk_id] for spec in specs]
-
-    def _read_checked(self, spec):
-        return self._reader.read(spec, check_stored=True)
 
     def _device(self, arrays):
         """A chunk's arrays (the worker's own, in aligned buffers: :mod:`.chunks`) on its JAX
@@ -251,54 +236,23 @@ class ChunkWorker:
             self.holdings.adopt(spec, n)
         return self.holdings.ready()
 
-    def _read_encoded(self, spec):
-        """A streamed chunk: read, drop non-finite rows, encode, pad, copy to the device."""
-        X, y = self._reader.read(spec, check_stored=spec.chunk_id in self.holdings.pending)
-        recorded = self._reader.recorded(spec.chunk_id)
-        self._reader.fingerprint(spec, X, y)  # raises unless the content is the one recorded
-        keep = self.holdings.streamed_rows(spec, X, y, same_content=recorded)
-        try:
-            arrays = encode_read(X, y, keep, self._classes, self._rows, self._dtype)
-        except ValueError as e:
-            raise ValueError(f"{spec.describe()}: {e}") from None
-        return spec.chunk_id, spec.session_index, self._device(arrays)
-
     def _chunks(self, sessions=None):
-        """Every chunk in chunk-id order as (id, session, X, codes, weights): cached ones from
-        the cache, streamed (and adopted, not yet read) ones read one ahead in the background;
-        an adopted chunk is cached once read. With ``sessions``, only the chunks of those
-        sessions (the others are not read)."""
-        h = self.holdings
-        ids = h.ready()
-        if sessions is not None:
-            ids = [c for c in ids if h.session_of(c) in sessions]
-        stream = self._reader.prefetched(h.to_read(ids), self._read_encoded)
-        for cid in ids:
-            read = cid not in h.cache
-            if read:
-                got, s, (X, y, w) = next(stream)
-                assert got == cid, (got, cid)
-                h.was_read(cid, (s, X, y, w))
-            else:
-                s, X, y, w = h.cache[cid]
-            yield cid, s, X, y, w
-            del X, y, w
-            if read:  # a cached chunk's arrays stay: nothing was freed (the check reads /proc)
-                self._heap.check()
+        """Every chunk in chunk-id order as (id, session, X, codes, weights), cached or read
+        (:meth:`~.pass_chunks.PassChunks.chunks`); with ``sessions``, only those sessions'."""
+        return self._pass_chunks.chunks(self._classes, sessions)
 
     # ------------------------------------------------------------------ passes
     def _run(self, theta, with_grad):
-        start = time.perf_counter()
-        read_before = self.read_seconds
-        ids, buffer = gradient_chunk_sums(
-            self._chunks(),
-            self._session_outputs,
-            resolve_shared(theta),
-            with_grad,
-            self._block,
-            self._dtype,
+        return self._pass_chunks.timed(
+            lambda: gradient_chunk_sums(
+                self._chunks(),
+                self._session_outputs,
+                resolve_shared(theta),
+                with_grad,
+                self._block,
+                self._dtype,
+            )
         )
-        return ids, buffer, time.perf_counter() - start, self.read_seconds - read_before
 
     @reported
     def value_and_grad(self, theta):
@@ -369,24 +323,25 @@ class ChunkWorker:
         hess_weights : float array of shape (k,)
         seconds, read_seconds : float
         """
-        start = time.perf_counter()
-        read_before = self.read_seconds
-        held = self.holdings.sessions()
-        session_outputs = self._session_outputs
-        if folds is not None:
-            session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
-        ids, buffer, hess, hw = newton_chunk_sums(
-            self._chunks,
-            held,
-            session_outputs,
-            np.asarray(resolve_shared(payload)),
-            (np.asarray(outputs), np.asarray(steps), np.asarray(t_eval)),
-            int(hess_stride),
-            self._block,
-            self._dtype,
-            None if folds is None else (folds, lambda cid: self._fold_index(cid, folds)),
-        )
-        return ids, buffer, hess, hw, time.perf_counter() - start, self.read_seconds - read_before
+
+        def run():
+            held = self.holdings.sessions()
+            session_outputs = self._session_outputs
+            if folds is not None:
+                session_outputs = [folds.stacked_outputs(o) for o in session_outputs]
+            return newton_chunk_sums(
+                self._chunks,
+                held,
+                session_outputs,
+                np.asarray(resolve_shared(payload)),
+                (np.asarray(outputs), np.asarray(steps), np.asarray(t_eval)),
+                int(hess_stride),
+                self._block,
+                self._dtype,
+                None if folds is None else (folds, lambda cid: self._fold_index(cid, folds)),
+            )
+
+        return self._pass_chunks.timed(run)
 
     @reported
     def clear(self):
