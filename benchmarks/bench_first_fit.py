@@ -50,12 +50,9 @@ def write_store(path):
     group.create_array("y", data=np.asarray(y, np.int8), chunks=(CHUNK_ROWS, K))
 
 
-def child(store, out, preload):
-    """One variant: fresh cluster, two fits and a read; results as JSON to ``out``."""
-    import warnings
-
-    warnings.simplefilter("ignore")
-    import dask.array as da
+def start_cluster(preload):
+    """``LocalCluster(2, 1)`` in worker processes, with ``distglm.WORKER_PRELOAD`` or not, and
+    its client."""
     from distributed import Client, LocalCluster
 
     import distglm
@@ -67,7 +64,19 @@ def child(store, out, preload):
         dashboard_address=None,
         preload=[distglm.WORKER_PRELOAD] if preload else [],
     )
-    client = Client(cluster)
+    return cluster, Client(cluster)
+
+
+def child(store, out, preload):
+    """One variant: fresh cluster, two fits and a read; results as JSON to ``out``."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import dask.array as da
+
+    import distglm
+
+    cluster, client = start_cluster(preload)
     result = {}
     try:
         X = da.from_zarr(store, component="X")

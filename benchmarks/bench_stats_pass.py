@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from bench_first_fit import C, K, N, P, write_store
+from bench_first_fit import C, K, N, P, start_cluster, write_store
 
 GOAL = 1.2
 
@@ -43,18 +43,10 @@ def main(argv=None):
         write_store(store)
     warnings.simplefilter("ignore")
     import dask.array as da
-    from distributed import Client, LocalCluster
 
     import distglm
 
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        preload=[distglm.WORKER_PRELOAD],
-    )
-    client = Client(cluster)
+    cluster, client = start_cluster(preload=True)
     stats, reads = [], []
     try:
         X = da.from_zarr(str(store), component="X")
