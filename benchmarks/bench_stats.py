@@ -8,7 +8,8 @@ interleaved in one process, so the ratio holds on a busy machine.
 A second table takes the same chunk from a Zarr store on disk (zarr's default codecs) and puts
 each step a worker's statistics pass does with it (``ChunkWorker.load``) beside reading it:
 the kept rows, the label counts, the float64 Gram matrix, the fingerprint, the padded copy
-the worker keeps and, once the classes are merged, its labels' codes among them (``encode``).
+the worker keeps and, once the classes are merged, its labels' codes among them (``encode``,
+of a chunk holding every class: its codes are kept as they are).
 Their sum with the read, over the read, is what the statistics pass costs against one read of
 the store where nothing overlaps (a worker whose reader thread and compute share one core with
 nothing to spare); a fit's pass overlaps them as far as the cores allow. On a cluster, beside

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -76,12 +76,18 @@ def test_gram_matches_float64_numpy(X):
     np.testing.assert_allclose(got, Z.T @ Z, rtol=1e-12, atol=1e-9)
 
 
-@given(st.integers(0, 3 * GRAM_BLOCK_ROWS + 5), st.integers(0, 7), st.floats(0.0, 1.0), st.data())
+@given(
+    st.integers(0, 3 * GRAM_BLOCK_ROWS + 5),
+    st.integers(0, 7),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**32 - 1),
+)
+@example(2 * GRAM_BLOCK_ROWS + 5, 3, 0.5, 0)  # two whole blocks and a ragged one
+@example(3 * GRAM_BLOCK_ROWS, 2, 0.5, 1)  # whole blocks only
 @settings(max_examples=25, deadline=None)
-def test_gram_over_blocks_and_kept_rows(rows, p, frac, data):
+def test_gram_over_blocks_and_kept_rows(rows, p, frac, seed):
     """Over several blocks, a ragged last one and any kept rows: the float64 Gram of the kept
     rows, with their feature sums and count in the last row and column, exactly symmetric."""
-    seed = data.draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     X = (rng.standard_normal((rows, p)) * 100).astype(np.float32)
     keep = rng.random(rows) < frac
@@ -94,6 +100,12 @@ def test_gram_over_blocks_and_kept_rows(rows, p, frac, data):
     # the same rows given without the mask, and the mask that keeps them all
     np.testing.assert_allclose(design_gram(X[keep]), got, rtol=1e-13, atol=1e-9)
     np.testing.assert_allclose(design_gram(X, np.ones(rows, bool)), design_gram(X), rtol=0)
+
+
+@pytest.mark.parametrize("keep", [np.ones(5, bool), np.ones(4, np.int64), np.ones((4, 1), bool)])
+def test_gram_refuses_a_mask_that_is_not_one_bool_a_row(keep):
+    with pytest.raises(ValueError, match=r"bool mask of shape \(4,\), one entry a row of X"):
+        design_gram(np.ones((4, 2), np.float32), keep)
 
 
 _finite_or_not = st.sampled_from([0.0, 1.5, -2.0, np.nan, np.inf, -np.inf])

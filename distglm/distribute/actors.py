@@ -47,7 +47,7 @@ class ActorSet:
     memory_kills : dict of str -> dict
         Workers their nanny restarted for memory: resident size, memory limit and budget.
     passes : int
-        Calls completed on every worker so far (counted by the pool).
+        Counted calls (see :meth:`call`) completed on every worker so far.
     scheduler_lost : bool
         Whether a call found the scheduler gone (set by the pool, see :meth:`scheduler_gone`).
     """
@@ -91,9 +91,10 @@ class ActorSet:
                     "No actor on worker %s (%s: %s); going on without it", addr, status, value
                 )
 
-    def call(self, calls):
+    def call(self, calls, counted=False):
         """Run ``{addr: (method, args)}`` concurrently, each under its kind's deadline;
-        return results and lost workers (those late are dropped for good)."""
+        return results and lost workers (those late are dropped for good). A ``counted`` call
+        that every worker completed adds one to :attr:`passes`."""
         kinds = {m for m, _ in calls.values()}
         limits = [self.deadlines.deadline(k) for k in kinds]
         timeout = None if None in limits else max(limits, default=None)
@@ -124,6 +125,8 @@ class ActorSet:
             self.deadlines = self.deadlines.record(kinds.pop(), dict.fromkeys(results, seconds))
         if lost:
             self.deadlines = self.deadlines.forget(lost)
+        elif counted:
+            self.passes += 1
         return results, lost
 
     def _note_memory_kill(self, addr):

@@ -130,7 +130,6 @@ class WorkerPool:
         self.plan = plan = split_for_workers(plan, len(workers), unit_rows)
         self.dtype = np.dtype(dtype)
         self.max_recoveries = int(max_recoveries)
-        self.cache_bytes = cache_bytes
         self.wait_for_workers = float(wait_for_workers)
         deadlines = Deadlines.from_config() if deadlines is None else deadlines
         args = functools.partial(
@@ -247,9 +246,8 @@ class WorkerPool:
     def _run_once(self, method, args_for):
         while True:
             calls = {a: (method, args_for(a)) for a in self.workers}
-            results, lost = self.actors.call(calls)
+            results, lost = self.actors.call(calls, counted=True)
             if not lost:
-                self.actors.passes += 1
                 return results
             self._recover_all(lost)
 
