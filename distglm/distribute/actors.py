@@ -97,7 +97,9 @@ class ActorSet:
         that every worker completed adds one to :attr:`passes`."""
         kinds = {m for m, _ in calls.values()}
         limits = [self.deadlines.deadline(k) for k in kinds]
-        timeout = None if None in limits else max(limits, default=None)
+        finite = [limit for limit in limits if limit is not None]
+        # the longest of the kinds' deadlines; none where a kind has none (or no call is made)
+        timeout = max(finite) if finite and len(finite) == len(limits) else None
         start = time.monotonic()
         outcomes = self.transport.call(calls, timeout=timeout)
         seconds = time.monotonic() - start
