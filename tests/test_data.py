@@ -36,6 +36,7 @@ from distglm.distribute.chunks import encode_read
 from distglm.distribute.reduce import CompensatedTotals, reduce_worker_buffers
 from distglm.distribute.wire import gradient_shapes
 from distglm.kernels import compiled as compiled_kernels
+from distglm.kernels.buffers import on_device as put_on_device
 from distglm.solve import InMemoryData
 
 from helpers import raise_if_dask_computes
@@ -1069,9 +1070,7 @@ def test_chunk_worker_puts_its_chunk_arrays_on_the_device_without_a_copy():
     assert not np.shares_memory(Xp, X) and X.flags.writeable
     for a in (Xp, cp, w):
         assert a.ctypes.data % 64 == 0
-    plan = plan_data(da.zeros((4, 2), chunks=(4, -1)), np.zeros((4, 1), int))
-    worker = ChunkWorker(plan.session_outputs, plan.chunk_rows, plan.block_rows)
-    on_device = worker._device((Xp, cp, w))
+    on_device = put_on_device(Xp, cp, w)  # as the worker caches and streams its chunks
     assert not any(a.flags.writeable for a in (Xp, cp, w))
     np.testing.assert_array_equal(np.asarray(on_device[0]), X)
     if jax.default_backend() == "cpu":  # aligned and read-only: used by JAX as it is

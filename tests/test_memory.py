@@ -11,6 +11,7 @@ import pytest
 
 from distglm.cli import make_population
 from distglm.data import merge_stats, plan_data
+from distglm.distribute import pass_chunks
 from distglm.distribute.budget import (
     CACHE_FOOTPRINT,
     IN_FLIGHT_CHUNKS,
@@ -116,17 +117,17 @@ def test_encode_releases_each_raw_chunk_before_the_next(monkeypatch):
     stats = _ok(w.load(plan.chunks))
     refs = {cid: weakref.ref(h.X) for cid, h in w.holdings.held.items()}
     alive = []
-    real_device = w._device
+    real_device = pass_chunks.on_device
 
-    def spy(arrays):
+    def spy(*arrays):
         # a host copy still alive and not the buffer a device array uses (on a CPU, JAX may
         # alias an aligned numpy array instead of copying it)
         shared = {int(a.unsafe_buffer_pointer()) for e in w.holdings.cache.values() for a in e[1:]}
         copies = [r() for r in refs.values()]
         alive.append(sum(x is not None and x.ctypes.data not in shared for x in copies))
-        return real_device(arrays)
+        return real_device(*arrays)
 
-    monkeypatch.setattr(w, "_device", spy)
+    monkeypatch.setattr(pass_chunks, "on_device", spy)
     _ok(w.encode(merge_stats(plan, stats, 3).classes))
     n = len(refs)
     # on the i-th encode the held copies of the i-1 chunks before it are freed (the one being

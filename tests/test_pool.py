@@ -40,10 +40,10 @@ def test_scattered_parameters_give_the_same_pass(client, plan):
 def test_calls_through_the_scheduler_give_the_same_pass(client, plan):
     theta = np.random.default_rng(2).normal(0, 0.1, (6, 3, 3))
     (v_direct, g_direct), pool = _evaluate(client, plan, theta)
-    assert all(pool.transport.reaches_directly(w) for w in pool.workers)  # a LocalCluster's
+    assert all(pool.actors.transport.reaches_directly(w) for w in pool.workers)  # a LocalCluster's
     with WorkerPool(client, plan) as proxied:
         for w in proxied.workers:
-            proxied.transport.force_proxy(w)  # calls go through the scheduler
+            proxied.actors.transport.force_proxy(w)  # calls go through the scheduler
         stats = merge_stats(plan, proxied.statistics(), 3)
         proxied.encode(stats.classes)
         v_proxy, g_proxy = DistributedData(proxied, stats, 3).value_and_grad(theta)
@@ -54,7 +54,7 @@ def test_calls_through_the_scheduler_give_the_same_pass(client, plan):
 def test_closing_the_pool_releases_its_actors(client, plan):
     with WorkerPool(client, plan) as pool:
         pool.statistics()
-        keys = [fut.key for fut in pool.transport.actors.values()]
+        keys = [fut.key for fut in pool.actors.transport.actors.values()]
         held = client.run(lambda dask_worker: list(dask_worker.state.actors))
         assert all(any(k in actors for actors in held.values()) for k in keys)
     # released asynchronously: wait for the scheduler to forget them

@@ -95,10 +95,11 @@ class WorkerPool:
     ----------
     plan : DataPlan
         The plan as split into units (``plan`` itself when not split).
+    actors : ActorSet
+        The workers' actors: how they are reached, their deadlines, and the passes completed
+        on every worker so far (statistics pass and encoding included).
     dropped : set of str
         Workers dropped for missing a deadline.
-    passes : int
-        Calls completed on every worker so far (statistics pass and encoding included).
     memory_kills : dict of str -> dict
         Workers their nanny restarted for memory: resident size, memory limit and budget.
         A second one (or one among the losses that end the fit) raises
@@ -162,16 +163,6 @@ class WorkerPool:
         return self.actors.workers
 
     @property
-    def transport(self) -> Transport:
-        """How the workers are reached."""
-        return self.actors.transport
-
-    @property
-    def deadlines(self) -> Deadlines:
-        """How long a call waits for each worker (updated after each call)."""
-        return self.actors.deadlines
-
-    @property
     def dropped(self) -> set[str]:
         """Workers dropped for missing a deadline."""
         return self.actors.dropped
@@ -180,11 +171,6 @@ class WorkerPool:
     def memory_kills(self) -> dict[str, dict]:
         """Workers their nanny restarted for memory (see the class's attributes)."""
         return self.actors.memory_kills
-
-    @property
-    def passes(self) -> int:
-        """Calls completed on every worker so far."""
-        return self.actors.passes
 
     @property
     def scheduler_lost(self) -> bool:
@@ -219,13 +205,13 @@ class WorkerPool:
             dropped = f" ({len(self.dropped)} dropped for missing a deadline)" * bool(self.dropped)
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost{dropped} and none came back "
-                f"within {self.wait_for_workers:g} s ({self.passes} calls done)."
+                f"within {self.wait_for_workers:g} s ({self.actors.passes} calls done)."
             )
         self.actors.start([w for w in workers if w not in self.actors.started])
         if not self.actors.started:
             raise WorkerLost(
                 f"Every worker of the Dask cluster was lost and no new actor started "
-                f"({self.passes} calls done)."
+                f"({self.actors.passes} calls done)."
             )
         self.assignment, loads = self.assignment.on_lost(lost, self.workers)
         calls = {a: ("load", self._load_args(cids)) for a, cids in loads.items()}
@@ -272,7 +258,7 @@ class WorkerPool:
             return
         self._looked = now
         try:
-            live = set(self.transport.workers())
+            live = set(self.actors.transport.workers())
         except SchedulerLost as e:
             raise self.actors.scheduler_gone(e, "between passes") from e
         gone = sorted(self.actors.started - live)
@@ -351,7 +337,7 @@ class WorkerPool:
         lost are dealt with first), ``array`` sent once per worker (or broadcast, if large);
         returns ``{worker: result}``."""
         self.look_at_members()
-        payload, release = self.transport.share(np.asarray(array, self.dtype))
+        payload, release = self.actors.transport.share(np.asarray(array, self.dtype))
         try:
             return self._run(method, lambda a: (payload, *rest))
         finally:

@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.buffers import on_device
 from ..kernels.compile_cache import enable_compile_cache
-from .chunks import encode_held, held_nbytes
+from .chunks import held_nbytes
 from .gradient_pass import gradient_chunk_sums, resolve_shared
 from .holdings import ChunkHoldings
 from .newton_pass import newton_chunk_sums
@@ -176,11 +175,6 @@ class ChunkWorker:
         self._pass_chunks.read_statistics(todo, fingerprints or {})
         return [h.stats[spec.chunk_id] for spec in specs]
 
-    def _device(self, arrays):
-        """A chunk's arrays (the worker's own, in aligned buffers: :mod:`.chunks`) on its JAX
-        device (:func:`~distglm.kernels.buffers.on_device`)."""
-        return on_device(*arrays)
-
     @reported
     def encode(self, classes):
         """Encode cached labels as codes among ``classes``, pad, and move to the device.
@@ -195,18 +189,8 @@ class ChunkWorker:
             The chunk ids now ready for passes (cached and streamed).
         """
         self._classes = np.asarray(classes)
-        # one chunk at a time, its host copy dropped before the next: holding every raw chunk
-        # while making the encoded copies took a process from 303 to 1,490 MiB (issue 11)
+        self._pass_chunks.encode(self._classes)
         h = self.holdings
-        for cid in sorted(h.held):
-            held = h.held.pop(cid)
-            try:
-                arrays = encode_held(held, self._classes, self._rows, self._dtype)
-            except ValueError as e:
-                raise ValueError(f"Chunk {cid}: {e}") from None
-            h.cache[cid] = (held.session_index, *self._device(arrays))
-            del held, arrays
-            self._heap.check()
         return sorted([*h.cache, *h.streamed])
 
     @reported
