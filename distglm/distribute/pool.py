@@ -163,6 +163,11 @@ class WorkerPool:
         return self.actors.workers
 
     @property
+    def transport(self) -> Transport:
+        """How the workers are reached (the data term submits its dashboard markers with it)."""
+        return self.actors.transport
+
+    @property
     def dropped(self) -> set[str]:
         """Workers dropped for missing a deadline."""
         return self.actors.dropped
